@@ -1,0 +1,87 @@
+/** A request that reached nothing, or was answered with a non-2xx status. */
+export class HttpError extends Error {
+  override readonly name = 'HttpError';
+  /** The HTTP status, or undefined when no answer came back at all. */
+  readonly status: number | undefined;
+  readonly url: string;
+  /** The server's parsed JSON body, when it sent one. */
+  readonly body: unknown;
+
+  constructor(message: string, options: { status?: number; url: string; body?: unknown; cause?: unknown }) {
+    super(message, { cause: options.cause });
+    this.status = options.status;
+    this.url = options.url;
+    this.body = options.body;
+  }
+}
+
+export type Fetch = typeof fetch;
+
+function unreachable(url: string, error: unknown): HttpError {
+  const e = error as { name?: string; message?: string; cause?: { code?: string; message?: string } };
+  const cause = e.name === 'TimeoutError' ? 'no answer in time' : (e.cause?.code ?? e.cause?.message ?? e.message ?? String(error));
+  return new HttpError(`Cannot reach ${url}: ${cause}`, { url, cause: error });
+}
+
+/** fetch, with a refused or failed connection turned into an HttpError that names the URL. */
+export async function send(fetchImpl: Fetch, url: string, init: RequestInit): Promise<Response> {
+  try {
+    return await fetchImpl(url, init);
+  } catch (error) {
+    if ((error as Error).name === 'AbortError' && init.signal?.aborted) throw error;
+    throw unreachable(url, error);
+  }
+}
+
+/** Throws an HttpError for a non-2xx answer, with the server's `{"error"}` message when it sent one. */
+export async function checkOk(response: Response, url: string): Promise<Response> {
+  if (response.ok) return response;
+  const text = await response.text().catch(() => '');
+  let body: unknown = text;
+  let detail = text.trim() || response.statusText;
+  try {
+    body = JSON.parse(text);
+    const error = (body as { error?: unknown }).error;
+    if (typeof error === 'string') detail = error;
+  } catch {
+    // Not JSON: keep the text as it came.
+  }
+  throw new HttpError(`${url} answered ${response.status}: ${detail}`, { status: response.status, url, body });
+}
+
+/** Reads a JSON body; an answer that is not JSON is an HttpError too. */
+export async function readJson<T>(response: Response, url: string): Promise<{ text: string; json: T }> {
+  const text = await response.text();
+  try {
+    return { text, json: JSON.parse(text) as T };
+  } catch {
+    throw new HttpError(`${url} answered with something that is not JSON: ${text.slice(0, 200)}`, { status: response.status, url });
+  }
+}
+
+/** Yields each line of an NDJSON body as it arrives (the raw text and the parsed value). */
+export async function* ndjsonLines(response: Response, url: string): AsyncGenerator<{ text: string; value: unknown }> {
+  if (!response.body) return;
+  const decoder = new TextDecoder();
+  let buffer = '';
+  for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+    buffer += decoder.decode(chunk, { stream: true });
+    let newline = buffer.indexOf('\n');
+    while (newline !== -1) {
+      const text = buffer.slice(0, newline).trim();
+      buffer = buffer.slice(newline + 1);
+      if (text) yield parseLine(text, url);
+      newline = buffer.indexOf('\n');
+    }
+  }
+  buffer += decoder.decode();
+  if (buffer.trim()) yield parseLine(buffer.trim(), url);
+}
+
+function parseLine(text: string, url: string): { text: string; value: unknown } {
+  try {
+    return { text, value: JSON.parse(text) };
+  } catch {
+    throw new HttpError(`${url} streamed a line that is not JSON: ${text.slice(0, 200)}`, { url });
+  }
+}

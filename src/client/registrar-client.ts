@@ -1,0 +1,83 @@
+import { checkOk, type Fetch, HttpError, ndjsonLines, readJson, send } from './http.js';
+
+export interface RegistrarClientOptions {
+  /** The registrar's base URL, e.g. http://127.0.0.1:5001 */
+  baseUrl: string;
+  token?: string;
+  fetch?: Fetch;
+  /** Per-request timeout for calls that are not forwards. */
+  timeoutMs?: number;
+}
+
+export interface InstanceJson {
+  url: string;
+  registered_at: string;
+  last_heartbeat: string;
+  expires_at: string;
+  metadata: Record<string, unknown>;
+}
+
+/** What a call returned: the parsed JSON and its text exactly as the server sent it. */
+export interface JsonAnswer<T> {
+  json: T;
+  text: string;
+}
+
+/** Talks to a registrar's HTTP API; every failure is an HttpError that names the URL. */
+export function createRegistrarClient(options: RegistrarClientOptions) {
+  const base = options.baseUrl.replace(/\/+$/, '');
+  const fetchImpl = options.fetch ?? fetch;
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  const authHeaders: Record<string, string> = options.token ? { authorization: `Bearer ${options.token}` } : {};
+
+  async function call<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<JsonAnswer<T>> {
+    const url = `${base}${path}`;
+    const response = await send(fetchImpl, url, {
+      method,
+      headers: { ...authHeaders, ...(body !== undefined && { 'content-type': 'application/json' }) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: signal ?? AbortSignal.timeout(timeoutMs),
+    });
+    await checkOk(response, url);
+    return readJson<T>(response, url);
+  }
+
+  return {
+    baseUrl: base,
+    register: (name: string, url: string, metadata?: Record<string, unknown>) =>
+      call<{ message: string }>('POST', '/register', { service_name: name, service_url: url, ...(metadata && { metadata }) }),
+    heartbeat: (name: string, url?: string) =>
+      call<{ message: string }>('POST', '/heartbeat', { service_name: name, ...(url && { service_url: url }) }),
+    deregister: (name: string, url?: string) =>
+      call<{ message: string }>('POST', '/deregister', { service_name: name, ...(url && { service_url: url }) }),
+    services: () => call<{ services: Record<string, string> }>('GET', '/services'),
+    catalog: () => call<{ services: Record<string, InstanceJson[]> }>('GET', '/catalog'),
+    service: (name: string) => call<{ name: string; instances: InstanceJson[] }>('GET', `/services/${encodeURIComponent(name)}`),
+    health: () => call<Record<string, unknown>>('GET', '/health'),
+    /** One whole answer; no timeout of its own, since LLM answers can take minutes. */
+    forward: (from: string, to: string, message: string, signal?: AbortSignal) =>
+      call<{ message?: unknown }>('POST', '/forward', { from, to, message }, signal ?? new AbortController().signal),
+    /** The answer's NDJSON lines as they arrive. */
+    async *forwardStream(from: string, to: string, message: string, signal?: AbortSignal) {
+      const url = `${base}/forward`;
+      const response = await send(fetchImpl, url, {
+        method: 'POST',
+        headers: { ...authHeaders, 'content-type': 'application/json' },
+        body: JSON.stringify({ from, to, message, stream: true }),
+        signal,
+      });
+      await checkOk(response, url);
+      const type = response.headers.get('content-type') ?? '';
+      if (!type.includes('ndjson')) {
+        // A target that does not stream answers one JSON document; pass it on as one line.
+        const { text, json } = await readJson<unknown>(response, url);
+        yield { text, value: json };
+        return;
+      }
+      yield* ndjsonLines(response, url);
+    },
+  };
+}
+
+export type RegistrarClient = ReturnType<typeof createRegistrarClient>;
+export { HttpError };

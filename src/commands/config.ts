@@ -1,0 +1,69 @@
+import { Command } from 'commander';
+import { SETTINGS, assertSettingKey, openConfig } from '../config.js';
+
+export function makeConfigCommand(): Command {
+  const config = new Command('config').description(
+    `read and change stored settings (${Object.entries(SETTINGS)
+      .map(([key, s]) => `${key}: ${s.description}`)
+      .join('; ')})`,
+  );
+
+  config
+    .command('get')
+    .description('print one setting (nothing, and exit 1, when it is not set)')
+    .argument('<key>', Object.keys(SETTINGS).join(' | '))
+    .action(async (key: string) => {
+      assertSettingKey(key);
+      const value = (await openConfig()).get(key);
+      if (value === undefined) {
+        process.exitCode = 1;
+        return;
+      }
+      process.stdout.write(`${value}\n`);
+    });
+
+  config
+    .command('set')
+    .description('store a setting')
+    .argument('<key>', Object.keys(SETTINGS).join(' | '))
+    .argument('<value>')
+    .action(async (key: string, value: string) => {
+      assertSettingKey(key);
+      (await openConfig()).set(key, value);
+    });
+
+  config
+    .command('unset')
+    .description('remove a stored setting')
+    .argument('<key>', Object.keys(SETTINGS).join(' | '))
+    .action(async (key: string) => {
+      assertSettingKey(key);
+      (await openConfig()).unset(key);
+    });
+
+  config
+    .command('list')
+    .description('print every stored setting (secrets masked unless --show-secrets)')
+    .option('--json', 'print them as one JSON object')
+    .option('--show-secrets', 'print secrets as they are')
+    .action(async (flags: { json?: boolean; showSecrets?: boolean }) => {
+      const stored = (await openConfig()).list();
+      const shown = Object.fromEntries(
+        Object.entries(stored).map(([key, value]) => {
+          const secret = SETTINGS[key as keyof typeof SETTINGS]?.secret && !flags.showSecrets;
+          return [key, secret ? '********' : value];
+        }),
+      );
+      if (flags.json) return void process.stdout.write(`${JSON.stringify(shown)}\n`);
+      for (const [key, value] of Object.entries(shown)) process.stdout.write(`${key}=${value}\n`);
+    });
+
+  config
+    .command('path')
+    .description('print where the settings are stored')
+    .action(async () => {
+      process.stdout.write(`${(await openConfig()).path}\n`);
+    });
+
+  return config;
+}

@@ -1,0 +1,17 @@
+import { Command, Option } from 'commander';
+import { type ClientFlags, clientFrom, parseHttpUrl, withClientOptions } from './shared.js';
+
+export function makeHeartbeatCommand(): Command {
+  return withClientOptions(
+    new Command('heartbeat')
+      .description('send one heartbeat for a service')
+      .argument('<name>', 'service name')
+      .addOption(new Option('--url <url>', 'renew only this instance (and register it again if the registrar lost it)').argParser(parseHttpUrl)),
+  ).action(async (name: string, flags: ClientFlags & { url?: string }) => {
+    const client = await clientFrom(flags);
+    const answer = await client.heartbeat(name, flags.url);
+    const output = await import('../output.js');
+    if (flags.json) output.printJson(answer.text);
+    else output.print(answer.json.message);
+  });
+}

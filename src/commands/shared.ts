@@ -1,0 +1,52 @@
+import { type Command, InvalidArgumentError, Option } from 'commander';
+import { resolveSetting } from '../config.js';
+import { isHttpUrl } from '../http-url.js';
+
+export const DEFAULT_REGISTRAR = 'http://127.0.0.1:5001';
+
+/** A mistake in how a command was called: exit code 2, like commander's own usage errors. */
+export class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+export function parsePort(value: string): number {
+  const port = Number(value);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError('Expected a port number from 0 to 65535.');
+  return port;
+}
+
+export function parseSeconds(value: string): number {
+  const seconds = Number(value);
+  if (!Number.isFinite(seconds) || seconds <= 0) throw new InvalidArgumentError('Expected a number of seconds greater than 0.');
+  return seconds;
+}
+
+export function parseHttpUrl(value: string): string {
+  if (!isHttpUrl(value)) throw new InvalidArgumentError('Expected an http(s) URL such as http://127.0.0.1:5001.');
+  return value;
+}
+
+export interface ClientFlags {
+  registrar?: string;
+  token?: string;
+  json?: boolean;
+}
+
+/** The options every client command shares. */
+export function withClientOptions(command: Command): Command {
+  return command
+    .addOption(new Option('--registrar <url>', `registrar URL (env SVCMESH_REGISTRAR, setting \`registrar\`, default ${DEFAULT_REGISTRAR})`).argParser(parseHttpUrl))
+    .addOption(new Option('--token <token>', 'bearer token for a protected registrar (env SVCMESH_TOKEN, setting `token`)'))
+    .option('--json', 'print the JSON the registrar returned, for scripts');
+}
+
+/** Builds a registrar client from flags, environment and stored settings, in that order. */
+export async function clientFrom(flags: ClientFlags) {
+  const baseUrl = (await resolveSetting('registrar', flags.registrar, 'SVCMESH_REGISTRAR', DEFAULT_REGISTRAR)) as string;
+  if (!isHttpUrl(baseUrl)) {
+    throw new UsageError(`The registrar URL "${baseUrl}" is not an http(s) URL: fix SVCMESH_REGISTRAR or \`svcmesh config set registrar <url>\``);
+  }
+  const token = await resolveSetting('token', flags.token, 'SVCMESH_TOKEN');
+  const { createRegistrarClient } = await import('../client/registrar-client.js');
+  return createRegistrarClient({ baseUrl, token });
+}

@@ -1,0 +1,66 @@
+import { Chalk, type ChalkInstance } from 'chalk';
+
+/** Colour only for a person at a terminal: never in pipes, never with NO_COLOR set. */
+function colourFor(stream: NodeJS.WriteStream): ChalkInstance {
+  const enabled = stream.isTTY === true && !('NO_COLOR' in process.env) && process.env.TERM !== 'dumb';
+  return new Chalk({ level: enabled ? 1 : 0 });
+}
+
+const out = colourFor(process.stdout);
+const err = colourFor(process.stderr);
+
+/** Semantic styles for stdout. */
+export const style = {
+  ok: (text: string) => out.green(text),
+  warn: (text: string) => out.yellow(text),
+  bad: (text: string) => out.red(text),
+  dim: (text: string) => out.dim(text),
+  bold: (text: string) => out.bold(text),
+  name: (text: string) => out.cyan(text),
+};
+
+export const isInteractive = () => process.stdout.isTTY === true;
+
+export function print(text: string): void {
+  process.stdout.write(`${text}\n`);
+}
+
+/** Exactly what the server sent, for scripts: never coloured, one document per line. */
+export function printJson(text: string): void {
+  process.stdout.write(`${text.trim()}\n`);
+}
+
+export function error(message: string): void {
+  process.stderr.write(`${err.red('error')} ${message}\n`);
+}
+
+export function warn(message: string): void {
+  process.stderr.write(`${err.yellow('warning')} ${message}\n`);
+}
+
+export function info(message: string): void {
+  process.stderr.write(`${err.dim(message)}\n`);
+}
+
+// biome-ignore lint: the escape character is the point of this pattern
+const ANSI = /\u001b\[[0-9;]*m/g;
+const width = (text: string) => text.replace(ANSI, '').length;
+
+/** A plain aligned table; cells may carry colour. */
+export function table(headers: string[], rows: string[][]): string {
+  const widths = headers.map((header, i) => Math.max(width(header), ...rows.map((row) => width(row[i] ?? ''))));
+  const render = (cells: string[]) =>
+    cells
+      .map((cell, i) => (i === cells.length - 1 ? cell : cell + ' '.repeat((widths[i] ?? 0) - width(cell))))
+      .join('  ')
+      .trimEnd();
+  return [render(headers.map((h) => style.bold(h))), ...rows.map(render)].join('\n');
+}
+
+/** "in 4m 12s", "12s ago": how a person reads a time close to now. */
+export function relative(iso: string, now = Date.now()): string {
+  const delta = Math.round((Date.parse(iso) - now) / 1000);
+  const abs = Math.abs(delta);
+  const text = abs >= 3600 ? `${Math.floor(abs / 3600)}h ${Math.floor((abs % 3600) / 60)}m` : abs >= 60 ? `${Math.floor(abs / 60)}m ${abs % 60}s` : `${abs}s`;
+  return delta >= 0 ? `in ${text}` : `${text} ago`;
+}

@@ -1,0 +1,200 @@
+import type { Clock, Instance, RegistryEvent, RegistryListener } from './types.js';
+
+interface Entry {
+  name: string;
+  url: string;
+  registeredAt: number;
+  lastHeartbeat: number;
+  expiresAt: number;
+  metadata: Record<string, unknown>;
+  bucket: number;
+}
+
+const BUCKET_MS = 1000;
+const bucketOf = (time: number) => Math.floor(time / BUCKET_MS);
+
+function snapshot(entry: Entry): Instance {
+  return {
+    name: entry.name,
+    url: entry.url,
+    registeredAt: entry.registeredAt,
+    lastHeartbeat: entry.lastHeartbeat,
+    expiresAt: entry.expiresAt,
+    metadata: entry.metadata,
+  };
+}
+
+function sameMetadata(a: Record<string, unknown>, b: Record<string, unknown>): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+/**
+ * The in-memory catalog every store serves reads from. Expiry uses one-second buckets so that a
+ * heartbeat is O(1) and an eviction pass touches only what is due, not the whole registry.
+ */
+export class Catalog {
+  readonly #byName = new Map<string, Map<string, Entry>>();
+  readonly #buckets = new Map<number, Set<Entry>>();
+  readonly #listeners = new Set<RegistryListener>();
+  readonly #clock: Clock;
+  #sweptBucket: number;
+  /** Before this time nothing can be due, so a sweep is a single comparison. */
+  #nextDue = Number.NEGATIVE_INFINITY;
+  #size = 0;
+  #servicesJson: string | undefined;
+
+  constructor(clock: Clock) {
+    this.#clock = clock;
+    this.#sweptBucket = bucketOf(clock.now()) - 1;
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+
+  /** Adds or replaces an instance as given; emits `registered` or `updated` (metadata change). */
+  put(instance: Instance): { instance: Instance; created: boolean } {
+    this.sweep();
+    const existing = this.#byName.get(instance.name)?.get(instance.url);
+    if (existing) {
+      const metadataChanged = !sameMetadata(existing.metadata, instance.metadata as Record<string, unknown>);
+      existing.registeredAt = instance.registeredAt;
+      existing.metadata = { ...instance.metadata };
+      this.#setExpiry(existing, instance.lastHeartbeat, instance.expiresAt);
+      const current = snapshot(existing);
+      if (metadataChanged) this.#emit({ type: 'updated', instance: current });
+      return { instance: current, created: false };
+    }
+    const entry: Entry = { ...instance, metadata: { ...instance.metadata }, bucket: Number.NaN };
+    let urls = this.#byName.get(entry.name);
+    if (!urls) {
+      urls = new Map();
+      this.#byName.set(entry.name, urls);
+      this.#servicesJson = undefined;
+    }
+    urls.set(entry.url, entry);
+    this.#size += 1;
+    this.#setExpiry(entry, entry.lastHeartbeat, entry.expiresAt);
+    const current = snapshot(entry);
+    this.#emit({ type: 'registered', instance: current });
+    return { instance: current, created: true };
+  }
+
+  /** Moves an instance's expiry; returns undefined when it is not (or no longer) here. */
+  renew(name: string, url: string, lastHeartbeat: number, expiresAt: number): Instance | undefined {
+    this.sweep();
+    const entry = this.#byName.get(name)?.get(url);
+    if (!entry) return undefined;
+    this.#setExpiry(entry, lastHeartbeat, expiresAt);
+    return snapshot(entry);
+  }
+
+  get(name: string, url: string): Instance | undefined {
+    this.sweep();
+    const entry = this.#byName.get(name)?.get(url);
+    return entry && snapshot(entry);
+  }
+
+  remove(name: string, url: string, reason: 'deregistered' | 'evicted'): Instance | undefined {
+    const entry = this.#byName.get(name)?.get(url);
+    if (!entry) return undefined;
+    this.#delete(entry);
+    const removed = snapshot(entry);
+    this.#emit({ type: reason, instance: removed });
+    return removed;
+  }
+
+  instances(name: string): Instance[] {
+    this.sweep();
+    const urls = this.#byName.get(name);
+    return urls ? Array.from(urls.values(), snapshot) : [];
+  }
+
+  all(): Map<string, Instance[]> {
+    this.sweep();
+    const result = new Map<string, Instance[]>();
+    for (const [name, urls] of this.#byName) result.set(name, Array.from(urls.values(), snapshot));
+    return result;
+  }
+
+  /** `{"services": {name: url}}` with the oldest live instance of each name; cached until a change. */
+  servicesJson(): string {
+    this.sweep();
+    if (this.#servicesJson === undefined) {
+      const services: Record<string, string> = {};
+      for (const [name, urls] of this.#byName) {
+        const first = urls.values().next().value;
+        if (first) services[name] = first.url;
+      }
+      this.#servicesJson = JSON.stringify({ services });
+    }
+    return this.#servicesJson;
+  }
+
+  /**
+   * Evicts every instance whose expiry has passed. Cheap when nothing is due: it only looks at the
+   * buckets between the last pass and now. Reads call it too, so expiry is exact to the
+   * millisecond even between timer ticks.
+   */
+  sweep(): void {
+    const now = this.#clock.now();
+    if (now < this.#nextDue) return;
+    const nowBucket = bucketOf(now);
+    const due =
+      nowBucket - this.#sweptBucket > this.#buckets.size
+        ? [...this.#buckets.keys()].filter((b) => b <= nowBucket).sort((a, b) => a - b)
+        : Array.from({ length: nowBucket - this.#sweptBucket + 1 }, (_, i) => this.#sweptBucket + i);
+    for (const bucket of due) {
+      const entries = this.#buckets.get(bucket);
+      if (!entries) continue;
+      for (const entry of entries) {
+        if (entry.expiresAt <= now) this.remove(entry.name, entry.url, 'evicted');
+      }
+    }
+    // The current bucket may still hold instances that expire later in this second.
+    let nextDue = (nowBucket + 1) * BUCKET_MS;
+    for (const entry of this.#buckets.get(nowBucket) ?? []) nextDue = Math.min(nextDue, entry.expiresAt);
+    this.#sweptBucket = nowBucket;
+    this.#nextDue = nextDue;
+  }
+
+  subscribe(listener: RegistryListener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  #setExpiry(entry: Entry, lastHeartbeat: number, expiresAt: number): void {
+    entry.lastHeartbeat = lastHeartbeat;
+    entry.expiresAt = expiresAt;
+    const bucket = bucketOf(expiresAt);
+    if (bucket === entry.bucket) return;
+    this.#buckets.get(entry.bucket)?.delete(entry);
+    if (this.#buckets.get(entry.bucket)?.size === 0) this.#buckets.delete(entry.bucket);
+    let entries = this.#buckets.get(bucket);
+    if (!entries) {
+      entries = new Set();
+      this.#buckets.set(bucket, entries);
+    }
+    entries.add(entry);
+    entry.bucket = bucket;
+    if (bucket < this.#sweptBucket) this.#sweptBucket = bucket;
+    if (expiresAt < this.#nextDue) this.#nextDue = expiresAt;
+  }
+
+  #delete(entry: Entry): void {
+    const urls = this.#byName.get(entry.name);
+    if (!urls) return;
+    const first = urls.values().next().value;
+    urls.delete(entry.url);
+    if (urls.size === 0) this.#byName.delete(entry.name);
+    if (urls.size === 0 || first === entry) this.#servicesJson = undefined;
+    const entries = this.#buckets.get(entry.bucket);
+    entries?.delete(entry);
+    if (entries?.size === 0) this.#buckets.delete(entry.bucket);
+    this.#size -= 1;
+  }
+
+  #emit(event: RegistryEvent): void {
+    for (const listener of this.#listeners) listener(event);
+  }
+}

@@ -1,0 +1,101 @@
+import type { Store } from './store.js';
+import type { Instance, RegistrationInput, RegistryListener, StoreHealth } from './types.js';
+
+export type HeartbeatOutcome = 'renewed' | 'reregistered' | 'unknown';
+
+/**
+ * The registry's rules on top of a store: heartbeats that heal a lost registration, and picking
+ * an instance for a forward. Least-in-flight, ties broken round-robin: LLM answers vary from
+ * milliseconds to minutes, so counting requests (round-robin alone) would pile new questions
+ * onto an instance that is still busy with a long one.
+ */
+export class Registry {
+  readonly store: Store;
+  readonly #inFlight = new Map<string, number>();
+  #turn = 0;
+
+  constructor(store: Store) {
+    this.store = store;
+  }
+
+  register(input: RegistrationInput) {
+    return this.store.register(input);
+  }
+
+  /**
+   * Renews `name` (one instance when `url` is given). A heartbeat that names an instance the
+   * registry does not know — it restarted, or evicted it — registers it again in the same call.
+   */
+  async heartbeat(name: string, url?: string): Promise<HeartbeatOutcome> {
+    const renewed = await this.store.heartbeat(name, url);
+    if (renewed.length > 0) return 'renewed';
+    if (url === undefined) return 'unknown';
+    await this.store.register({ name, url });
+    return 'reregistered';
+  }
+
+  deregister(name: string, url?: string): Promise<Instance[]> {
+    return this.store.deregister(name, url);
+  }
+
+  instances(name: string): readonly Instance[] {
+    return this.store.instances(name);
+  }
+
+  all(): ReadonlyMap<string, readonly Instance[]> {
+    return this.store.all();
+  }
+
+  servicesJson(): string {
+    return this.store.servicesJson();
+  }
+
+  subscribe(listener: RegistryListener): () => void {
+    return this.store.subscribe(listener);
+  }
+
+  health(): StoreHealth {
+    return this.store.health();
+  }
+
+  /** Live instances of `name` in the order a forward should try them. */
+  candidates(name: string): Instance[] {
+    const instances = [...this.store.instances(name)];
+    if (instances.length <= 1) return instances;
+    const offset = this.#turn++ % instances.length;
+    const rotated = [...instances.slice(offset), ...instances.slice(0, offset)];
+    // A stable sort keeps the rotation among instances that are equally busy.
+    return rotated.sort((a, b) => this.inFlight(a) - this.inFlight(b));
+  }
+
+  inFlight(instance: Instance): number {
+    return this.#inFlight.get(key(instance)) ?? 0;
+  }
+
+  /** Counts a request against an instance until the returned function is called. */
+  begin(instance: Instance): () => void {
+    const k = key(instance);
+    this.#inFlight.set(k, (this.#inFlight.get(k) ?? 0) + 1);
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      const left = (this.#inFlight.get(k) ?? 1) - 1;
+      if (left === 0) this.#inFlight.delete(k);
+      else this.#inFlight.set(k, left);
+    };
+  }
+
+  /** Sum of requests in flight to every instance: what a shutdown waits for. */
+  get totalInFlight(): number {
+    let total = 0;
+    for (const n of this.#inFlight.values()) total += n;
+    return total;
+  }
+
+  close(): Promise<void> {
+    return this.store.close();
+  }
+}
+
+const key = (instance: Instance) => `${instance.name}\u0000${instance.url}`;

@@ -1,0 +1,160 @@
+import { Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import type { Ollama } from 'ollama/browser';
+import { z } from 'zod';
+import { requireToken } from './auth.js';
+import { ApiError, notFound, onError } from './errors.js';
+import { describeOllamaError } from './ollama-errors.js';
+import { message, parseJsonBody } from './validation.js';
+import { MAX_BODY_BYTES } from './registrar.js';
+
+export type OllamaClient = Pick<Ollama, 'chat' | 'list' | 'version'>;
+
+export interface OllamaAppDeps {
+  ollama: OllamaClient;
+  /** Where Ollama runs, for messages only. */
+  ollamaHost: string;
+  model: string;
+  /** When set, `/receive` needs `Authorization: Bearer <token>`. */
+  token?: string;
+  /** Counts answers in flight so a shutdown can wait for them. */
+  tracker?: InFlightTracker;
+}
+
+export class InFlightTracker {
+  #count = 0;
+  #idle: Array<() => void> = [];
+  get count() {
+    return this.#count;
+  }
+  begin(): () => void {
+    this.#count += 1;
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      this.#count -= 1;
+      if (this.#count === 0) for (const resolve of this.#idle.splice(0)) resolve();
+    };
+  }
+  /** Resolves when nothing is in flight. */
+  idle(): Promise<void> {
+    return this.#count === 0 ? Promise.resolve() : new Promise((resolve) => this.#idle.push(resolve));
+  }
+}
+
+const receiveBody = z.object({
+  from: z.string({ error: 'must be a string naming the sender' }).optional(),
+  message,
+  stream: z.boolean({ error: 'must be true or false' }).optional(),
+});
+
+const encoder = new TextEncoder();
+const line = (value: unknown) => encoder.encode(`${JSON.stringify(value)}\n`);
+
+/** Ollama lists `llama3.2:latest` for a model asked for as `llama3.2`. */
+export function hasModel(names: string[], model: string): boolean {
+  const wanted = model.includes(':') ? model : `${model}:latest`;
+  return names.some((name) => name === model || name === wanted);
+}
+
+/** Builds the Ollama microservice: answers forwarded questions through a local Ollama. */
+export function createOllamaApp(deps: OllamaAppDeps): Hono {
+  const { ollama, ollamaHost, model } = deps;
+  const tracker = deps.tracker ?? new InFlightTracker();
+  const app = new Hono();
+  app.onError(onError());
+  app.notFound(notFound);
+  app.use('*', bodyLimit({ maxSize: MAX_BODY_BYTES, onError: () => { throw new ApiError(413, 'Request body is larger than 1 MiB'); } }));
+  if (deps.token) app.use('/receive', requireToken(deps.token));
+
+  async function startChat(question: string) {
+    try {
+      return await ollama.chat({ model, messages: [{ role: 'user', content: question }], stream: true });
+    } catch (error) {
+      throw describeOllamaError(error, ollamaHost, model);
+    }
+  }
+
+  app.post('/receive', async (c) => {
+    const body = await parseJsonBody(c, receiveBody);
+    const done = tracker.begin();
+    let parts: Awaited<ReturnType<typeof startChat>>;
+    try {
+      parts = await startChat(body.message);
+    } catch (error) {
+      done();
+      throw error;
+    }
+    const signal = c.req.raw.signal;
+    const abort = () => parts.abort();
+    signal.addEventListener('abort', abort, { once: true });
+
+    if (!body.stream) {
+      let answer = '';
+      try {
+        for await (const part of parts) answer += part.message.content;
+      } catch (error) {
+        throw describeOllamaError(error, ollamaHost, model);
+      } finally {
+        signal.removeEventListener('abort', abort);
+        done();
+      }
+      return c.json({ message: answer });
+    }
+
+    const iterator = parts[Symbol.asyncIterator]();
+    const stream = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        try {
+          // Skip empty parts: a pull that enqueues nothing is not called again.
+          for (;;) {
+            const next = await iterator.next();
+            if (next.done) {
+              controller.enqueue(line({ done: true }));
+              finish();
+              controller.close();
+              return;
+            }
+            if (next.value.message.content) {
+              controller.enqueue(line({ message: next.value.message.content }));
+              return;
+            }
+          }
+        } catch (error) {
+          controller.enqueue(line({ error: describeOllamaError(error, ollamaHost, model).message }));
+          finish();
+          controller.close();
+        }
+      },
+      cancel() {
+        // The caller went away: stop Ollama's generation rather than let it run on for nobody.
+        parts.abort();
+        finish();
+      },
+    });
+    function finish() {
+      signal.removeEventListener('abort', abort);
+      done();
+    }
+    return new Response(stream, { headers: { 'content-type': 'application/x-ndjson' } });
+  });
+
+  app.get('/health', async (c) => {
+    try {
+      const [{ version }, { models }] = await Promise.all([ollama.version(), ollama.list()]);
+      const names = models.map((m) => m.name);
+      if (!hasModel(names, model)) {
+        return c.json(
+          { status: 'unavailable', error: `Model ${model} is not available in Ollama at ${ollamaHost}: run \`ollama pull ${model}\``, ollama: ollamaHost, model },
+          503,
+        );
+      }
+      return c.json({ status: 'ok', ollama: ollamaHost, ollama_version: version, model, in_flight: tracker.count });
+    } catch (error) {
+      return c.json({ status: 'unavailable', error: describeOllamaError(error, ollamaHost, model).message, ollama: ollamaHost, model }, 503);
+    }
+  });
+
+  return app;
+}

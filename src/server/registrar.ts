@@ -1,0 +1,134 @@
+import { Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { z } from 'zod';
+import type { Registry } from '../registry/registry.js';
+import { StoreUnavailableError } from '../registry/store.js';
+import type { Instance } from '../registry/types.js';
+import { VERSION } from '../version.js';
+import { requireToken } from './auth.js';
+import { ApiError, onError, notFound, jsonError } from './errors.js';
+import type { Forwarder } from './forwarder.js';
+import { httpUrl, message, parseJsonBody, serviceName } from './validation.js';
+
+export const MAX_BODY_BYTES = 1024 * 1024;
+
+export interface RegistrarDeps {
+  registry: Registry;
+  forwarder: Forwarder;
+  /** When set, every mutating request and `/forward` needs `Authorization: Bearer <token>`. */
+  token?: string;
+  ttlSeconds: number;
+  startedAt?: number;
+}
+
+const registerBody = z.object({
+  service_name: serviceName,
+  service_url: httpUrl,
+  metadata: z.record(z.string(), z.unknown(), { error: 'must be a JSON object' }).optional(),
+});
+const heartbeatBody = z.object({ service_name: serviceName, service_url: httpUrl.optional() });
+const forwardBody = z.object({
+  from: z.string({ error: 'must be a string naming the sender' }).default('anonymous'),
+  to: serviceName,
+  message,
+  stream: z.boolean({ error: 'must be true or false' }).optional(),
+});
+
+/** The wire shape of an instance: snake_case and ISO times, like the seed's API. */
+export function instanceJson(instance: Instance) {
+  return {
+    url: instance.url,
+    registered_at: new Date(instance.registeredAt).toISOString(),
+    last_heartbeat: new Date(instance.lastHeartbeat).toISOString(),
+    expires_at: new Date(instance.expiresAt).toISOString(),
+    metadata: instance.metadata,
+  };
+}
+
+/** Builds the registrar's HTTP API; it never listens (see `startServer`). */
+export function createRegistrarApp(deps: RegistrarDeps): Hono {
+  const { registry, forwarder } = deps;
+  const startedAt = deps.startedAt ?? Date.now();
+  const app = new Hono();
+  app.onError((error, c) => {
+    if (error instanceof StoreUnavailableError) return jsonError(c, 503, error.message);
+    return onError()(error, c);
+  });
+  app.notFound(notFound);
+
+  app.use('*', bodyLimit({ maxSize: MAX_BODY_BYTES, onError: () => { throw new ApiError(413, 'Request body is larger than 1 MiB'); } }));
+  if (deps.token) {
+    const auth = requireToken(deps.token);
+    for (const path of ['/register', '/heartbeat', '/deregister', '/forward']) app.use(path, auth);
+  }
+
+  app.post('/register', async (c) => {
+    const body = await parseJsonBody(c, registerBody);
+    await registry.register({ name: body.service_name, url: body.service_url, metadata: body.metadata });
+    return c.json({ message: `Service ${body.service_name} registered at ${body.service_url}` });
+  });
+
+  app.get('/services', (c) => c.body(registry.servicesJson(), 200, { 'content-type': 'application/json' }));
+
+  app.get('/services/:name', (c) => {
+    const name = c.req.param('name');
+    const instances = registry.instances(name);
+    if (instances.length === 0) throw new ApiError(404, `Service ${name} is not registered`);
+    return c.json({ name, instances: instances.map(instanceJson) });
+  });
+
+  app.get('/catalog', (c) => {
+    const services: Record<string, ReturnType<typeof instanceJson>[]> = {};
+    for (const [name, instances] of registry.all()) services[name] = instances.map(instanceJson);
+    return c.json({ services });
+  });
+
+  app.post('/heartbeat', async (c) => {
+    const body = await parseJsonBody(c, heartbeatBody);
+    const outcome = await registry.heartbeat(body.service_name, body.service_url);
+    if (outcome === 'unknown') {
+      throw new ApiError(
+        404,
+        `Service ${body.service_name} is not registered: register it again (POST /register), or send service_url with the heartbeat`,
+      );
+    }
+    return c.json({ message: `Heartbeat received from ${body.service_name}` });
+  });
+
+  app.post('/deregister', async (c) => {
+    const body = await parseJsonBody(c, heartbeatBody);
+    const removed = await registry.deregister(body.service_name, body.service_url);
+    if (removed.length === 0) {
+      const what = body.service_url ? `${body.service_name} at ${body.service_url}` : body.service_name;
+      throw new ApiError(404, `Service ${what} is not registered`);
+    }
+    return c.json({ message: `Service ${body.service_name} deregistered (${removed.length} instance${removed.length === 1 ? '' : 's'})` });
+  });
+
+  app.post('/forward', async (c) => {
+    const body = await parseJsonBody(c, forwardBody);
+    return forwarder.forward(
+      { from: body.from, to: body.to, message: body.message, stream: body.stream === true },
+      c.req.raw.signal,
+    );
+  });
+
+  app.get('/health', (c) => {
+    const store = registry.health();
+    let instances = 0;
+    const all = registry.all();
+    for (const list of all.values()) instances += list.length;
+    return c.json({
+      status: store.status,
+      version: VERSION,
+      store: store.store,
+      ...(store.detail && { detail: store.detail }),
+      ttl_seconds: deps.ttlSeconds,
+      services: all.size,
+      instances,
+      uptime_seconds: Math.round((Date.now() - startedAt) / 1000),
+    });
+  });
+
+  return app;
+}
