@@ -21,7 +21,7 @@ export function makeRegisterCommand(): Command {
       .argument('<url>', 'where the service answers, e.g. http://127.0.0.1:5000')
       .addOption(new Option('--metadata <json>', 'a JSON object stored with the instance').argParser(parseMetadata)),
   ).action(async (name: string, url: string, flags: ClientFlags & { metadata?: Record<string, unknown> }) => {
-    if (!isHttpUrl(url)) throw new UsageError(`"${url}" is not an http(s) URL: give the address the service answers on, e.g. http://127.0.0.1:5000`);
+    if (!isHttpUrl(url)) throw new UsageError(`"${url}" is not an http(s) URL: give the address the service answers on, e.g. http://127.0.0.1:8080`);
     const client = await clientFrom(flags);
     const answer = await client.register(name, url, flags.metadata);
     const output = await import('../output.js');
