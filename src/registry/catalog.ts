@@ -184,10 +184,11 @@ export class Catalog {
   #delete(entry: Entry): void {
     const urls = this.#byName.get(entry.name);
     if (!urls) return;
-    const first = urls.values().next().value;
     urls.delete(entry.url);
     if (urls.size === 0) this.#byName.delete(entry.name);
-    if (urls.size === 0 || first === entry) this.#servicesJson = undefined;
+    // Not only when the oldest instance goes: finding the oldest walks past every deleted slot
+    // of the Map, which made a mass eviction of one name quadratic. The next read rebuilds it.
+    this.#servicesJson = undefined;
     const entries = this.#buckets.get(entry.bucket);
     entries?.delete(entry);
     if (entries?.size === 0) this.#buckets.delete(entry.bucket);

@@ -41,6 +41,8 @@ export class FileStore extends MemoryStore {
   #flushTimer: NodeJS.Timeout | undefined;
   #writing: Promise<void> = Promise.resolve();
   #unsubscribe: (() => void) | undefined;
+  /** Only a catalog that was loaded may be written back: never overwrite a file open() refused. */
+  #loaded = false;
 
   constructor(path: string, options: MemoryStoreOptions & { flushDelayMs?: number }) {
     super(options);
@@ -51,6 +53,7 @@ export class FileStore extends MemoryStore {
 
   override async open(): Promise<void> {
     for (const instance of await this.#load()) this.catalog.put(instance);
+    this.#loaded = true;
     this.catalog.sweep();
     this.#unsubscribe = this.subscribe(() => this.#scheduleFlush());
     await mkdir(dirname(this.#path), { recursive: true });
@@ -75,7 +78,7 @@ export class FileStore extends MemoryStore {
     clearTimeout(this.#flushTimer);
     this.#flushTimer = undefined;
     await this.#writing;
-    this.#writeNow();
+    if (this.#loaded) this.#writeNow();
   }
 
   async #load(): Promise<Instance[]> {

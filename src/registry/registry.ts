@@ -12,7 +12,7 @@ export type HeartbeatOutcome = 'renewed' | 'reregistered' | 'unknown';
 export class Registry {
   readonly store: Store;
   readonly #inFlight = new Map<string, number>();
-  #turn = 0;
+  readonly #turns = new Map<string, number>();
 
   constructor(store: Store) {
     this.store = store;
@@ -61,11 +61,28 @@ export class Registry {
   /** Live instances of `name` in the order a forward should try them. */
   candidates(name: string): Instance[] {
     const instances = [...this.store.instances(name)];
+    if (instances.length === 0) this.#turns.delete(name);
     if (instances.length <= 1) return instances;
-    const offset = this.#turn++ % instances.length;
-    const rotated = [...instances.slice(offset), ...instances.slice(0, offset)];
-    // A stable sort keeps the rotation among instances that are equally busy.
-    return rotated.sort((a, b) => this.inFlight(a) - this.inFlight(b));
+    // One turn per name: a counter shared by all names would hand every other turn of this name
+    // to the same instance when forwards to two names interleave.
+    const turn = this.#turns.get(name) ?? 0;
+    this.#turns.set(name, turn + 1);
+    // Rotate within each group of equally busy instances, not over all of them: rotating first and
+    // sorting after gives the idle instance that follows a busy one the busy one's turns too.
+    const byLoad = new Map<number, Instance[]>();
+    for (const instance of instances) {
+      const load = this.inFlight(instance);
+      const group = byLoad.get(load);
+      if (group) group.push(instance);
+      else byLoad.set(load, [instance]);
+    }
+    return [...byLoad.keys()]
+      .sort((a, b) => a - b)
+      .flatMap((load) => {
+        const group = byLoad.get(load)!;
+        const offset = turn % group.length;
+        return [...group.slice(offset), ...group.slice(0, offset)];
+      });
   }
 
   inFlight(instance: Instance): number {

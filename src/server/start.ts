@@ -28,9 +28,17 @@ export async function startServer(app: FetchApp, options: { host: string; port: 
       resolve();
     });
   });
+  let closing: Promise<void> | undefined;
+  // Once closing, answers tell keep-alive clients to go, and each connection is dropped as soon
+  // as its answer is done: server.close() alone only drops the connections idle at that moment.
+  server.on('request', (_request, response) => {
+    if (closing) response.shouldKeepAlive = false;
+    response.on('close', () => {
+      if (closing) setImmediate(() => server.closeIdleConnections());
+    });
+  });
   const { port } = server.address() as AddressInfo;
   const shownHost = options.host.includes(':') ? `[${options.host}]` : options.host;
-  let closing: Promise<void> | undefined;
   return {
     url: `http://${shownHost}:${port}`,
     port,

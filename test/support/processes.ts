@@ -244,3 +244,25 @@ export async function stopAll(graceMs = 3_000): Promise<void> {
   const children = [...running];
   await Promise.all(children.map(([child, exited]) => stopChild(child, exited, 'SIGTERM', graceMs)));
 }
+
+/** A command whose output a test reads while it runs (e.g. `ask --stream`). */
+export interface StreamingRun {
+  child: ChildProcess;
+  stdout(): string;
+  stderr(): string;
+  /** Resolves with the first stdout chunk. */
+  firstChunk: Promise<string>;
+  exited: Promise<ExitResult>;
+}
+
+export function spawnSvcmesh(args: string[], options: { env?: EnvOverrides; cwd?: string } = {}): StreamingRun {
+  const { child, exited } = spawnCli(args, options.env, options.cwd);
+  child.stdin?.on('error', () => {});
+  child.stdin?.end();
+  let stdout = '';
+  let stderr = '';
+  const firstChunk = new Promise<string>((resolve) => child.stdout?.once('data', (chunk: Buffer) => resolve(chunk.toString('utf8'))));
+  child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString('utf8')));
+  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+  return { child, stdout: () => stdout, stderr: () => stderr, firstChunk, exited };
+}

@@ -1,0 +1,157 @@
+/**
+ * Dependable forwarding, end to end: real registrar and Ollama service processes, a fake Ollama
+ * that produces tokens slowly, and the CLI as a user runs it.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { type FakeOllama, startFakeOllama } from './support/fake-ollama.js';
+import { freePort, removeTempDirs, runSvcmesh, spawnSvcmesh, startSvcmesh, stopAll, type SvcmeshProcess, tempDir, waitFor } from './support/processes.js';
+
+const REPLY = Array.from({ length: 30 }, (_, i) => `word${i}`).join(' ');
+
+let ollama: FakeOllama | undefined;
+
+afterEach(async () => {
+  await stopAll();
+  await ollama?.close();
+  ollama = undefined;
+  removeTempDirs();
+});
+
+async function startRegistrar(extra: string[] = [], port = 0) {
+  return startSvcmesh(['registrar', '--port', String(port), '--host', '127.0.0.1', ...extra]);
+}
+
+async function startService(registrar: SvcmeshProcess, fake: FakeOllama, extra: string[] = []) {
+  const service = await startSvcmesh([
+    'ollama', '--port', '0', '--host', '127.0.0.1', '--ollama-host', fake.host, '--register', '--registrar', registrar.url, ...extra,
+  ]);
+  await waitFor(() => service.output().includes(`registered at ${service.url}`), 10_000, 'registration');
+  return service;
+}
+
+async function servicesOf(registrar: SvcmeshProcess): Promise<Record<string, string>> {
+  const response = await fetch(`${registrar.url}/services`);
+  return ((await response.json()) as { services: Record<string, string> }).services;
+}
+
+async function forward(registrar: SvcmeshProcess, message: string, stream = false) {
+  return fetch(`${registrar.url}/forward`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ from: 'test', to: 'ollama_service', message, ...(stream && { stream: true }) }),
+  });
+}
+
+describe('forwarding across instances', () => {
+  it('answers every forward while one of two instances is killed mid-run', async () => {
+    ollama = await startFakeOllama({ tokenDelayMs: 1 });
+    const registrar = await startRegistrar();
+    const first = await startService(registrar, ollama);
+    const second = await startService(registrar, ollama);
+    const answeredBy = new Set<string>();
+    for (let i = 0; i < 20; i++) {
+      if (i === 6) await first.stop('SIGKILL');
+      const response = await forward(registrar, `question ${i}`);
+      expect(response.status).toBe(200);
+      expect(await response.json()).toEqual({ message: `Answer to: question ${i}` });
+      answeredBy.add(response.headers.get('x-svcmesh-instance') ?? '');
+    }
+    // Both answered before the kill; only the survivor after it.
+    expect(answeredBy).toEqual(new Set([first.url, second.url]));
+  });
+
+  it('streams through the registrar: ask --stream prints the first words while Ollama is still generating', async () => {
+    ollama = await startFakeOllama({ reply: REPLY, tokenDelayMs: 40 });
+    const registrar = await startRegistrar();
+    await startService(registrar, ollama);
+    const ask = spawnSvcmesh(['ask', 'ollama_service', '--stream', 'tell me', '--registrar', registrar.url]);
+    const first = await ask.firstChunk;
+    expect(REPLY.startsWith(first)).toBe(true);
+    // The first chunk reached the terminal while the generation was still running.
+    expect(ollama.stats.chats[0]?.status).toBe('running');
+    expect((await ask.exited).code).toBe(0);
+    expect(ask.stdout()).toBe(`${REPLY}\n`);
+  });
+
+  it('stops the generation in Ollama when the caller goes away mid-stream', async () => {
+    ollama = await startFakeOllama({ reply: REPLY, tokenDelayMs: 50 });
+    const registrar = await startRegistrar();
+    await startService(registrar, ollama);
+    const ask = spawnSvcmesh(['ask', 'ollama_service', '--stream', 'tell me', '--registrar', registrar.url]);
+    await ask.firstChunk;
+    ask.child.kill('SIGKILL');
+    await waitFor(() => ollama!.stats.aborted === 1, 10_000, 'generation aborted');
+    const [chat] = ollama.stats.chats;
+    expect(chat!.tokens.length).toBeLessThan(chat!.plannedTokens.length);
+  });
+
+  it('ends a stream with an error line when Ollama fails mid-answer, and ask exits 1', async () => {
+    ollama = await startFakeOllama({ reply: REPLY, failAfterTokens: 3 });
+    const registrar = await startRegistrar();
+    await startService(registrar, ollama);
+    const json = await runSvcmesh(['ask', 'ollama_service', '--stream', '--json', 'tell me', '--registrar', registrar.url]);
+    const lines = json.stdout.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(lines.slice(0, 3).map((l) => l.message)).toEqual(['word0 ', 'word1 ', 'word2 ']);
+    expect(lines.at(-1)).toHaveProperty('error');
+    expect(lines.some((l) => l.done)).toBe(false);
+    const text = await runSvcmesh(['ask', 'ollama_service', '--stream', 'tell me', '--registrar', registrar.url]);
+    expect(text.code).toBe(1);
+    expect(text.stdout).toBe('word0 word1 word2 \n');
+    expect(text.stderr).toMatch(/failed in the middle of the answer/);
+  });
+});
+
+describe('shutdown and restarts', () => {
+  it('SIGTERM during a streamed answer: the service deregisters, the answer finishes, exit 0', async () => {
+    ollama = await startFakeOllama({ reply: REPLY, tokenDelayMs: 30 });
+    const registrar = await startRegistrar();
+    const service = await startService(registrar, ollama);
+    const ask = spawnSvcmesh(['ask', 'ollama_service', '--stream', 'tell me', '--registrar', registrar.url]);
+    await ask.firstChunk;
+    const stopped = service.stop('SIGTERM', 20_000);
+    // Out of new picks at once, while the answer in flight goes on.
+    await waitFor(async () => !('ollama_service' in (await servicesOf(registrar))), 5_000, 'deregistration');
+    expect(ollama.stats.chats[0]?.status).toBe('running');
+    expect((await ask.exited).code, ask.stderr()).toBe(0);
+    expect(ask.stdout()).toBe(`${REPLY}\n`);
+    expect((await stopped).code).toBe(0);
+    expect(service.output()).toContain('Service ollama_service deregistered');
+  });
+
+  it('a heartbeating service is back within one heartbeat interval after a registrar restart (memory store)', async () => {
+    ollama = await startFakeOllama();
+    const port = await freePort();
+    let registrar = await startRegistrar([], port);
+    const service = await startService(registrar, ollama, ['--heartbeat-interval', '1']);
+    expect((await registrar.stop('SIGTERM')).code).toBe(0);
+    registrar = await startRegistrar([], port);
+    expect(await servicesOf(registrar)).toEqual({});
+    await waitFor(async () => (await servicesOf(registrar)).ollama_service === service.url, 5_000, 'service back');
+    const response = await forward(registrar, 'after restart');
+    expect(await response.json()).toEqual({ message: 'Answer to: after restart' });
+  });
+
+  it('the file store keeps the catalog, expiry times included, across a registrar restart', async () => {
+    const dir = tempDir('svcmesh-store-');
+    const store = `file:${dir}/catalog.json`;
+    const port = await freePort();
+    let registrar = await startRegistrar(['--store', store, '--ttl', '600'], port);
+    await runSvcmesh(['register', 'billing', 'http://127.0.0.1:7001', '--registrar', registrar.url]);
+    const before = await (await fetch(`${registrar.url}/services/billing`)).json();
+    expect((await registrar.stop('SIGTERM')).code).toBe(0);
+    registrar = await startRegistrar(['--store', store, '--ttl', '600'], port);
+    const after = await (await fetch(`${registrar.url}/services/billing`)).json();
+    expect(after).toEqual(before);
+  });
+
+  it('refuses to start on a corrupt catalog file and leaves it untouched', async () => {
+    const dir = tempDir('svcmesh-store-');
+    const path = `${dir}/catalog.json`;
+    const { writeFileSync, readFileSync } = await import('node:fs');
+    writeFileSync(path, '{"version": 1, "instances": [tr');
+    const result = await runSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1', '--store', `file:${path}`]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`The catalog file ${path} is not valid JSON`);
+    expect(readFileSync(path, 'utf8')).toBe('{"version": 1, "instances": [tr');
+  });
+});

@@ -1,0 +1,205 @@
+/**
+ * `--store file:PATH`: the memory catalog kept on disk, written atomically, loaded at start with
+ * expiry times preserved, and a file it cannot trust refused (and left as it was).
+ */
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { CatalogFileError, FileStore } from '../src/registry/file.js';
+import { waitFor } from './support/fake-ollama.js';
+
+const T0 = 1_700_000_000_000;
+const TTL_S = 30;
+const TTL = TTL_S * 1000;
+
+let dir: string;
+let path: string;
+let t: number;
+const clock = { now: () => t };
+const opened: FileStore[] = [];
+
+function fileStore(): FileStore {
+  const store = new FileStore(path, { ttlSeconds: TTL_S, clock, sweepIntervalMs: 10, flushDelayMs: 5 });
+  opened.push(store);
+  return store;
+}
+
+/** Closes a store the test is done with (the afterEach closes what a failing test left open). */
+async function closeStore(store: FileStore): Promise<void> {
+  opened.splice(opened.indexOf(store), 1);
+  await store.close();
+}
+
+const readCatalog = () => JSON.parse(readFileSync(path, 'utf8')) as { version: number; instances: Array<Record<string, unknown>> };
+const leftovers = () => readdirSync(dir).filter((name) => name.endsWith('.tmp'));
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'svcmesh-file-store-'));
+  path = join(dir, 'catalog.json');
+  t = T0;
+});
+
+afterEach(async () => {
+  await Promise.all(opened.splice(0).map((store) => store.close().catch(() => {})));
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('FileStore', () => {
+  it('starts empty when the file does not exist yet, and creates its directory', async () => {
+    path = join(dir, 'nested', 'deeper', 'catalog.json');
+    const store = fileStore();
+    await store.open();
+    expect(store.all().size).toBe(0);
+    expect(store.description).toBe(`file:${path}`);
+    await store.register({ name: 'a', url: 'http://a:1' });
+    await closeStore(store);
+    expect(readCatalog().instances).toHaveLength(1);
+  });
+
+  it('brings back instances after a restart with the same times and metadata', async () => {
+    const first = fileStore();
+    await first.open();
+    await first.register({ name: 'ollama_service', url: 'http://127.0.0.1:5000', metadata: { model: 'llama3.2', gpu: true } });
+    t = T0 + 4_000;
+    await first.register({ name: 'ollama_service', url: 'http://127.0.0.1:5002' });
+    t = T0 + 9_000;
+    await first.heartbeat('ollama_service', 'http://127.0.0.1:5000');
+    const before = first.instances('ollama_service');
+    await closeStore(first);
+
+    t = T0 + 12_000;
+    const second = fileStore();
+    await second.open();
+    expect(second.instances('ollama_service')).toEqual(before);
+    expect(second.instances('ollama_service')[0]).toEqual({
+      name: 'ollama_service',
+      url: 'http://127.0.0.1:5000',
+      registeredAt: T0,
+      lastHeartbeat: T0 + 9_000,
+      expiresAt: T0 + 9_000 + TTL,
+      metadata: { model: 'llama3.2', gpu: true },
+    });
+    expect(second.servicesJson()).toBe('{"services":{"ollama_service":"http://127.0.0.1:5000"}}');
+
+    // The preserved expiry still holds: the second instance goes at its own time, not a fresh TTL.
+    t = T0 + 4_000 + TTL;
+    expect(second.instances('ollama_service').map((i) => i.url)).toEqual(['http://127.0.0.1:5000']);
+  });
+
+  it('writes changes to disk while running, not only at close', async () => {
+    const store = fileStore();
+    await store.open();
+    await store.register({ name: 'a', url: 'http://a:1', metadata: { k: 'v' } });
+    await waitFor(() => {
+      try {
+        return readCatalog().instances.length === 1;
+      } catch {
+        return false;
+      }
+    }, 2_000, 'the catalog file to be written');
+    expect(readCatalog()).toEqual({
+      version: 1,
+      instances: [{ name: 'a', url: 'http://a:1', registeredAt: T0, lastHeartbeat: T0, expiresAt: T0 + TTL, metadata: { k: 'v' } }],
+    });
+
+    await store.deregister('a');
+    await waitFor(() => readCatalog().instances.length === 0, 2_000, 'the deregistration to be written');
+    expect(leftovers()).toEqual([]);
+  });
+
+  it('does not load instances that expired while it was down', async () => {
+    const first = fileStore();
+    await first.open();
+    await first.register({ name: 'a', url: 'http://a:old' });
+    t = T0 + 20_000;
+    await first.register({ name: 'a', url: 'http://a:new' });
+    await closeStore(first);
+    expect(readCatalog().instances).toHaveLength(2);
+
+    t = T0 + TTL; // exactly the old one's expiry
+    const second = fileStore();
+    await second.open();
+    expect(second.instances('a').map((i) => i.url)).toEqual(['http://a:new']);
+    expect(second.servicesJson()).toBe('{"services":{"a":"http://a:new"}}');
+    await closeStore(second);
+    expect(readCatalog().instances.map((i) => i.url)).toEqual(['http://a:new']);
+  });
+
+  it('keeps deregistrations and evictions across a restart', async () => {
+    const first = fileStore();
+    await first.open();
+    await first.register({ name: 'gone', url: 'http://gone:1' });
+    await first.register({ name: 'kept', url: 'http://kept:1' });
+    await first.register({ name: 'evicted', url: 'http://evicted:1' });
+    await first.deregister('gone');
+    t = T0 + 10_000;
+    await first.heartbeat('kept');
+    t = T0 + TTL; // 'evicted' expires; the store's own timer evicts it
+    await waitFor(() => first.all().size === 1, 2_000, 'the eviction');
+    await closeStore(first);
+
+    const second = fileStore();
+    await second.open();
+    expect([...second.all().keys()]).toEqual(['kept']);
+  });
+
+  it('writes a valid JSON file atomically, leaving no temporary files', async () => {
+    const store = fileStore();
+    await store.open();
+    for (let i = 0; i < 50; i += 1) {
+      await store.register({ name: `svc-${i % 5}`, url: `http://h:${i}` });
+      await store.heartbeat(`svc-${i % 5}`);
+    }
+    await closeStore(store);
+    const catalog = readCatalog();
+    expect(catalog.version).toBe(1);
+    expect(catalog.instances).toHaveLength(50);
+    expect(leftovers()).toEqual([]);
+    expect(readdirSync(dir)).toEqual(['catalog.json']);
+  });
+});
+
+describe('a catalog file it cannot trust', () => {
+  async function expectRefused(expected: RegExp): Promise<CatalogFileError> {
+    const store = fileStore();
+    const error = await store.open().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(CatalogFileError);
+    const message = (error as Error).message;
+    expect(message).toContain(path);
+    expect(message).toMatch(expected);
+    return error as CatalogFileError;
+  }
+
+  it('refuses a corrupt file and leaves its bytes untouched, even when the store is closed afterwards', async () => {
+    const garbage = Buffer.from('{"version": 1, "instances": [ this is not json \u0000\u00ff');
+    writeFileSync(path, garbage);
+    await expectRefused(/not valid JSON/);
+    expect(readFileSync(path).equals(garbage)).toBe(true);
+
+    // A shutdown path that closes the store anyway must not replace the file with an empty catalog.
+    await Promise.all(opened.splice(0).map((store) => store.close()));
+    expect(readFileSync(path).equals(garbage)).toBe(true);
+    expect(leftovers()).toEqual([]);
+  });
+
+  it.each([
+    ['a JSON array', '[1, 2, 3]'],
+    ['an object of another shape', '{"services": {"a": "http://a:1"}}'],
+    ['another version', '{"version": 2, "instances": []}'],
+    ['an instance with wrong-typed fields', '{"version": 1, "instances": [{"name": "a", "url": 5}]}'],
+    ['JSON null', 'null'],
+  ])('refuses %s, naming the file and leaving it as it was', async (_what, text) => {
+    writeFileSync(path, text);
+    await expectRefused(/not an svcmesh catalog/);
+    expect(readFileSync(path, 'utf8')).toBe(text);
+  });
+
+  it('refuses a path it cannot read (a directory in its place)', async () => {
+    mkdirSync(path);
+    await expectRefused(/Cannot read the catalog file/);
+  });
+});
