@@ -371,12 +371,13 @@ describe('forwarding', () => {
   });
 
   it('answers 502 naming the service and url when nothing listens there', async () => {
-    const { app } = setup();
+    const { app, registry } = setup();
     const url = `http://127.0.0.1:${await closedPort()}`;
     await post(app, '/register', { service_name: 'ollama_service', service_url: url });
     const response = await post(app, '/forward', { from: 'x', to: 'ollama_service', message: 'hi' });
     expect(response.status).toBe(502);
     expect(await json(response)).toEqual({ error: `Failed to reach ollama_service at ${url}` });
+    expect(registry.totalInFlight).toBe(0);
   });
 
   it('answers 504 when the target does not start answering in time', async () => {
@@ -426,7 +427,7 @@ describe('forwarding', () => {
   });
 
   it('streams NDJSON lines through in order, as the target writes them', async () => {
-    const { app } = setup();
+    const { app, registry } = setup();
     const lastLine = gate();
     const lines = ['{"message":"Artificial "}', '{"message":"Intelligence "}', '{"message":"is …"}', '{"done":true}'];
     const target = await startTarget(async (_req, res) => {
@@ -448,13 +449,15 @@ describe('forwarding', () => {
     const next = lineReader(response);
     // The first lines arrive while the target is still holding back its last one.
     expect([await next(), await next(), await next()]).toEqual(lines.slice(0, 3));
+    expect(registry.totalInFlight).toBe(1);
     lastLine.open();
     expect(await next()).toBe(lines[3]);
     expect(await next()).toBeUndefined();
+    expect(registry.totalInFlight).toBe(0);
   });
 
   it('ends a stream with an error line when the target dies mid-answer', async () => {
-    const { app } = setup();
+    const { app, registry } = setup();
     const die = gate();
     const target = await startTarget(async (_req, res) => {
       res.writeHead(200, { 'content-type': 'application/x-ndjson' });
@@ -475,6 +478,7 @@ describe('forwarding', () => {
     const last = JSON.parse(rest[0]!) as { error?: string };
     expect(last.error).toMatch(/ollama_service/);
     expect(last.error).toContain(target.url);
+    expect(registry.totalInFlight).toBe(0);
   });
 
   it('passes a non-streamed answer through when stream was asked for', async () => {

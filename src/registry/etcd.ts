@@ -508,6 +508,9 @@ export class EtcdStore implements Store {
     const client = this.#client!;
     const watcher = client.watch().prefix(this.#prefix).startRevision(String(this.#revision + 1)).watcher();
     this.#watcher = watcher;
+    const dbg = (...a: unknown[]) => process.env.ETCD_DEBUG && console.log(this.#prefix, ...a);
+    for (const ev of ['connected', 'disconnected', 'error', 'end']) watcher.on(ev as 'end', (x?: unknown) => dbg(ev, (x as Error | undefined)?.message ?? JSON.stringify(x)));
+    watcher.on('data', (r: IWatchResponse) => dbg('data', r.events.map((e) => `${e.type} ${e.kv.key} ${e.kv.mod_revision}`)));
     watcher.on('connected', () => {
       this.#watchConnected = true;
       this.#watchProblem = undefined;
@@ -556,6 +559,7 @@ export class EtcdStore implements Store {
           this.#watch();
           return;
         } catch (error) {
+          if (process.env.ETCD_DEBUG) console.log('resync failed', error);
           this.#watchProblem = `cannot reload the catalog from etcd (${describeCause(error)})`;
           await sleep(Math.min(2000, 100 * 2 ** attempt));
         }

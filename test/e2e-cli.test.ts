@@ -1,0 +1,147 @@
+/** The CLI as a user and a shell script meet it: exit codes, messages, settings, --json. */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type FakeOllama, startFakeOllama } from './support/fake-ollama.js';
+import { freePort, removeTempDirs, runSvcmesh, startSvcmesh, stopAll, type SvcmeshProcess, tempDir, waitFor } from './support/processes.js';
+
+let registrar: SvcmeshProcess;
+
+beforeAll(async () => {
+  registrar = await startSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1']);
+});
+
+afterAll(async () => {
+  await stopAll();
+  removeTempDirs();
+});
+
+describe('usage', () => {
+  it('prints the version from package.json', async () => {
+    const { version } = (await import('../package.json', { with: { type: 'json' } })).default;
+    const result = await runSvcmesh(['--version']);
+    expect(result).toMatchObject({ code: 0, stdout: `${version}\n` });
+  });
+
+  it.each([
+    [['bogus']],
+    [['services', '--no-such-option']],
+    [['register', 'only-a-name']],
+    [['heartbeat']],
+    [['registrar', '--port', 'seventy']],
+    [['registrar', '--store', 'redis://x']],
+    [['register', 'web', 'ftp://example.com']],
+    [['config', 'set', 'colour', 'blue']],
+  ])('exits 2 for bad usage: svcmesh %j', async (args) => {
+    const result = await runSvcmesh(args);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/error/i);
+    expect(result.stdout).toBe('');
+  });
+
+  it('explains a port already in use and exits 1', async () => {
+    const result = await runSvcmesh(['registrar', '--host', '127.0.0.1', '--port', String(registrar.port)]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`Port ${registrar.port} on 127.0.0.1 is already in use`);
+  });
+});
+
+describe('finding the registrar', () => {
+  it('uses --registrar, then SVCMESH_REGISTRAR, then the stored setting, then the default', async () => {
+    const configDir = tempDir('svcmesh-config-');
+    const env = { SVCMESH_CONFIG_DIR: configDir };
+    await runSvcmesh(['register', 'ordering', 'http://127.0.0.1:7100', '--registrar', registrar.url]);
+    const deadPort = await freePort();
+    const dead = `http://127.0.0.1:${deadPort}`;
+
+    // Nothing configured: the default, where nothing runs in this test.
+    const byDefault = await runSvcmesh(['services', '--json'], { env });
+    if (deadPort !== 5001) expect(byDefault.stderr).toContain('http://127.0.0.1:5001');
+
+    expect((await runSvcmesh(['config', 'set', 'registrar', registrar.url], { env })).code).toBe(0);
+    const stored = await runSvcmesh(['services', '--json'], { env });
+    expect(stored.code).toBe(0);
+    expect(JSON.parse(stored.stdout).services.ordering).toBe('http://127.0.0.1:7100');
+
+    const fromEnv = await runSvcmesh(['services', '--json'], { env: { ...env, SVCMESH_REGISTRAR: dead } });
+    expect(fromEnv.code).toBe(1);
+    expect(fromEnv.stderr).toContain(dead);
+
+    const fromFlag = await runSvcmesh(['services', '--json', '--registrar', registrar.url], { env: { ...env, SVCMESH_REGISTRAR: dead } });
+    expect(fromFlag.code).toBe(0);
+  });
+
+  it('names the URL and the cause when the registrar cannot be reached', async () => {
+    const dead = `http://127.0.0.1:${await freePort()}`;
+    const result = await runSvcmesh(['heartbeat', 'x', '--registrar', dead]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`Cannot reach ${dead}/heartbeat: ECONNREFUSED`);
+    expect(result.stderr).toContain('svcmesh registrar');
+  });
+});
+
+describe('config', () => {
+  it('set, get, list (secret masked), unset and path', async () => {
+    const env = { SVCMESH_CONFIG_DIR: tempDir('svcmesh-config-') };
+    expect((await runSvcmesh(['config', 'set', 'token', 'hunter2'], { env })).code).toBe(0);
+    expect((await runSvcmesh(['config', 'set', 'registrar', 'http://10.0.0.5:5001'], { env })).code).toBe(0);
+    expect((await runSvcmesh(['config', 'get', 'token'], { env })).stdout).toBe('hunter2\n');
+    const list = await runSvcmesh(['config', 'list'], { env });
+    expect(list.stdout).toBe('token=********\nregistrar=http://10.0.0.5:5001\n');
+    expect((await runSvcmesh(['config', 'path'], { env })).stdout).toContain(env.SVCMESH_CONFIG_DIR);
+    expect((await runSvcmesh(['config', 'unset', 'token'], { env })).code).toBe(0);
+    const missing = await runSvcmesh(['config', 'get', 'token'], { env });
+    expect(missing).toMatchObject({ code: 1, stdout: '' });
+  });
+
+  it('rejects a registrar setting that is not a URL', async () => {
+    const result = await runSvcmesh(['config', 'set', 'registrar', 'localhost']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('Expected `registrar` to be an http(s) URL');
+  });
+});
+
+describe('the Ollama service from the command line', () => {
+  let ollama: FakeOllama;
+  beforeAll(async () => {
+    ollama = await startFakeOllama({ models: ['llama3.2:latest'] });
+  });
+  afterAll(async () => {
+    await ollama?.close();
+  });
+
+  it('reports a missing model with the pull command, through ask', async () => {
+    const service = await startSvcmesh([
+      'ollama', '--port', '0', '--host', '127.0.0.1', '--ollama-host', ollama.host, '--model', 'mistral',
+      '--name', 'mistral_service', '--register', '--registrar', registrar.url,
+    ]);
+    await waitFor(() => service.output().includes('registered at'), 10_000, 'registration');
+    const result = await runSvcmesh(['ask', 'mistral_service', 'hi', '--registrar', registrar.url]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('ollama pull mistral');
+    const health = await fetch(`${service.url}/health`);
+    expect(health.status).toBe(503);
+    await service.stop();
+  });
+
+  it('reports Ollama unreachable, naming the host', async () => {
+    const closed = `http://127.0.0.1:${await freePort()}`;
+    const service = await startSvcmesh(['ollama', '--port', '0', '--host', '127.0.0.1', '--ollama-host', closed]);
+    const response = await fetch(`${service.url}/receive`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ from: 'test', message: 'hi' }),
+    });
+    expect(response.status).toBe(503);
+    expect(((await response.json()) as { error: string }).error).toContain(`Ollama is not reachable at ${closed}`);
+    await service.stop();
+  });
+
+  it('reads OLLAMA_HOST and OLLAMA_MODEL like the Ollama CLI', async () => {
+    const service = await startSvcmesh(['ollama', '--port', '0', '--host', '127.0.0.1'], {
+      env: { OLLAMA_HOST: `:${ollama.port}`, OLLAMA_MODEL: 'llama3.2' },
+    });
+    expect(service.output()).toContain(`ollama: http://127.0.0.1:${ollama.port}`);
+    const health = await fetch(`${service.url}/health`);
+    expect(health.status).toBe(200);
+    await service.stop();
+  });
+});
