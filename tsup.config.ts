@@ -1,7 +1,41 @@
-import { readFileSync } from 'node:fs';
-import { defineConfig } from 'tsup';
+import { cpSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { defineConfig, type Options } from 'tsup';
 
 const { version } = JSON.parse(readFileSync('package.json', 'utf8')) as { version: string };
+
+type EsbuildPlugin = NonNullable<Options['esbuildPlugins']>[number];
+
+/**
+ * etcd3 loads its gRPC definitions when it is first required, from `${__dirname}/../proto/rpc.proto`.
+ * Inlined into dist/cli.js (ESM: no __dirname, and no node_modules at run time) that path does not
+ * exist. This points it at `<dir of the bundle>/proto/rpc.proto` and copies etcd3's .proto files
+ * there, inside dist/ because package.json "files" ships bin/ and dist/ only.
+ */
+export const etcd3Proto: EsbuildPlugin = {
+  name: 'svcmesh-etcd3-proto',
+  setup(build) {
+    let protoDir: string | undefined;
+    build.onLoad({ filter: /[\\/]etcd3[\\/]lib[\\/]connection-pool\.js$/ }, (args) => {
+      const source = readFileSync(args.path, 'utf8');
+      const needle = '`${__dirname}/../proto/rpc.proto`';
+      if (!source.includes(needle)) {
+        throw new Error(`etcd3 no longer loads ${needle} (${args.path}): update the svcmesh-etcd3-proto plugin in tsup.config.ts`);
+      }
+      protoDir = join(dirname(args.path), '..', 'proto');
+      return {
+        // `require` here is the banner's createRequire(import.meta.url): it resolves next to the
+        // bundle. (`import.meta` itself would make esbuild treat this CommonJS file as ESM.)
+        contents: source.replace(needle, "require.resolve('./proto/rpc.proto')"),
+        loader: 'js',
+        resolveDir: dirname(args.path),
+      };
+    });
+    build.onEnd((result) => {
+      if (protoDir && result.errors.length === 0) cpSync(protoDir, join(build.initialOptions.outdir ?? 'dist', 'proto'), { recursive: true });
+    });
+  },
+};
 
 export default defineConfig({
   entry: { cli: 'src/cli.ts' },
@@ -17,6 +51,7 @@ export default defineConfig({
   // One file, nothing resolved from node_modules at run time: `npm pack` ships bin/ and dist/ only.
   noExternal: [/.*/],
   define: { __SVCMESH_VERSION__: JSON.stringify(version) },
+  esbuildPlugins: [etcd3Proto],
   banner: {
     // commander and friends are CommonJS; inlined into ESM they need a real `require`.
     js: "import { createRequire as __svcmeshCreateRequire } from 'node:module'; const require = __svcmeshCreateRequire(import.meta.url);",

@@ -8,7 +8,7 @@ import { makeRegistrarCommand } from './commands/registrar.js';
 import { makeServicesCommand } from './commands/services.js';
 import { VERSION } from './version.js';
 
-const USAGE_ERRORS = new Set(['UsageError', 'StoreSpecError', 'ConfigError']);
+const USAGE_ERRORS = new Set(['UsageError', 'StoreSpecError', 'ConfigError', 'HostPolicyError']);
 
 function buildProgram(): Command {
   const program = new Command('svcmesh')

@@ -150,6 +150,29 @@ describeEtcd('EtcdStore on a three-member etcd cluster', () => {
     expect(summary(bEvents)).toEqual(summary(aEvents));
   });
 
+  it('keeps writes to one instance through different registrars atomic', async () => {
+    const prefix = freshPrefix();
+    const a = await store(prefix);
+    const b = await store(prefix);
+    const aEvents = record(a);
+    const url = 'http://127.0.0.1:5501';
+
+    // Both register the same new instance at once: exactly one creates it.
+    const [viaA, viaB] = await Promise.all([a.register({ name: 'svc', url }), b.register({ name: 'svc', url })]);
+    expect([viaA.created, viaB.created].sort()).toEqual([false, true]);
+    expect(viaA.instance.registeredAt).toBe(viaB.instance.registeredAt);
+
+    // Heartbeats racing a deregistration never bring the instance back.
+    const beats = Array.from({ length: 10 }, (_, i) => (i % 2 ? a : b).heartbeat('svc', url));
+    const [removed] = await Promise.all([a.deregister('svc', url), ...beats]);
+    expect(removed).toHaveLength(1);
+    await sleep(300);
+    expect(a.instances('svc')).toEqual([]);
+    expect(b.instances('svc')).toEqual([]);
+    expect((await store(prefix)).all().size).toBe(0);
+    expect(summary(aEvents)).toEqual([`registered svc ${url}`, `deregistered svc ${url}`]);
+  });
+
   it('evicts by lease expiry on every registrar, while heartbeats keep an instance alive', async () => {
     const prefix = freshPrefix();
     const a = await store(prefix, { ttlSeconds: 2 });
@@ -280,29 +303,25 @@ describeEtcd('EtcdStore on a three-member etcd cluster', () => {
 
   it('reloads and reconciles when the revision to resume from was compacted away', async () => {
     const prefix = freshPrefix();
-    const a = await store(prefix, { endpoints: [cluster.endpoints[0]!], ttlSeconds: 2 });
-    const b = await store(prefix, { endpoints: cluster.endpoints.slice(1), ttlSeconds: 2 });
+    const a = await store(prefix, { endpoints: [cluster.endpoints[0]!] });
+    const b = await store(prefix, { endpoints: cluster.endpoints.slice(1) });
+    const short = await store(prefix, { endpoints: cluster.endpoints.slice(1), ttlSeconds: 2 });
     await b.register({ name: 'kept', url: 'http://127.0.0.1:5401' });
     await b.register({ name: 'leaving', url: 'http://127.0.0.1:5402' });
-    await b.register({ name: 'expiring', url: 'http://127.0.0.1:5403' });
+    await short.register({ name: 'expiring', url: 'http://127.0.0.1:5403' });
     await until(() => a.all().size === 3, 1000, 'A sees all three');
     const aEvents = record(a);
 
     await cluster.stopMember(0);
     const admin = new Etcd3({ hosts: cluster.endpoints.slice(1) });
     try {
-      const beat = setInterval(() => void b.heartbeat('kept').catch(() => undefined), 500);
-      try {
-        await b.register({ name: 'brief', url: 'http://127.0.0.1:5404' });
-        await b.deregister('brief');
-        await b.deregister('leaving');
-        await b.register({ name: 'new', url: 'http://127.0.0.1:5405' });
-        await until(() => b.instances('expiring').length === 0, 5000, '"expiring" expires');
-        const { header } = await admin.get('anything').exec();
-        await admin.kv.compact({ revision: header.revision, physical: true });
-      } finally {
-        clearInterval(beat);
-      }
+      await b.register({ name: 'brief', url: 'http://127.0.0.1:5404' });
+      await b.deregister('brief');
+      await b.deregister('leaving');
+      await b.register({ name: 'new', url: 'http://127.0.0.1:5405' });
+      await until(() => b.instances('expiring').length === 0, 5000, '"expiring" expires');
+      const { header } = await admin.get('anything').exec();
+      await admin.kv.compact({ revision: header.revision, physical: true });
       await cluster.startMember(0);
       await until(() => a.instances('new').length === 1 && a.all().size === 2, 10_000, 'A reloaded');
     } finally {

@@ -504,7 +504,8 @@ describe('with a token', () => {
     const { app, registry } = setup({ token: TOKEN });
     await registry.register({ name: 'svc', url: 'http://127.0.0.1:5000' });
     const before = registry.servicesJson();
-    for (const headers of [{}, { authorization: 'Bearer wrong' }, { authorization: 's3cret' }, { authorization: 'Basic czNjcmV0' }, { authorization: 'Bearer s3cret2' }]) {
+    const attempts: Array<Record<string, string>> = [{}, { authorization: 'Bearer wrong' }, { authorization: 's3cret' }, { authorization: 'Basic czNjcmV0' }, { authorization: 'Bearer s3cret2' }];
+    for (const headers of attempts) {
       const response = await post(app, path, body, headers);
       expect(response.status).toBe(401);
       expect((await json(response)).error).toMatch(/token/i);

@@ -44,6 +44,7 @@ export function createRegistrarClient(options: RegistrarClientOptions) {
 
   return {
     baseUrl: base,
+    authHeaders,
     register: (name: string, url: string, metadata?: Record<string, unknown>) =>
       call<{ message: string }>('POST', '/register', { service_name: name, service_url: url, ...(metadata && { metadata }) }),
     heartbeat: (name: string, url?: string) =>

@@ -1,5 +1,7 @@
 import { Command, Option } from 'commander';
-import { parsePort, parseSeconds } from './shared.js';
+import { UsageError, parsePort, parseSeconds } from './shared.js';
+
+const collectList = (value: string, previous: string[] = []) => [...previous, ...value.split(',').map((v) => v.trim()).filter(Boolean)];
 
 interface RegistrarFlags {
   port: number;
@@ -7,8 +9,12 @@ interface RegistrarFlags {
   ttl: number;
   store: string;
   token?: string;
+  protectReads?: boolean;
+  allowHosts?: string[];
+  targetToken?: string;
   forwardTimeout: number;
   drainTimeout: number;
+  logFormat: 'text' | 'json';
 }
 
 export function makeRegistrarCommand(): Command {
@@ -19,28 +25,66 @@ export function makeRegistrarCommand(): Command {
     .addOption(new Option('--ttl <seconds>', 'evict an instance this long after its last heartbeat').default(300).argParser(parseSeconds))
     .addOption(new Option('--store <store>', 'where the catalog lives: memory, file:PATH or etcd://HOST:PORT[,HOST:PORT...]').default('memory'))
     .addOption(new Option('--token <secret>', 'require Authorization: Bearer <secret> on writes and /forward').env('SVCMESH_TOKEN'))
+    .option('--protect-reads', 'with --token, reads (/services, /catalog, /events, /metrics) need the token too')
+    .addOption(new Option('--allow-hosts <hosts...>', 'hosts, addresses or CIDRs that service URLs may point at (default: any)').env('SVCMESH_ALLOW_HOSTS').argParser(collectList))
+    .addOption(new Option('--target-token <secret>', "bearer token sent to targets' /receive (for services started with --receive-token)").env('SVCMESH_TARGET_TOKEN'))
+    .addOption(new Option('--log-format <format>', 'one log line per request and per registry change').choices(['text', 'json']).default('text'))
     .addOption(new Option('--forward-timeout <seconds>', 'longest wait for a target to start answering, and longest pause inside an answer').default(300).argParser(parseSeconds))
     .addOption(new Option('--drain-timeout <seconds>', 'on SIGINT/SIGTERM, how long answers in flight may take to finish').default(30).argParser(parseSeconds))
     .action(async (flags: RegistrarFlags) => {
-      const [{ openStore }, { Registry }, { createForwarder }, { createRegistrarApp }, { startServer, listenOrExplain }, { onShutdownSignal }] =
-        await Promise.all([
-          import('../registry/open-store.js'),
-          import('../registry/registry.js'),
-          import('../server/forwarder.js'),
-          import('../server/registrar.js'),
-          import('../server/start.js'),
-          import('../server/shutdown.js'),
-        ]);
+      if (flags.protectReads && !flags.token) throw new UsageError('--protect-reads needs --token (or SVCMESH_TOKEN): there is nothing to protect reads with');
+      const [
+        { openStore },
+        { Registry },
+        { createForwarder },
+        { createRegistrarApp },
+        { startServer, listenOrExplain },
+        { onShutdownSignal },
+        { createRegistrarMetrics },
+        { createLogger },
+        { parseAllowHosts },
+      ] = await Promise.all([
+        import('../registry/open-store.js'),
+        import('../registry/registry.js'),
+        import('../server/forwarder.js'),
+        import('../server/registrar.js'),
+        import('../server/start.js'),
+        import('../server/shutdown.js'),
+        import('../server/metrics.js'),
+        import('../server/request-log.js'),
+        import('../allow-hosts.js'),
+      ]);
+      const hostPolicy = flags.allowHosts ? parseAllowHosts(flags.allowHosts) : undefined;
       const store = await openStore(flags.store, { ttlSeconds: flags.ttl });
       const registry = new Registry(store);
-      const forwarder = createForwarder({ registry, timeoutMs: flags.forwardTimeout * 1000 });
-      const app = createRegistrarApp({ registry, forwarder, token: flags.token, ttlSeconds: flags.ttl });
+      const metrics = createRegistrarMetrics(registry);
+      const targetHeaders: Record<string, string> = flags.targetToken ? { authorization: `Bearer ${flags.targetToken}` } : {};
+      const forwarder = createForwarder({
+        registry,
+        timeoutMs: flags.forwardTimeout * 1000,
+        observer: metrics.forwards,
+        allowHost: hostPolicy && ((host) => hostPolicy.allows(host)),
+        targetHeaders: () => targetHeaders,
+      });
+      const shutdown = new AbortController();
+      const app = createRegistrarApp({
+        registry,
+        forwarder,
+        token: flags.token,
+        protectReads: flags.protectReads,
+        ttlSeconds: flags.ttl,
+        hostPolicy,
+        metrics,
+        logger: createLogger(flags.logFormat),
+        shutdown: shutdown.signal,
+      });
       const server = await listenOrExplain(() => startServer(app, { host: flags.host, port: flags.port }), flags.host, flags.port);
       console.log(
         `svcmesh registrar listening on ${server.url} (store: ${store.description}, ttl: ${flags.ttl} s${flags.token ? ', token required' : ''})`,
       );
       onShutdownSignal(async (signal) => {
         console.log(`svcmesh registrar: ${signal} received, finishing answers in flight`);
+        shutdown.abort();
         await server.close(flags.drainTimeout * 1000);
         await forwarder.close();
         await registry.close();

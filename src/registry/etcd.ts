@@ -57,6 +57,16 @@ class EtcdTimeoutError extends Error {
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Waits for `promise` at most `ms` (without keeping the process alive once it settles). */
+async function atMost(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([promise, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 const sameMetadata = (a: Readonly<Record<string, unknown>>, b: Readonly<Record<string, unknown>>) =>
   JSON.stringify(a) === JSON.stringify(b);
 
@@ -65,6 +75,40 @@ type WatchBackoff = NonNullable<NonNullable<IOptions['faultHandling']>['watchBac
 function watchBackoff(attempt: number): WatchBackoff {
   const base = Math.min(2000, 100 * 2 ** attempt);
   return { duration: base / 2 + Math.random() * (base / 2), next: () => watchBackoff(attempt + 1) };
+}
+
+type HostPolicy = ReturnType<NonNullable<NonNullable<IOptions['faultHandling']>['host']>>;
+
+/** A member that was just found dead; the message carries why. Counts as "etcd unreachable". */
+class EtcdMemberSkippedError extends Error {
+  override readonly name = 'EtcdMemberSkippedError';
+}
+
+/**
+ * Per-member fault handling in place of etcd3's default circuit breaker, which, once every member
+ * has failed three times (any outage), refuses all calls for 5 s after etcd is back. This one
+ * skips a member for `skipMs` after a connection-level failure, so a dead member of three costs
+ * little, and writes work again within about a second of etcd returning.
+ */
+function memberPolicy(isConnectionError: (error: unknown) => boolean, skipMs: number): HostPolicy {
+  let downUntil = 0;
+  let reason = '';
+  const policy = {
+    async execute<T>(fn: (context: { signal: AbortSignal }) => PromiseLike<T> | T): Promise<T> {
+      if (Date.now() < downUntil) throw new EtcdMemberSkippedError(reason);
+      try {
+        return await fn({ signal: new AbortController().signal });
+      } catch (error) {
+        if (isConnectionError(error)) {
+          downUntil = Date.now() + skipMs;
+          reason = (error as Error).message;
+        }
+        throw error;
+      }
+    },
+  };
+  // etcd3 only ever calls execute(); the rest of cockatiel's IPolicy (events) is never used.
+  return policy as unknown as HostPolicy;
 }
 
 function stripScheme(endpoint: string): string {
@@ -141,7 +185,10 @@ export class EtcdStore implements Store {
       defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + this.#attemptTimeoutMs }),
       // Notice a silently dead connection (no FIN) under the watch within ~15 s.
       grpcOptions: { 'grpc.keepalive_time_ms': 10_000, 'grpc.keepalive_timeout_ms': 5_000 },
-      faultHandling: { watchBackoff: watchBackoff(0) },
+      faultHandling: {
+        host: () => memberPolicy((error) => error instanceof Error && etcd.isRecoverableError(error), 1000),
+        watchBackoff: watchBackoff(0),
+      },
     });
     let snapshot: IRangeResponse;
     try {
@@ -153,7 +200,8 @@ export class EtcdStore implements Store {
       throw error;
     }
     this.#reconcile(snapshot);
-    this.#watch();
+    // Serve from here on; a watch that is slow to attach only shows as `degraded` until it does.
+    await atMost(this.#watch(), this.#attemptTimeoutMs);
   }
 
   async close(): Promise<void> {
@@ -161,7 +209,7 @@ export class EtcdStore implements Store {
     this.#closed = true;
     const watcher = this.#watcher;
     this.#watcher = undefined;
-    if (watcher) await Promise.race([watcher.cancel().catch(() => undefined), sleep(1000)]);
+    if (watcher) await atMost(watcher.cancel().catch(() => undefined), 1000);
     this.#client?.close();
   }
 
@@ -404,8 +452,8 @@ export class EtcdStore implements Store {
   #isUnreachable(error: unknown): boolean {
     if (!(error instanceof Error)) return false;
     if (error instanceof EtcdTimeoutError) return true;
-    // cockatiel's circuit breaker: every member failed recently and is being skipped.
-    if (error.name === 'BrokenCircuitError' || error.name === 'TaskCancelledError') return true;
+    // Every member failed just now and is being skipped.
+    if (error instanceof EtcdMemberSkippedError || error.name === 'BrokenCircuitError') return true;
     const etcd = this.#etcd;
     if (etcd && etcd.isRecoverableError(error)) return true; // unavailable, deadline, cancelled, ...
     // etcd's own "no leader" / "request timed out": the cluster has lost quorum.
@@ -504,13 +552,11 @@ export class EtcdStore implements Store {
     this.#pruneGone();
   }
 
-  #watch(): void {
+  /** Starts the watch after the local copy's revision; resolves when it is attached. */
+  #watch(): Promise<void> {
     const client = this.#client!;
     const watcher = client.watch().prefix(this.#prefix).startRevision(String(this.#revision + 1)).watcher();
     this.#watcher = watcher;
-    const dbg = (...a: unknown[]) => process.env.ETCD_DEBUG && console.log(this.#prefix, ...a);
-    for (const ev of ['connected', 'disconnected', 'error', 'end']) watcher.on(ev as 'end', (x?: unknown) => dbg(ev, (x as Error | undefined)?.message ?? JSON.stringify(x)));
-    watcher.on('data', (r: IWatchResponse) => dbg('data', r.events.map((e) => `${e.type} ${e.kv.key} ${e.kv.mod_revision}`)));
     watcher.on('connected', () => {
       this.#watchConnected = true;
       this.#watchProblem = undefined;
@@ -545,6 +591,7 @@ export class EtcdStore implements Store {
       this.#watchProblem = `the etcd watch was cancelled (${describeCause(error)}); reloading the catalog`;
       void this.#resync();
     });
+    return new Promise((resolve) => watcher.once('connected', () => resolve()));
   }
 
   async #resync(): Promise<void> {
@@ -556,10 +603,9 @@ export class EtcdStore implements Store {
           const snapshot = await this.#bounded(this.#client!.getAll().prefix(this.#prefix).exec());
           if (this.#closed) return;
           this.#reconcile(snapshot);
-          this.#watch();
+          void this.#watch();
           return;
         } catch (error) {
-          if (process.env.ETCD_DEBUG) console.log('resync failed', error);
           this.#watchProblem = `cannot reload the catalog from etcd (${describeCause(error)})`;
           await sleep(Math.min(2000, 100 * 2 ** attempt));
         }
@@ -625,7 +671,8 @@ function elseKv(response: ITxnResponse): IKeyValue | undefined {
 
 function describeCause(error: unknown): string {
   if (!(error instanceof Error)) return String(error);
-  return error.message.replace(/^Error: /, '');
+  // grpc-js appends an empty "Resolution note: " to connection errors.
+  return error.message.replace(/^Error: /, '').replace(/\.? Resolution note: ?$/, '');
 }
 
 function isStoredShape(value: unknown): value is Instance & { lease?: unknown } {

@@ -1,5 +1,5 @@
 import type { Store } from './store.js';
-import type { Instance, RegistrationInput, RegistryListener, StoreHealth } from './types.js';
+import type { Instance, RegistrationInput, RegistryEvent, RegistryListener, StoreHealth } from './types.js';
 
 export type HeartbeatOutcome = 'renewed' | 'reregistered' | 'unknown';
 
@@ -13,9 +13,15 @@ export class Registry {
   readonly store: Store;
   readonly #inFlight = new Map<string, number>();
   readonly #turns = new Map<string, number>();
+  readonly #down = new Set<string>();
+  readonly #listeners = new Set<RegistryListener>();
 
   constructor(store: Store) {
     this.store = store;
+    store.subscribe((event) => {
+      if (event.type === 'deregistered' || event.type === 'evicted') this.#down.delete(key(event.instance));
+      this.#emit(event);
+    });
   }
 
   register(input: RegistrationInput) {
@@ -50,8 +56,27 @@ export class Registry {
     return this.store.servicesJson();
   }
 
+  /** Changes to the catalog, plus `down`/`up` as forwards find instances unreachable or back. */
   subscribe(listener: RegistryListener): () => void {
-    return this.store.subscribe(listener);
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** What a forward learnt about an instance: only a change is news. */
+  reportReachable(instance: Instance, reachable: boolean): void {
+    const k = key(instance);
+    if (reachable !== this.#down.has(k)) return;
+    if (reachable) this.#down.delete(k);
+    else this.#down.add(k);
+    this.#emit({ type: reachable ? 'up' : 'down', instance });
+  }
+
+  isDown(instance: Instance): boolean {
+    return this.#down.has(key(instance));
+  }
+
+  #emit(event: RegistryEvent): void {
+    for (const listener of this.#listeners) listener(event);
   }
 
   health(): StoreHealth {
@@ -71,7 +96,8 @@ export class Registry {
     // sorting after gives the idle instance that follows a busy one the busy one's turns too.
     const byLoad = new Map<number, Instance[]>();
     for (const instance of instances) {
-      const load = this.inFlight(instance);
+      // An instance a forward just failed to reach goes after every reachable one.
+      const load = (this.#down.has(key(instance)) ? 1e9 : 0) + this.inFlight(instance);
       const group = byLoad.get(load);
       if (group) group.push(instance);
       else byLoad.set(load, [instance]);

@@ -13,7 +13,10 @@ export type RegistryEvent =
   | { readonly type: 'registered'; readonly instance: Instance }
   | { readonly type: 'updated'; readonly instance: Instance }
   | { readonly type: 'deregistered'; readonly instance: Instance }
-  | { readonly type: 'evicted'; readonly instance: Instance };
+  | { readonly type: 'evicted'; readonly instance: Instance }
+  /** A forward could not connect to the instance; it is tried last until it answers again. */
+  | { readonly type: 'down'; readonly instance: Instance }
+  | { readonly type: 'up'; readonly instance: Instance };
 
 export type RegistryListener = (event: RegistryEvent) => void;
 

@@ -2,6 +2,7 @@ import { Agent, type Dispatcher } from 'undici';
 import type { Registry } from '../registry/registry.js';
 import type { Instance } from '../registry/types.js';
 import { ApiError } from './errors.js';
+import type { ForwardObserver } from './metrics.js';
 
 export interface ForwardRequest {
   from: string;
@@ -19,6 +20,9 @@ export interface ForwarderOptions {
   dispatcher?: Dispatcher;
   /** Extra headers for the targets, e.g. the token a protected `/receive` asks for. */
   targetHeaders?: (instance: Instance) => Record<string, string>;
+  /** Hosts a forward may go to (`--allow-hosts`); others are never contacted. */
+  allowHost?: (hostname: string) => boolean;
+  observer?: ForwardObserver;
 }
 
 export interface Forwarder {
@@ -52,15 +56,49 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
   const agent =
     options.dispatcher ?? new Agent({ keepAliveTimeout: 30_000, connections: 256, connect: { timeout: 5_000 } });
 
+  const observer = options.observer;
+
   async function forward(request: ForwardRequest, signal?: AbortSignal): Promise<Response> {
-    const candidates = registry.candidates(request.to).slice(0, maxAttempts);
-    if (candidates.length === 0) {
+    const target = request.to;
+    observer?.started(target);
+    const started = performance.now();
+    const elapsed = () => (performance.now() - started) / 1000;
+    let settled = false;
+    const finish = () => {
+      if (settled) return;
+      settled = true;
+      observer?.finished(target);
+    };
+    try {
+      const response = await attempt(request, signal, elapsed, finish);
+      observer?.answered(target, response.status, elapsed());
+      if (!request.stream || !response.body) finish();
+      return response;
+    } catch (error) {
+      observer?.answered(target, (error as ApiError).status ?? 499, elapsed());
+      finish();
+      throw error;
+    }
+  }
+
+  async function attempt(
+    request: ForwardRequest,
+    signal: AbortSignal | undefined,
+    elapsed: () => number,
+    finish: () => void,
+  ): Promise<Response> {
+    const all = registry.candidates(request.to);
+    if (all.length === 0) {
       throw new ApiError(404, `Service ${request.to} is not registered (GET /services lists the ones that are)`);
+    }
+    const candidates = (options.allowHost ? all.filter((i) => options.allowHost!(new URL(i.url).hostname)) : all).slice(0, maxAttempts);
+    if (candidates.length === 0) {
+      throw new ApiError(403, `Every instance of ${request.to} is on a host that --allow-hosts does not allow`);
     }
     const body = JSON.stringify({ from: request.from, message: request.message, ...(request.stream && { stream: true }) });
     const failed: string[] = [];
     let timeouts = 0;
-    for (const [attempt, instance] of candidates.entries()) {
+    for (const [index, instance] of candidates.entries()) {
       const done = registry.begin(instance);
       const target = receiveUrl(instance.url);
       try {
@@ -74,10 +112,11 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
           headersTimeout: timeoutMs,
           bodyTimeout: timeoutMs,
         });
+        registry.reportReachable(instance, true);
         const headers = new Headers({
           'content-type': String(answer.headers['content-type'] ?? 'application/json'),
           'x-svcmesh-instance': instance.url,
-          'x-svcmesh-attempts': String(attempt + 1),
+          'x-svcmesh-attempts': String(index + 1),
         });
         if (!request.stream) {
           // A short JSON answer is read whole before anything goes back, so a failure while
@@ -86,7 +125,12 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
           done();
           return new Response(text, { status: answer.statusCode, headers });
         }
-        return new Response(passThrough(answer.body, request.to, instance.url, done), {
+        const end = () => {
+          done();
+          finish();
+        };
+        const onFirstChunk = () => observer?.firstChunk(request.to, elapsed());
+        return new Response(passThrough(answer.body, request.to, instance.url, end, onFirstChunk), {
           status: answer.statusCode,
           headers,
         });
@@ -94,6 +138,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
         done();
         if (signal?.aborted) throw error;
         if (TIMEOUT_CODES.has((error as { code?: string }).code ?? '')) timeouts += 1;
+        else registry.reportReachable(instance, false);
         failed.push(instance.url);
         console.error(`svcmesh: forward to ${request.to} at ${instance.url} failed: ${causeOf(error)}`);
       }
@@ -119,8 +164,10 @@ function passThrough(
   name: string,
   url: string,
   done: () => void,
+  onFirstChunk: () => void,
 ): ReadableStream<Uint8Array> {
   const chunks = body[Symbol.asyncIterator]();
+  let first = true;
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       try {
@@ -129,6 +176,10 @@ function passThrough(
           done();
           controller.close();
         } else {
+          if (first) {
+            first = false;
+            onFirstChunk();
+          }
           controller.enqueue(value as Uint8Array);
         }
       } catch (error) {

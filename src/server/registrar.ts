@@ -5,10 +5,16 @@ import type { Registry } from '../registry/registry.js';
 import { StoreUnavailableError } from '../registry/store.js';
 import type { Instance } from '../registry/types.js';
 import { VERSION } from '../version.js';
+import type { HostPolicy } from '../allow-hosts.js';
 import { requireToken } from './auth.js';
+import { DASHBOARD_HTML } from './dashboard.js';
 import { ApiError, onError, notFound, jsonError } from './errors.js';
+import { eventStream } from './events.js';
 import type { Forwarder } from './forwarder.js';
+import type { RegistrarMetrics } from './metrics.js';
+import { type Logger, requestLog } from './request-log.js';
 import { httpUrl, message, parseJsonBody, serviceName } from './validation.js';
+import { catalogJson, instanceJson } from './wire.js';
 
 export const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -17,8 +23,16 @@ export interface RegistrarDeps {
   forwarder: Forwarder;
   /** When set, every mutating request and `/forward` needs `Authorization: Bearer <token>`. */
   token?: string;
+  /** With a token, reads (`/services`, `/catalog`, `/events`, `/metrics`) need it too. */
+  protectReads?: boolean;
   ttlSeconds: number;
   startedAt?: number;
+  /** `--allow-hosts`: which hosts service URLs may point at. */
+  hostPolicy?: HostPolicy;
+  metrics?: RegistrarMetrics;
+  logger?: Logger;
+  /** Aborted when the server shuts down: ends the event streams so the drain is not held up. */
+  shutdown?: AbortSignal;
 }
 
 const registerBody = z.object({
@@ -34,16 +48,7 @@ const forwardBody = z.object({
   stream: z.boolean({ error: 'must be true or false' }).optional(),
 });
 
-/** The wire shape of an instance: snake_case and ISO times, like the seed's API. */
-export function instanceJson(instance: Instance) {
-  return {
-    url: instance.url,
-    registered_at: new Date(instance.registeredAt).toISOString(),
-    last_heartbeat: new Date(instance.lastHeartbeat).toISOString(),
-    expires_at: new Date(instance.expiresAt).toISOString(),
-    metadata: instance.metadata,
-  };
-}
+export { instanceJson };
 
 /** Builds the registrar's HTTP API; it never listens (see `startServer`). */
 export function createRegistrarApp(deps: RegistrarDeps): Hono {
@@ -56,14 +61,36 @@ export function createRegistrarApp(deps: RegistrarDeps): Hono {
   });
   app.notFound(notFound);
 
+  if (deps.logger) {
+    const logger = deps.logger;
+    app.use('*', requestLog(logger));
+    registry.subscribe((event) => logger.log(`${event.type} ${event.instance.name} ${event.instance.url}`));
+  }
   app.use('*', bodyLimit({ maxSize: MAX_BODY_BYTES, onError: () => { throw new ApiError(413, 'Request body is larger than 1 MiB'); } }));
   if (deps.token) {
     const auth = requireToken(deps.token);
     for (const path of ['/register', '/heartbeat', '/deregister', '/forward']) app.use(path, auth);
+    if (deps.protectReads) for (const path of ['/services', '/services/*', '/catalog', '/events', '/metrics']) app.use(path, auth);
   }
+  const checkHost = (url: string) => {
+    const hostname = new URL(url).hostname;
+    if (deps.hostPolicy && !deps.hostPolicy.allows(hostname)) {
+      throw new ApiError(403, `service_url host ${hostname} is not allowed here (--allow-hosts ${deps.hostPolicy.description})`);
+    }
+  };
+  const shutdown = deps.shutdown ?? new AbortController().signal;
+
+  app.get('/', (c) => c.html(DASHBOARD_HTML));
+  app.get('/events', (c) => eventStream(c, registry, shutdown));
+  app.get('/metrics', async (c) => {
+    if (!deps.metrics) throw new ApiError(404, 'Metrics are not enabled on this registrar');
+    const { body, contentType } = await deps.metrics.render();
+    return c.body(body, 200, { 'content-type': contentType });
+  });
 
   app.post('/register', async (c) => {
     const body = await parseJsonBody(c, registerBody);
+    checkHost(body.service_url);
     await registry.register({ name: body.service_name, url: body.service_url, metadata: body.metadata });
     return c.json({ message: `Service ${body.service_name} registered at ${body.service_url}` });
   });
@@ -77,14 +104,12 @@ export function createRegistrarApp(deps: RegistrarDeps): Hono {
     return c.json({ name, instances: instances.map(instanceJson) });
   });
 
-  app.get('/catalog', (c) => {
-    const services: Record<string, ReturnType<typeof instanceJson>[]> = {};
-    for (const [name, instances] of registry.all()) services[name] = instances.map(instanceJson);
-    return c.json({ services });
-  });
+  app.get('/catalog', (c) => c.json(catalogJson(registry.all())));
 
   app.post('/heartbeat', async (c) => {
     const body = await parseJsonBody(c, heartbeatBody);
+    if (body.service_url) checkHost(body.service_url);
+    deps.metrics?.heartbeat();
     const outcome = await registry.heartbeat(body.service_name, body.service_url);
     if (outcome === 'unknown') {
       throw new ApiError(

@@ -26,9 +26,12 @@ export interface EtcdClusterOptions {
   readyTimeoutMs?: number;
 }
 
-/** The `etcd` binary: from PATH, else Debian's /usr/bin/etcd; undefined when there is none. */
+/**
+ * The `etcd` binary: $ETCD_BIN when set (and then only that), else from PATH, else Debian's
+ * /usr/bin/etcd; undefined when there is none.
+ */
 export function etcdBinary(): string | undefined {
-  const candidates = [...(process.env.PATH ?? '').split(delimiter).filter(Boolean).map((dir) => join(dir, 'etcd')), '/usr/bin/etcd'];
+  const candidates = process.env.ETCD_BIN ? [process.env.ETCD_BIN] : [...(process.env.PATH ?? '').split(delimiter).filter(Boolean).map((dir) => join(dir, 'etcd')), '/usr/bin/etcd'];
   for (const candidate of candidates) {
     try {
       accessSync(candidate, constants.X_OK);

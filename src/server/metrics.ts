@@ -1,0 +1,80 @@
+import { Counter, Gauge, Histogram, Registry as PromRegistry } from 'prom-client';
+import type { Registry } from '../registry/registry.js';
+
+/** What the forwarder reports about each forward; the metrics are one listener of it. */
+export interface ForwardObserver {
+  started(target: string): void;
+  /** The answer's status is known (or the forward failed with `status`). */
+  answered(target: string, status: number, seconds: number): void;
+  firstChunk(target: string, seconds: number): void;
+  finished(target: string): void;
+}
+
+export interface RegistrarMetrics {
+  readonly forwards: ForwardObserver;
+  heartbeat(): void;
+  /** The Prometheus text exposition and its content type. */
+  render(): Promise<{ body: string; contentType: string }>;
+}
+
+const LATENCY_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+
+/**
+ * The registrar's metrics, on a registry of their own (no global state, so several apps in one
+ * test process never mix their numbers).
+ */
+export function createRegistrarMetrics(registry: Registry): RegistrarMetrics {
+  const prom = new PromRegistry();
+  new Gauge({
+    name: 'svcmesh_instances',
+    help: 'Live instances per service',
+    labelNames: ['service'],
+    registers: [prom],
+    collect() {
+      this.reset();
+      for (const [name, instances] of registry.all()) this.set({ service: name }, instances.length);
+    },
+  });
+  const registrations = new Counter({ name: 'svcmesh_registrations_total', help: 'New instances registered', registers: [prom] });
+  const deregistrations = new Counter({ name: 'svcmesh_deregistrations_total', help: 'Instances deregistered', registers: [prom] });
+  const evictions = new Counter({ name: 'svcmesh_evictions_total', help: 'Instances evicted for missing heartbeats', registers: [prom] });
+  const heartbeats = new Counter({ name: 'svcmesh_heartbeats_total', help: 'Heartbeats received', registers: [prom] });
+  const forwards = new Counter({ name: 'svcmesh_forwards_total', help: 'Forwards by target and status', labelNames: ['target', 'status'], registers: [prom] });
+  const inFlight = new Gauge({ name: 'svcmesh_forwards_in_flight', help: 'Forwards in flight', labelNames: ['target'], registers: [prom] });
+  const latency = new Histogram({
+    name: 'svcmesh_forward_duration_seconds',
+    help: 'Time until the target answered (its status line), by target',
+    labelNames: ['target'],
+    buckets: LATENCY_BUCKETS,
+    registers: [prom],
+  });
+  const firstChunk = new Histogram({
+    name: 'svcmesh_forward_first_chunk_seconds',
+    help: 'Time to the first chunk of a streamed answer, by target',
+    labelNames: ['target'],
+    buckets: LATENCY_BUCKETS,
+    registers: [prom],
+  });
+
+  registry.subscribe((event) => {
+    if (event.type === 'registered') registrations.inc();
+    else if (event.type === 'deregistered') deregistrations.inc();
+    else if (event.type === 'evicted') evictions.inc();
+  });
+
+  return {
+    forwards: {
+      started: (target) => inFlight.inc({ target }),
+      answered(target, status, seconds) {
+        forwards.inc({ target, status: String(status) });
+        latency.observe({ target }, seconds);
+      },
+      firstChunk: (target, seconds) => firstChunk.observe({ target }, seconds),
+      finished: (target) => inFlight.dec({ target }),
+    },
+    heartbeat: () => heartbeats.inc(),
+    async render() {
+      return { body: await prom.metrics(), contentType: prom.contentType };
+    },
+  };
+}

@@ -1,0 +1,240 @@
+/**
+ * The Ollama microservice in-process, talking through the real `ollama` client to the fake
+ * Ollama over HTTP.
+ */
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Hono } from 'hono';
+import { Ollama } from 'ollama/browser';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createOllamaApp, InFlightTracker } from '../src/server/ollama.js';
+import { startFakeOllama, waitFor, type FakeOllama, type FakeOllamaOptions } from './support/fake-ollama.js';
+
+const REPLY = 'The capital of India is New Delhi.';
+const fakes: FakeOllama[] = [];
+
+afterEach(async () => {
+  await Promise.all(fakes.splice(0).map((fake) => fake.close()));
+});
+
+async function fakeOllama(options: FakeOllamaOptions = {}): Promise<FakeOllama> {
+  const fake = await startFakeOllama({ reply: REPLY, ...options });
+  fakes.push(fake);
+  return fake;
+}
+
+function appFor(host: string, options: { model?: string; token?: string; tracker?: InFlightTracker } = {}): Hono {
+  return createOllamaApp({
+    ollama: new Ollama({ host }),
+    ollamaHost: host,
+    model: options.model ?? 'llama3.2',
+    token: options.token,
+    tracker: options.tracker,
+  });
+}
+
+function receive(app: Hono, body: unknown, headers: Record<string, string> = {}) {
+  return app.request('/receive', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+}
+
+async function closedHost(): Promise<string> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return `http://127.0.0.1:${port}`;
+}
+
+async function ndjson(response: Response): Promise<unknown[]> {
+  const text = await response.text();
+  expect(text.endsWith('\n')).toBe(true);
+  return text
+    .split('\n')
+    .filter((line) => line !== '')
+    .map((line) => JSON.parse(line) as unknown);
+}
+
+describe('POST /receive', () => {
+  it("answers the assistant's whole reply", async () => {
+    const fake = await fakeOllama();
+    const response = await receive(appFor(fake.host), { from: 'service_registrar', message: 'Capital of India?' });
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toMatch(/^application\/json/);
+    expect(await response.text()).toBe(JSON.stringify({ message: REPLY }));
+    expect(fake.stats.chats).toHaveLength(1);
+    expect(fake.stats.chats[0]).toMatchObject({
+      model: 'llama3.2',
+      messages: [{ role: 'user', content: 'Capital of India?' }],
+      status: 'completed',
+    });
+  });
+
+  it('works without a from field', async () => {
+    const fake = await fakeOllama();
+    const response = await receive(appFor(fake.host), { message: 'Capital of India?' });
+    expect(response.status).toBe(200);
+    expect(await response.json()).toEqual({ message: REPLY });
+  });
+
+  it('streams one line per piece, then done, when asked to', async () => {
+    const fake = await fakeOllama({ tokenDelayMs: 2 });
+    const response = await receive(appFor(fake.host), { from: 'service_registrar', message: 'Capital of India?', stream: true });
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toBe('application/x-ndjson');
+    const lines = (await ndjson(response)) as Array<{ message?: string; done?: boolean }>;
+
+    expect(lines.at(-1)).toEqual({ done: true });
+    const chunks = lines.slice(0, -1);
+    expect(chunks.length).toBeGreaterThan(1);
+    for (const chunk of chunks) expect(Object.keys(chunk)).toEqual(['message']);
+    expect(chunks.map((chunk) => chunk.message).join('')).toBe(REPLY);
+    expect(chunks.map((chunk) => chunk.message)).toEqual(fake.stats.chats[0]!.tokens);
+  });
+
+  it('sends each piece as soon as Ollama produces it', async () => {
+    const fake = await fakeOllama({ tokenDelayMs: 30 });
+    const response = await receive(appFor(fake.host), { message: 'Capital of India?', stream: true });
+    const reader = response.body!.getReader();
+    const first = await reader.read();
+    expect(new TextDecoder().decode(first.value)).toBe('{"message":"The "}\n');
+    // Ollama is still generating the rest when the first piece is already here.
+    expect(fake.stats.chats[0]!.status).toBe('running');
+    await reader.cancel();
+    await waitFor(() => fake.stats.chats[0]!.status !== 'running', 5_000, 'generation to stop');
+    expect(fake.stats.chats[0]!.status).toBe('aborted');
+  });
+
+  it('answers 503 naming the model and `ollama pull` when the model is missing', async () => {
+    const fake = await fakeOllama({ models: ['qwen2.5:0.5b'] });
+    for (const stream of [false, true]) {
+      const response = await receive(appFor(fake.host), { message: 'hi', stream });
+      expect(response.status).toBe(503);
+      expect(response.headers.get('content-type')).toMatch(/^application\/json/);
+      const { error } = (await response.json()) as { error: string };
+      expect(error).toContain('llama3.2');
+      expect(error).toContain('ollama pull llama3.2');
+    }
+  });
+
+  it('answers 503 when Ollama is not reachable, naming its address', async () => {
+    const host = await closedHost();
+    for (const stream of [false, true]) {
+      const response = await receive(appFor(host), { message: 'hi', stream });
+      expect(response.status).toBe(503);
+      const { error } = (await response.json()) as { error: string };
+      expect(error).toContain(`Ollama is not reachable at ${host}`);
+    }
+  });
+
+  it('answers a 5xx JSON error when Ollama fails in the middle of a whole answer', async () => {
+    const fake = await fakeOllama({ failAfterTokens: 2, failMessage: 'model runner has unexpectedly stopped' });
+    const tracker = new InFlightTracker();
+    const response = await receive(appFor(fake.host, { tracker }), { message: 'hi' });
+    expect(response.status).toBeGreaterThanOrEqual(500);
+    expect(response.status).toBeLessThan(600);
+    const body = (await response.json()) as { error: string; message?: string };
+    expect(body.error).toContain('model runner has unexpectedly stopped');
+    expect(body).not.toHaveProperty('message');
+    expect(tracker.count).toBe(0);
+  });
+
+  it('ends a stream with an error line, and no done line, when Ollama fails mid-way', async () => {
+    const fake = await fakeOllama({ failAfterTokens: 3, failMessage: 'model runner has unexpectedly stopped' });
+    const tracker = new InFlightTracker();
+    const response = await receive(appFor(fake.host, { tracker }), { message: 'hi', stream: true });
+    expect(response.status).toBe(200);
+    const lines = (await ndjson(response)) as Array<Record<string, string>>;
+    expect(lines.slice(0, 3)).toEqual([{ message: 'The ' }, { message: 'capital ' }, { message: 'of ' }]);
+    expect(lines).toHaveLength(4);
+    expect(lines[3]!.error).toContain('model runner has unexpectedly stopped');
+    expect(lines.some((line) => 'done' in line)).toBe(false);
+    expect(tracker.count).toBe(0);
+  });
+
+  const bad: Array<[string, unknown]> = [
+    ['malformed JSON', '{"message": '],
+    ['an empty body', ''],
+    ['a JSON array', '["hi"]'],
+    ['a missing message', { from: 'x' }],
+    ['an empty message', { message: '' }],
+    ['a number as message', { message: 42 }],
+    ['stream that is not a boolean', { message: 'hi', stream: 'yes' }],
+  ];
+
+  it.each(bad)('answers %s with a 400 JSON error and never asks Ollama', async (_what, body) => {
+    const fake = await fakeOllama();
+    const response = await receive(appFor(fake.host), body);
+    expect(response.status).toBe(400);
+    const { error } = (await response.json()) as { error: string };
+    expect(error).toMatch(/JSON|`message`|`stream`/);
+    expect(fake.stats.started).toBe(0);
+  });
+
+  it('answers 413 for a body over 1 MiB', async () => {
+    const fake = await fakeOllama();
+    const response = await receive(appFor(fake.host), { message: 'x'.repeat(1024 * 1024 + 1) });
+    expect(response.status).toBe(413);
+    expect(fake.stats.started).toBe(0);
+  });
+
+  it('answers an unknown route with a JSON 404', async () => {
+    const fake = await fakeOllama();
+    const response = await appFor(fake.host).request('/nope');
+    expect(response.status).toBe(404);
+    expect(await response.json()).toEqual({ error: 'No route for GET /nope' });
+  });
+});
+
+describe('with a token', () => {
+  it('refuses /receive without the right bearer token and answers with it', async () => {
+    const fake = await fakeOllama();
+    const app = appFor(fake.host, { token: 's3cret' });
+    for (const headers of [{}, { authorization: 'Bearer nope' }] as Array<Record<string, string>>) {
+      const response = await receive(app, { message: 'hi' }, headers);
+      expect(response.status).toBe(401);
+      expect(((await response.json()) as { error: string }).error).toMatch(/token/i);
+    }
+    expect(fake.stats.started).toBe(0);
+
+    const response = await receive(app, { message: 'hi' }, { authorization: 'Bearer s3cret' });
+    expect(response.status).toBe(200);
+    expect(await response.json()).toEqual({ message: REPLY });
+    expect((await app.request('/health')).status).toBe(200);
+  });
+});
+
+describe('GET /health', () => {
+  it('is 200 when Ollama answers and the model is present', async () => {
+    const fake = await fakeOllama({ models: ['llama3.2:latest'], version: '0.5.7' });
+    const response = await appFor(fake.host).request('/health');
+    expect(response.status).toBe(200);
+    expect(await response.json()).toMatchObject({ status: 'ok', model: 'llama3.2', ollama: fake.host, ollama_version: '0.5.7' });
+  });
+
+  it('accepts a model asked for with an explicit tag', async () => {
+    const fake = await fakeOllama({ models: ['qwen2.5:0.5b'] });
+    expect((await appFor(fake.host, { model: 'qwen2.5:0.5b' }).request('/health')).status).toBe(200);
+  });
+
+  it('is 503 with the reason when the model is missing', async () => {
+    const fake = await fakeOllama({ models: ['qwen2.5:0.5b'] });
+    const response = await appFor(fake.host).request('/health');
+    expect(response.status).toBe(503);
+    const body = (await response.json()) as { status: string; error: string };
+    expect(body.status).not.toBe('ok');
+    expect(body.error).toContain('ollama pull llama3.2');
+  });
+
+  it('is 503 with the reason when Ollama is down', async () => {
+    const host = await closedHost();
+    const response = await appFor(host).request('/health');
+    expect(response.status).toBe(503);
+    const body = (await response.json()) as { status: string; error: string };
+    expect(body.status).not.toBe('ok');
+    expect(body.error).toContain(`Ollama is not reachable at ${host}`);
+  });
+});
