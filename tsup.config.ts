@@ -1,5 +1,7 @@
 import { cpSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { brotliCompressSync, constants as zlib } from 'node:zlib';
+import { build as esbuild } from 'esbuild';
 import { defineConfig, type Options } from 'tsup';
 
 const { version } = JSON.parse(readFileSync('package.json', 'utf8')) as { version: string };
@@ -37,6 +39,48 @@ export const etcd3Proto: EsbuildPlugin = {
   },
 };
 
+const define = { __SVCMESH_VERSION__: JSON.stringify(version) };
+
+/**
+ * Packs a module and everything it imports into a CommonJS string (minified, brotli, base64)
+ * that `src/payload.ts` evaluates on first use. The bundle stays one file, but a command parses
+ * only what it runs: `--version` and the client commands never parse the server stack.
+ */
+async function packPayload(entry: string): Promise<string> {
+  const result = await esbuild({
+    entryPoints: [entry],
+    bundle: true,
+    format: 'cjs',
+    platform: 'node',
+    target: 'node20',
+    minify: true,
+    write: false,
+    define,
+    plugins: [etcd3Proto],
+    outdir: 'dist',
+    logLevel: 'warning',
+  });
+  const code = result.outputFiles.find((file) => file.path.endsWith('.js'))?.text ?? '';
+  return brotliCompressSync(Buffer.from(code), { params: { [zlib.BROTLI_PARAM_QUALITY]: 9 } }).toString('base64');
+}
+
+/** Replaces `import('…/runtime/NAME.js')` in the main bundle with the packed payload of that module. */
+const payloads: EsbuildPlugin = {
+  name: 'svcmesh-payloads',
+  setup(build) {
+    const loader = resolve('src/payload.ts');
+    build.onResolve({ filter: /[\\/]runtime[\\/][a-z-]+\.js$/ }, (args) => ({
+      path: resolve(args.resolveDir, args.path).replace(/\.js$/, '.ts'),
+      namespace: 'svcmesh-payload',
+    }));
+    build.onLoad({ filter: /.*/, namespace: 'svcmesh-payload' }, async (args) => ({
+      contents: `const { loadPayload } = require(${JSON.stringify(loader)});\nmodule.exports = loadPayload(${JSON.stringify(args.path.split(/[\\/]/).pop())}, ${JSON.stringify(await packPayload(args.path))});`,
+      loader: 'js',
+      resolveDir: dirname(loader),
+    }));
+  },
+};
+
 export default defineConfig({
   entry: { cli: 'src/cli.ts' },
   format: 'esm',
@@ -50,8 +94,8 @@ export default defineConfig({
   minify: true,
   // One file, nothing resolved from node_modules at run time: `npm pack` ships bin/ and dist/ only.
   noExternal: [/.*/],
-  define: { __SVCMESH_VERSION__: JSON.stringify(version) },
-  esbuildPlugins: [etcd3Proto],
+  define,
+  esbuildPlugins: [payloads, etcd3Proto],
   banner: {
     // commander and friends are CommonJS; inlined into ESM they need a real `require`.
     js: "import { createRequire as __svcmeshCreateRequire } from 'node:module'; const require = __svcmeshCreateRequire(import.meta.url);",

@@ -32,7 +32,7 @@ export interface ConfigStore {
  * the file, which keeps tests away from the user's real settings.
  */
 export async function openConfig(dir = process.env.SVCMESH_CONFIG_DIR): Promise<ConfigStore> {
-  const { default: Conf } = await import('conf');
+  const { Conf } = await import('./runtime/conf.js');
   const conf = new Conf<Partial<Record<SettingKey, string>>>({
     projectName: 'svcmesh',
     ...(dir && { cwd: dir }),

@@ -33,14 +33,9 @@ export function makeOllamaCommand(): Command {
     .addOption(new Option('--receive-token <secret>', 'require Authorization: Bearer <secret> on /receive').env('SVCMESH_RECEIVE_TOKEN'))
     .addOption(new Option('--drain-timeout <seconds>', 'on SIGINT/SIGTERM, how long answers in flight may take to finish').default(30).argParser(parseSeconds))
     .action(async (flags: OllamaFlags) => {
-      const [{ Ollama }, { createOllamaApp, InFlightTracker }, { startServer, listenOrExplain }, { onShutdownSignal }, { normaliseOllamaHost }] =
-        await Promise.all([
-          import('ollama/browser'),
-          import('../server/ollama.js'),
-          import('../server/start.js'),
-          import('../server/shutdown.js'),
-          import('../ollama-host.js'),
-        ]);
+      const { Ollama, createOllamaApp, InFlightTracker, startServer, listenOrExplain, onShutdownSignal, normaliseOllamaHost } = await import(
+        '../runtime/server.js'
+      );
       const ollamaHost = normaliseOllamaHost(flags.ollamaHost);
       const tracker = new InFlightTracker();
       const app = createOllamaApp({
@@ -68,7 +63,7 @@ export function makeOllamaCommand(): Command {
 async function keepRegistered(flags: OllamaFlags, port: number): Promise<() => Promise<void>> {
   const [{ createRegistrarClient }, { startHeartbeatLoop }, output] = await Promise.all([
     import('../client/registrar-client.js'),
-    import('../client/heartbeat-loop.js'),
+    import('../runtime/server.js'),
     import('../output.js'),
   ]);
   const baseUrl = (await resolveSetting('registrar', flags.registrar, 'SVCMESH_REGISTRAR', DEFAULT_REGISTRAR)) as string;

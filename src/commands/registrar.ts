@@ -33,27 +33,18 @@ export function makeRegistrarCommand(): Command {
     .addOption(new Option('--drain-timeout <seconds>', 'on SIGINT/SIGTERM, how long answers in flight may take to finish').default(30).argParser(parseSeconds))
     .action(async (flags: RegistrarFlags) => {
       if (flags.protectReads && !flags.token) throw new UsageError('--protect-reads needs --token (or SVCMESH_TOKEN): there is nothing to protect reads with');
-      const [
-        { openStore },
-        { Registry },
-        { createForwarder },
-        { createRegistrarApp },
-        { startServer, listenOrExplain },
-        { onShutdownSignal },
-        { createRegistrarMetrics },
-        { createLogger },
-        { parseAllowHosts },
-      ] = await Promise.all([
-        import('../registry/open-store.js'),
-        import('../registry/registry.js'),
-        import('../server/forwarder.js'),
-        import('../server/registrar.js'),
-        import('../server/start.js'),
-        import('../server/shutdown.js'),
-        import('../server/metrics.js'),
-        import('../server/request-log.js'),
-        import('../allow-hosts.js'),
-      ]);
+      const {
+        openStore,
+        Registry,
+        createForwarder,
+        createRegistrarApp,
+        startServer,
+        listenOrExplain,
+        onShutdownSignal,
+        createRegistrarMetrics,
+        createLogger,
+        parseAllowHosts,
+      } = await import('../runtime/server.js');
       const hostPolicy = flags.allowHosts ? parseAllowHosts(flags.allowHosts) : undefined;
       const store = await openStore(flags.store, { ttlSeconds: flags.ttl });
       const registry = new Registry(store);

@@ -196,7 +196,11 @@ export class EtcdStore implements Store {
     } catch (error) {
       this.#closed = true;
       this.#client.close();
-      if (this.#isUnreachable(error)) throw new StoreUnavailableError(this.#unreachableMessage(error, 'cannot load the catalog'));
+      if (this.#isUnreachable(error)) {
+        throw new StoreUnavailableError(
+          `etcd is unreachable at ${this.#endpoints.join(',')}: ${describeCause(error)}. The catalog cannot be loaded: start etcd (or point --store at it), then start again.`,
+        );
+      }
       throw error;
     }
     this.#reconcile(snapshot);
@@ -460,12 +464,8 @@ export class EtcdStore implements Store {
     return /etcdserver: (no leader|request timed out|leader changed)/.test(error.message);
   }
 
-  #unreachableMessage(error: unknown, what = 'writes are refused until it is back'): string {
-    const endpoints = this.#endpoints.join(',');
-    if (what === 'writes are refused until it is back') {
-      return `etcd is unreachable at ${endpoints}: ${describeCause(error)}. Writes are refused until it is back; reads serve the last known catalog.`;
-    }
-    return `etcd is unreachable at ${endpoints}: ${describeCause(error)}. The registrar ${what}: start etcd (or fix --store), then start again.`;
+  #unreachableMessage(error: unknown): string {
+    return `etcd is unreachable at ${this.#endpoints.join(',')}: ${describeCause(error)}. Writes are refused until it is back; reads serve the last known catalog.`;
   }
 
   // ---------------------------------------------------------------------------------------------
