@@ -118,6 +118,27 @@ describe('shutdown and restarts', () => {
     expect(service.output()).toContain('Service ollama_service deregistered');
   });
 
+  it('SIGTERM to the registrar during a streamed forward: the answer finishes, new connections are refused, exit 0', async () => {
+    ollama = await startFakeOllama({ reply: REPLY, tokenDelayMs: 30 });
+    const registrar = await startRegistrar();
+    await startService(registrar, ollama);
+    const ask = spawnSvcmesh(['ask', 'ollama_service', '--stream', 'tell me', '--registrar', registrar.url]);
+    await ask.firstChunk;
+    const stopped = registrar.stop('SIGTERM', 20_000);
+    await waitFor(async () => {
+      try {
+        await fetch(`${registrar.url}/health`);
+        return false;
+      } catch {
+        return true;
+      }
+    }, 5_000, 'registrar refusing new connections');
+    expect(ollama.stats.chats[0]?.status).toBe('running');
+    expect((await ask.exited).code, ask.stderr()).toBe(0);
+    expect(ask.stdout()).toBe(`${REPLY}\n`);
+    expect((await stopped).code).toBe(0);
+  });
+
   it('a heartbeating service is back within one heartbeat interval after a registrar restart (memory store)', async () => {
     ollama = await startFakeOllama();
     const port = await freePort();
