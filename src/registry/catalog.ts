@@ -52,6 +52,12 @@ export class Catalog {
     return this.#size;
   }
 
+  /** How many services and instances are live, without copying the catalog. */
+  counts(): { services: number; instances: number } {
+    this.sweep();
+    return { services: this.#byName.size, instances: this.#size };
+  }
+
   /** Adds or replaces an instance as given; emits `registered` or `updated` (metadata change). */
   put(instance: Instance): { instance: Instance; created: boolean } {
     this.sweep();

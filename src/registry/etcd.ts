@@ -224,6 +224,10 @@ export class EtcdStore implements Store {
     return this.#catalog.instances(name);
   }
 
+  counts() {
+    return this.#catalog.counts();
+  }
+
   all(): ReadonlyMap<string, readonly Instance[]> {
     return this.#catalog.all();
   }

@@ -75,6 +75,10 @@ export class MemoryStore implements Store {
     return this.catalog.all();
   }
 
+  counts() {
+    return this.catalog.counts();
+  }
+
   servicesJson(): string {
     return this.catalog.servicesJson();
   }

@@ -52,6 +52,10 @@ export class Registry {
     return this.store.all();
   }
 
+  counts(): { services: number; instances: number } {
+    return this.store.counts();
+  }
+
   servicesJson(): string {
     return this.store.servicesJson();
   }

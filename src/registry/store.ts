@@ -22,6 +22,8 @@ export interface Store {
   instances(name: string): readonly Instance[];
   /** Every live instance, grouped by name in registration order. */
   all(): ReadonlyMap<string, readonly Instance[]>;
+  /** How many services and instances are live. */
+  counts(): { services: number; instances: number };
   /** The seed's `GET /services` body, serialised once per change. */
   servicesJson(): string;
   subscribe(listener: RegistryListener): () => void;

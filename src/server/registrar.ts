@@ -140,16 +140,14 @@ export function createRegistrarApp(deps: RegistrarDeps): Hono {
 
   app.get('/health', (c) => {
     const store = registry.health();
-    let instances = 0;
-    const all = registry.all();
-    for (const list of all.values()) instances += list.length;
+    const { services, instances } = registry.counts();
     return c.json({
       status: store.status,
       version: VERSION,
       store: store.store,
       ...(store.detail && { detail: store.detail }),
       ttl_seconds: deps.ttlSeconds,
-      services: all.size,
+      services,
       instances,
       uptime_seconds: Math.round((Date.now() - startedAt) / 1000),
     });
