@@ -2,6 +2,7 @@
 // loaded by open(), so commands that do not use etcd never pay for it.
 import type { Etcd3, IKeyValue, IOptions, IRangeResponse, ITxnResponse, IWatchResponse, Watcher } from 'etcd3';
 import { Catalog } from './catalog.js';
+import { isInstance } from './instance-shape.js';
 import { StoreUnavailableError, type Store } from './store.js';
 import type { Clock, Instance, RegistrationInput, RegistryListener, StoreHealth } from './types.js';
 
@@ -679,17 +680,4 @@ function describeCause(error: unknown): string {
   return error.message.replace(/^Error: /, '').replace(/\.? Resolution note: ?$/, '');
 }
 
-function isStoredShape(value: unknown): value is Instance & { lease?: unknown } {
-  if (typeof value !== 'object' || value === null) return false;
-  const v = value as Record<string, unknown>;
-  return (
-    typeof v.name === 'string' &&
-    typeof v.url === 'string' &&
-    typeof v.registeredAt === 'number' &&
-    typeof v.lastHeartbeat === 'number' &&
-    typeof v.expiresAt === 'number' &&
-    typeof v.metadata === 'object' &&
-    v.metadata !== null &&
-    !Array.isArray(v.metadata)
-  );
-}
+const isStoredShape = (value: unknown): value is Instance & { lease?: unknown } => isInstance(value);

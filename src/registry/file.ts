@@ -1,6 +1,7 @@
 import { readFile, rename, writeFile, mkdir } from 'node:fs/promises';
 import { writeFileSync, renameSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { isInstance } from './instance-shape.js';
 import { MemoryStore, type MemoryStoreOptions } from './memory.js';
 import type { Instance, RegistrationInput } from './types.js';
 
@@ -14,20 +15,6 @@ export class CatalogFileError extends Error {
 interface CatalogFile {
   version: number;
   instances: Instance[];
-}
-
-function isInstance(value: unknown): value is Instance {
-  if (typeof value !== 'object' || value === null) return false;
-  const v = value as Record<string, unknown>;
-  return (
-    typeof v.name === 'string' &&
-    typeof v.url === 'string' &&
-    typeof v.registeredAt === 'number' &&
-    typeof v.lastHeartbeat === 'number' &&
-    typeof v.expiresAt === 'number' &&
-    typeof v.metadata === 'object' &&
-    v.metadata !== null
-  );
 }
 
 /**
