@@ -29,6 +29,7 @@ describe('usage', () => {
     [['registrar', '--port', 'seventy']],
     [['registrar', '--store', 'redis://x']],
     [['register', 'web', 'ftp://example.com']],
+    [['deregister', 'web', 'not-a-url']],
     [['config', 'set', 'colour', 'blue']],
   ])('exits 2 for bad usage: svcmesh %j', async (args) => {
     const result = await runSvcmesh(args);

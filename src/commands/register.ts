@@ -1,6 +1,6 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { isHttpUrl } from '../http-url.js';
-import { type ClientFlags, UsageError, clientFrom, parseHttpUrl, withClientOptions } from './shared.js';
+import { type ClientFlags, UsageError, clientFrom, withClientOptions } from './shared.js';
 
 function parseMetadata(value: string): Record<string, unknown> {
   let parsed: unknown;
@@ -35,12 +35,9 @@ export function makeDeregisterCommand(): Command {
     new Command('deregister')
       .description('remove a service (every instance, or the one at <url>)')
       .argument('<name>', 'service name')
-      .argument('[url]', 'only this instance')
-      .hook('preAction', (command) => {
-        const url = command.args[1];
-        if (url !== undefined) parseHttpUrl(url);
-      }),
+      .argument('[url]', 'only this instance'),
   ).action(async (name: string, url: string | undefined, flags: ClientFlags) => {
+    if (url !== undefined && !isHttpUrl(url)) throw new UsageError(`"${url}" is not an http(s) URL: give the instance's URL as it was registered`);
     const client = await clientFrom(flags);
     const answer = await client.deregister(name, url);
     const output = await import('../output.js');
