@@ -3,6 +3,11 @@
  * that follows `/events` and lists services and instances with their last heartbeat and the
  * time left before eviction. It reads the stream with fetch rather than EventSource so that it
  * can send a token when the registrar protects reads.
+ *
+ * `/events` carries changes only (renewals would flood every watcher), so the page also reads
+ * `/catalog` every few seconds, from the same registrar, to refresh the heartbeat and expiry
+ * times of the instances it shows; which instances it shows comes from the event stream alone.
+ * The favicon is inline so the browser does not ask for `/favicon.ico` (a 404 in the console).
  */
 export const DASHBOARD_HTML = /* html */ `<!doctype html>
 <html lang="en">
@@ -10,6 +15,7 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>svcmesh registrar</title>
+<link rel="icon" href="data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'%3E%3Ccircle cx='8' cy='8' r='6' fill='%231a7f37'/%3E%3C/svg%3E">
 <style>
   :root { color-scheme: light dark; --ok: #1a7f37; --warn: #b35900; --bad: #cf222e; --dim: #6e7781; --line: #d0d7de55; }
   * { box-sizing: border-box; }
@@ -28,6 +34,7 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
   th, td { text-align: left; padding: .35rem .5rem; border-top: 1px solid var(--line); vertical-align: top; }
   th { font-size: .75rem; text-transform: uppercase; letter-spacing: .04em; color: var(--dim); font-weight: 600; }
   td.url { font-family: ui-monospace, monospace; word-break: break-all; }
+  td.time { white-space: nowrap; font-variant-numeric: tabular-nums; }
   .soon { color: var(--warn); }
   .instance-down td.url::after { content: " unreachable"; color: var(--bad); font-family: system-ui, sans-serif; font-size: .8rem; }
   form { display: none; gap: .5rem; margin-top: 1rem; }
@@ -44,7 +51,7 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
 <body>
 <header>
   <h1>svcmesh registrar</h1>
-  <span id="status">connecting…</span>
+  <span id="status" role="status" aria-live="polite">connecting…</span>
 </header>
 <main>
   <form id="auth"><input id="token" type="password" placeholder="registrar token" autocomplete="off"><button>Connect</button></form>
@@ -75,7 +82,20 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
     return td;
   };
 
+  // The time cells of the rows on screen, refreshed every second without rebuilding the page
+  // (so a URL can be selected and copied).
+  let rows = [];
+  function tick() {
+    for (const { tr, instance, heartbeatCell, expiryCell } of rows) {
+      tr.dataset.lastHeartbeat = instance.last_heartbeat;
+      heartbeatCell.textContent = ago(instance.last_heartbeat);
+      expiryCell.textContent = left(instance.expires_at);
+      expiryCell.classList.toggle('soon', (Date.parse(instance.expires_at) - Date.now()) / 1000 < 30);
+    }
+  }
+
   function render() {
+    rows = [];
     const names = Object.keys(catalog).sort();
     if (names.length === 0) {
       servicesEl.innerHTML = '<p class="empty">No services registered.</p>';
@@ -83,23 +103,26 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
     }
     const fragment = document.createDocumentFragment();
     for (const name of names) {
+      const instances = catalog[name].slice().sort((a, b) => (a.url < b.url ? -1 : a.url > b.url ? 1 : 0));
       const section = document.createElement('section');
       section.dataset.service = name;
       const h2 = document.createElement('h2');
       h2.textContent = name + ' ';
       const count = document.createElement('span');
       count.className = 'count';
-      count.textContent = catalog[name].length + (catalog[name].length === 1 ? ' instance' : ' instances');
+      count.textContent = instances.length + (instances.length === 1 ? ' instance' : ' instances');
       h2.append(count);
       const table = document.createElement('table');
       table.innerHTML = '<thead><tr><th>URL</th><th>Last heartbeat</th><th>Expires in</th></tr></thead>';
       const body = document.createElement('tbody');
-      for (const instance of catalog[name]) {
+      for (const instance of instances) {
         const tr = document.createElement('tr');
         tr.dataset.url = instance.url;
         if (down.has(name + ' ' + instance.url)) tr.className = 'instance-down';
-        const secondsLeft = (Date.parse(instance.expires_at) - Date.now()) / 1000;
-        tr.append(cell('URL', instance.url, 'url'), cell('Last heartbeat', ago(instance.last_heartbeat)), cell('Expires in', left(instance.expires_at), secondsLeft < 30 ? 'soon' : ''));
+        const heartbeatCell = cell('Last heartbeat', '', 'time');
+        const expiryCell = cell('Expires in', '', 'time');
+        tr.append(cell('URL', instance.url, 'url'), heartbeatCell, expiryCell);
+        rows.push({ tr, instance, heartbeatCell, expiryCell });
         body.append(tr);
       }
       table.append(body);
@@ -107,6 +130,30 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
       fragment.append(section);
     }
     servicesEl.replaceChildren(fragment);
+    tick();
+  }
+
+  // Heartbeats are not events: take the newer times of the instances already shown from /catalog.
+  let live = false;
+  async function refreshTimes() {
+    if (!live || document.hidden) return;
+    try {
+      const response = await fetch('catalog', { headers: token ? { authorization: 'Bearer ' + token } : {} });
+      if (!response.ok) return;
+      const { services } = await response.json();
+      for (const [name, instances] of Object.entries(catalog)) {
+        for (const instance of instances) {
+          const fresh = (services[name] || []).find((i) => i.url === instance.url);
+          if (fresh && Date.parse(fresh.last_heartbeat) > Date.parse(instance.last_heartbeat)) {
+            instance.last_heartbeat = fresh.last_heartbeat;
+            instance.expires_at = fresh.expires_at;
+          }
+        }
+      }
+      tick();
+    } catch {
+      // The event stream reports a registrar that is gone; the next round tries again.
+    }
   }
 
   function apply(data) {
@@ -139,6 +186,7 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
         if (!response.ok || !response.body) throw new Error('HTTP ' + response.status);
         statusEl.className = 'live';
         statusEl.textContent = 'live';
+        live = true;
         retry = 500;
         const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
         let buffer = '';
@@ -156,6 +204,7 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
         }
         throw new Error('stream ended');
       } catch (error) {
+        live = false;
         statusEl.className = 'down';
         statusEl.textContent = 'reconnecting…';
         await new Promise((resolve) => setTimeout(resolve, retry));
@@ -171,7 +220,8 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
     authForm.classList.remove('shown');
     follow();
   });
-  setInterval(render, 1000);
+  setInterval(tick, 1000);
+  setInterval(refreshTimes, 2000);
   follow();
 })();
 </script>

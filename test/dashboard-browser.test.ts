@@ -1,0 +1,193 @@
+/**
+ * The registrar's dashboard (GET /) in a real headless Chromium, against the BUILT registrar: it
+ * follows /events live (no reload), refreshes heartbeat times, fits a phone screen, and fetches
+ * nothing from anywhere but the registrar.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { describeBrowser, launchChromium } from './support/browser.js';
+import { removeTempDirs, runSvcmesh, startSvcmesh, stopAll, type SvcmeshProcess } from './support/processes.js';
+
+const TTL_SECONDS = 3;
+/** Bound on the page showing a change the registrar has made (events are pushed at once). */
+const SHOWN_MS = 5_000;
+/** Eviction happens TTL after the last heartbeat, checked every second; plus slack for a busy machine. */
+const EVICTED_MS = (TTL_SECONDS + 5) * 1_000;
+const PHONE = { width: 390, height: 844 };
+
+const section = (name: string) => `section[data-service="${name}"]`;
+const row = (name: string, url: string) => `${section(name)} tr[data-url="${url}"]`;
+
+describeBrowser('dashboard in headless Chromium', () => {
+  let registrar: SvcmeshProcess;
+  let browser: Browser | undefined;
+  let context: BrowserContext | undefined;
+  let page: Page;
+  const requests: string[] = [];
+  const consoleErrors: string[] = [];
+
+  const svcmesh = async (...args: string[]) => {
+    const result = await runSvcmesh([...args, '--registrar', registrar.url]);
+    expect(result, result.stderr).toMatchObject({ code: 0 });
+    return result;
+  };
+  const heartbeat = async (name: string, url: string) => {
+    const response = await fetch(new URL('/heartbeat', registrar.url), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ service_name: name, service_url: url }),
+    });
+    expect(response.status).toBe(200);
+  };
+  /** Heartbeats every `url` of `name` every 500 ms until the returned stop() (which waits for the last one). */
+  const keepAlive = (name: string, urls: string[]) => {
+    let stopped = false;
+    const loop = (async () => {
+      while (!stopped) {
+        await Promise.all(urls.map((url) => heartbeat(name, url)));
+        await sleep(500);
+      }
+    })();
+    return async () => {
+      stopped = true;
+      await loop;
+    };
+  };
+  /**
+   * No horizontal scroll on the phone. Mobile Chromium zooms out to fit content that is too wide,
+   * which widens innerWidth along with it: so both are held to the phone's width, not to each other.
+   */
+  const expectFitsPhone = async () => {
+    const widths = await page.evaluate(() => ({ scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth }));
+    expect(widths.innerWidth).toBe(PHONE.width);
+    expect(widths.scrollWidth).toBeLessThanOrEqual(widths.innerWidth);
+  };
+
+  beforeAll(async () => {
+    [registrar, browser] = await Promise.all([
+      startSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1', '--ttl', String(TTL_SECONDS)]),
+      launchChromium(),
+    ]);
+    context = await browser.newContext({ viewport: PHONE, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
+    page = await context.newPage();
+    page.on('request', (request) => requests.push(request.url()));
+    page.on('console', (message) => {
+      if (message.type() === 'error') consoleErrors.push(message.text());
+    });
+    page.on('pageerror', (error) => consoleErrors.push(`uncaught: ${error.message}`));
+    await page.goto(registrar.url, { waitUntil: 'load', timeout: 10_000 });
+    // Marks this document: if the page reloaded, the mark would be gone.
+    await page.evaluate(() => ((window as unknown as { svcmeshMark: number }).svcmeshMark = 1));
+  });
+
+  afterAll(async () => {
+    await context?.close().catch(() => {});
+    await browser?.close().catch(() => {});
+    await stopAll();
+    removeTempDirs();
+  });
+
+  const notReloaded = () => page.evaluate(() => (window as unknown as { svcmeshMark?: number }).svcmeshMark === 1);
+
+  it('shows "No services registered." at first, live, without horizontal scroll on a phone', async () => {
+    await page.getByText('No services registered.').waitFor({ timeout: SHOWN_MS });
+    await page.locator('#status.live').waitFor({ timeout: SHOWN_MS });
+    expect(await page.title()).toBe('svcmesh registrar');
+    await expectFitsPhone();
+  });
+
+  it('shows a service registered after the page loaded, without reload, and still fits a phone', async () => {
+    // One long word: the page has to break it, or a phone would scroll sideways.
+    const long = 'http://averyveryverylonghostnamethatnophonescreencouldeverfitononeline.internal:65535/status';
+    // Heartbeats start after each registration (one with service_url would register the instance itself).
+    const stops: (() => Promise<void>)[] = [];
+    try {
+      await svcmesh('register', 'billing', 'http://127.0.0.1:7001');
+      stops.push(keepAlive('billing', ['http://127.0.0.1:7001']));
+      await page.waitForSelector(row('billing', 'http://127.0.0.1:7001'), { timeout: SHOWN_MS });
+      await svcmesh('register', 'billing', long);
+      stops.push(keepAlive('billing', [long]));
+      await page.waitForSelector(row('billing', long), { timeout: SHOWN_MS });
+
+      expect(await notReloaded()).toBe(true);
+      await expect.poll(() => page.locator(`${section('billing')} h2`).textContent()).toBe('billing 2 instances');
+      const cells = await page.locator(`${row('billing', 'http://127.0.0.1:7001')} td`).allTextContents();
+      expect(cells[0]).toBe('http://127.0.0.1:7001');
+      expect(cells[1]).toMatch(/^\d+ s ago$/);
+      expect(cells[2]).toMatch(/^\d+ s$/);
+      expect(await page.getByText('No services registered.').count()).toBe(0);
+      await expectFitsPhone();
+    } finally {
+      await Promise.all(stops.map((stop) => stop()));
+    }
+    await svcmesh('deregister', 'billing');
+    await page.waitForSelector(section('billing'), { state: 'detached', timeout: SHOWN_MS });
+  });
+
+  it('refreshes the last heartbeat of a live instance, and drops one that stopped heartbeating after the TTL', async () => {
+    const [a, b] = ['http://127.0.0.1:7101', 'http://127.0.0.1:7102'];
+    await svcmesh('register', 'ollama_service', a);
+    await svcmesh('register', 'ollama_service', b);
+    const stopA = keepAlive('ollama_service', [a]);
+    try {
+      await page.waitForSelector(row('ollama_service', a), { timeout: SHOWN_MS });
+      await page.waitForSelector(row('ollama_service', b), { timeout: SHOWN_MS });
+      const firstSeen = await page.getAttribute(row('ollama_service', a), 'data-last-heartbeat');
+
+      // b's last (and only) heartbeat was its registration; it must go TTL later, not before.
+      await heartbeat('ollama_service', b);
+      const lastHeartbeatB = Date.now();
+      await page.waitForSelector(row('ollama_service', b), { state: 'detached', timeout: EVICTED_MS });
+      expect(Date.now() - lastHeartbeatB).toBeGreaterThanOrEqual(TTL_SECONDS * 1_000 - 500);
+
+      // a kept heartbeating: still there, and the page took its newer heartbeat time.
+      expect(await page.locator(row('ollama_service', a)).count()).toBe(1);
+      await expect.poll(() => page.locator(`${section('ollama_service')} h2`).textContent()).toBe('ollama_service 1 instance');
+      await expect
+        .poll(async () => Date.parse((await page.getAttribute(row('ollama_service', a), 'data-last-heartbeat')) ?? ''), { timeout: SHOWN_MS })
+        .toBeGreaterThan(Date.parse(firstSeen ?? ''));
+      expect(await page.locator(`${row('ollama_service', a)} td`).nth(2).textContent()).not.toBe('0 s');
+    } finally {
+      await stopA();
+    }
+    // Now a stops too: evicted, and the service with it.
+    await page.waitForSelector(section('ollama_service'), { state: 'detached', timeout: EVICTED_MS });
+    await page.getByText('No services registered.').waitFor({ timeout: SHOWN_MS });
+    expect(await notReloaded()).toBe(true);
+  });
+
+  it('drops a deregistered instance, then a deregistered service, without reload', async () => {
+    const [a, b] = ['http://127.0.0.1:7201', 'http://127.0.0.1:7202'];
+    await svcmesh('register', 'search', a);
+    await svcmesh('register', 'search', b);
+    const stop = keepAlive('search', [a, b]);
+    let stopped = false;
+    try {
+      await page.waitForSelector(row('search', a), { timeout: SHOWN_MS });
+      await page.waitForSelector(row('search', b), { timeout: SHOWN_MS });
+      // A heartbeat with service_url registers the instance again: stop them before deregistering.
+      await stop();
+      stopped = true;
+
+      // Exit 0 means the instance was still registered: what removes it is the deregistration, not the TTL.
+      await svcmesh('deregister', 'search', b);
+      await page.waitForSelector(row('search', b), { state: 'detached', timeout: SHOWN_MS });
+      expect(await page.locator(row('search', a)).count()).toBe(1);
+
+      await svcmesh('deregister', 'search');
+      await page.waitForSelector(section('search'), { state: 'detached', timeout: SHOWN_MS });
+      await page.getByText('No services registered.').waitFor({ timeout: SHOWN_MS });
+      expect(await notReloaded()).toBe(true);
+    } finally {
+      if (!stopped) await stop();
+    }
+  });
+
+  it('loaded with no console errors and asked nothing of any host but the registrar', () => {
+    const origin = new URL(registrar.url).origin;
+    expect(requests.length).toBeGreaterThan(0);
+    expect(requests.filter((url) => !url.startsWith('data:') && new URL(url).origin !== origin)).toEqual([]);
+    expect(consoleErrors).toEqual([]);
+  });
+});
