@@ -434,15 +434,27 @@ export class EtcdStore implements Store {
   async #write<T>(operation: (client: Etcd3) => Promise<T>): Promise<T> {
     const client = this.#client;
     if (!client || this.#closed) throw new Error(this.#closed ? 'the etcd store is closed' : 'EtcdStore.open() must be called first');
-    try {
-      const result = await this.#bounded(operation(client), this.#writeTimeoutMs);
-      this.#writeProblem = undefined;
-      return result;
-    } catch (error) {
-      if (!this.#isUnreachable(error)) throw error;
-      const message = this.#unreachableMessage(error);
-      this.#writeProblem = `the last write failed: etcd is unreachable (${describeCause(error)})`;
-      throw new StoreUnavailableError(message);
+    const deadline = Date.now() + this.#writeTimeoutMs;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const result = await this.#bounded(operation(client), Math.max(1, deadline - Date.now()));
+        this.#writeProblem = undefined;
+        return result;
+      } catch (error) {
+        if (!this.#isUnreachable(error)) throw error;
+        // etcd3 gives up after three quick attempts, which a leader election (the leader of three
+        // stopped: ~1-2 s without a leader) easily uses up. Every write re-reads and compares
+        // before it changes anything, so trying it again is safe: do so within the write's bound.
+        const pause = Math.min(100 * 2 ** attempt, 500);
+        if (!this.#closed && deadline - Date.now() > pause + 100) {
+          await sleep(pause);
+          continue;
+        }
+        // The last attempt ran into the write's bound: say so for the whole write, not what was left of it.
+        const cause = error instanceof EtcdTimeoutError ? new EtcdTimeoutError(`no answer within ${this.#writeTimeoutMs} ms`) : error;
+        this.#writeProblem = `the last write failed: etcd is unreachable (${describeCause(cause)})`;
+        throw new StoreUnavailableError(this.#unreachableMessage(cause));
+      }
     }
   }
 
