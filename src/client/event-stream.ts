@@ -69,7 +69,16 @@ export async function* watchEvents(options: WatchOptions): AsyncGenerator<Server
       const status = (error as { status?: number }).status;
       if (status !== undefined && status >= 400 && status < 500) throw error;
       options.onDisconnect?.(error as Error, retryMs);
-      await new Promise((resolve) => setTimeout(resolve, retryMs));
+      // Abortable, so Ctrl-C during an outage stops at once rather than after the wait.
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          options.signal.removeEventListener('abort', done);
+          resolve();
+        };
+        const timer = setTimeout(done, retryMs);
+        options.signal.addEventListener('abort', done, { once: true });
+      });
       retryMs = Math.min(retryMs * 2, maxRetryMs);
     }
   }

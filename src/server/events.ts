@@ -16,6 +16,9 @@ const KEEPALIVE_MS = 15_000;
 export function eventStream(c: Context, registry: Registry, shutdown: AbortSignal): Response {
   return streamSSE(c, async (stream) => {
     let id = 0;
+    // Taken before subscribing, in the same tick: reading the catalog evicts what has expired, and
+    // those evictions belong before the snapshot (which no longer holds them), not after it.
+    const snapshot = JSON.stringify({ type: 'snapshot', ...catalogJson(registry.all()) });
     const queue: RegistryEvent[] = [];
     let wake: (() => void) | undefined;
     const unsubscribe = registry.subscribe((event) => {
@@ -39,7 +42,7 @@ export function eventStream(c: Context, registry: Registry, shutdown: AbortSigna
       wake?.();
     }, KEEPALIVE_MS);
     try {
-      await stream.writeSSE({ event: 'snapshot', id: String(++id), data: JSON.stringify({ type: 'snapshot', ...catalogJson(registry.all()) }) });
+      await stream.writeSSE({ event: 'snapshot', id: String(++id), data: snapshot });
       while (!isClosed && !stream.aborted) {
         while (queue.length > 0) {
           const event = queue.shift()!;
