@@ -30,6 +30,8 @@ describe('usage', () => {
     [['registrar', '--store', 'redis://x']],
     [['register', 'web', 'ftp://example.com']],
     [['deregister', 'web', 'not-a-url']],
+    [['registrar', '--port', '0', '--allow-hosts', '']],
+    [['registrar', '--port', '0', '--allow-hosts', '10.0.0.0/']],
     [['config', 'set', 'colour', 'blue']],
   ])('exits 2 for bad usage: svcmesh %j', async (args) => {
     const result = await runSvcmesh(args);

@@ -300,6 +300,7 @@ describe('bad input', () => {
     ['a service_name with a slash', '/register', { service_name: 'a/b', service_url: 'http://127.0.0.1:5000' }, 400, /`service_name` must be/],
     ['a missing service_url', '/register', { service_name: 'x' }, 400, /`service_url` is required/],
     ['an ftp:// URL', '/register', { service_name: 'x', service_url: 'ftp://127.0.0.1/x' }, 400, /`service_url` must be an http\(s\) URL/],
+    ['a URL with credentials', '/register', { service_name: 'x', service_url: 'http://user:secret@127.0.0.1:5000' }, 400, /`service_url` must not carry a user name or password/],
     ['"not a url"', '/register', { service_name: 'x', service_url: 'not a url' }, 400, /`service_url` must be an http\(s\) URL/],
     ['metadata that is a string', '/register', { ...valid, metadata: 'gpu' }, 400, /`metadata` must be a JSON object/],
     ['metadata that is an array', '/register', { ...valid, metadata: ['gpu'] }, 400, /`metadata` must be a JSON object/],

@@ -45,6 +45,9 @@ export function makeRegistrarCommand(): Command {
         createLogger,
         parseAllowHosts,
       } = await import('../runtime/server.js');
+      if (flags.allowHosts?.length === 0) {
+        throw new UsageError('--allow-hosts (or SVCMESH_ALLOW_HOSTS) is empty: name at least one host, address or CIDR, or leave it out to allow any');
+      }
       const hostPolicy = flags.allowHosts ? parseAllowHosts(flags.allowHosts) : undefined;
       const store = await openStore(flags.store, { ttlSeconds: flags.ttl });
       const registry = new Registry(store);
@@ -70,6 +73,9 @@ export function makeRegistrarCommand(): Command {
         shutdown: shutdown.signal,
       });
       const server = await listenOrExplain(() => startServer(app, { host: flags.host, port: flags.port }), flags.host, flags.port);
+      if (flags.targetToken && !flags.token) {
+        console.error('svcmesh registrar: warning: --target-token without --token: anyone who can reach this registrar can register a URL and receive the target token');
+      }
       console.log(
         `svcmesh registrar listening on ${server.url} (store: ${store.description}, ttl: ${flags.ttl} s${flags.token ? ', token required' : ''})`,
       );

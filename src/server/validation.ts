@@ -12,7 +12,9 @@ export const serviceName = z
 
 export const httpUrl = z
   .string({ error: (issue) => (issue.input === undefined ? 'is required' : 'must be a string') })
-  .refine(isHttpUrl, { error: 'must be an http(s) URL such as http://127.0.0.1:5000' });
+  .refine(isHttpUrl, { error: 'must be an http(s) URL such as http://127.0.0.1:5000' })
+  // Credentials in a service URL would be listed by /services and written to the logs.
+  .refine((url) => !isHttpUrl(url) || !/^[a-z]+:\/\/[^/?#]*@/i.test(url), { error: 'must not carry a user name or password' });
 
 
 export const message = z
