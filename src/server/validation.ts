@@ -31,9 +31,35 @@ function describe(error: z.ZodError): string {
     .join('; ');
 }
 
+export const MAX_BODY_BYTES = 1024 * 1024;
+const tooLarge = () => new ApiError(413, 'Request body is larger than 1 MiB');
+
+/**
+ * The body as text, refused with 413 past 1 MiB. The declared length is checked before anything
+ * is read; a body sent without one (chunked) is counted as it arrives. Only this reads bodies,
+ * so GETs never pay for a limit check (touching the raw body builds a whole web Request).
+ */
+async function readLimitedText(c: Context): Promise<string> {
+  const declared = c.req.header('content-length');
+  if (declared !== undefined) {
+    if (Number(declared) > MAX_BODY_BYTES) throw tooLarge();
+    return c.req.text();
+  }
+  const body = c.req.raw.body;
+  if (!body) return '';
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of body as unknown as AsyncIterable<Uint8Array>) {
+    size += chunk.byteLength;
+    if (size > MAX_BODY_BYTES) throw tooLarge();
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
 /** Reads and validates a JSON body; anything wrong is a 400 that says what and where. */
 export async function parseJsonBody<T extends z.ZodType>(c: Context, schema: T): Promise<z.infer<T>> {
-  const text = await c.req.text();
+  const text = await readLimitedText(c);
   let body: unknown;
   try {
     body = JSON.parse(text);
