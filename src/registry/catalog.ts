@@ -24,6 +24,22 @@ function snapshot(entry: Entry): Instance {
   };
 }
 
+const NO_METADATA: Readonly<Record<string, unknown>> = Object.freeze({});
+
+/** Most instances carry no metadata: they all share one empty object. */
+const copyMetadata = (metadata: Readonly<Record<string, unknown>>) =>
+  Object.keys(metadata).length === 0 ? (NO_METADATA as Record<string, unknown>) : { ...metadata };
+
+/**
+ * A name's instances. Most names have one, and a Map per name costs far more memory than the
+ * instance itself at 100 000 names, so a lone instance is stored as is.
+ */
+type Instances = Entry | Map<string, Entry>;
+
+const entriesOf = (instances: Instances): Iterable<Entry> => (instances instanceof Map ? instances.values() : [instances]);
+const firstOf = (instances: Instances): Entry | undefined =>
+  instances instanceof Map ? instances.values().next().value : instances;
+
 function sameMetadata(a: Record<string, unknown>, b: Record<string, unknown>): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
@@ -33,7 +49,7 @@ function sameMetadata(a: Record<string, unknown>, b: Record<string, unknown>): b
  * heartbeat is O(1) and an eviction pass touches only what is due, not the whole registry.
  */
 export class Catalog {
-  readonly #byName = new Map<string, Map<string, Entry>>();
+  readonly #byName = new Map<string, Instances>();
   readonly #buckets = new Map<number, Set<Entry>>();
   readonly #listeners = new Set<RegistryListener>();
   readonly #clock: Clock;
@@ -61,24 +77,26 @@ export class Catalog {
   /** Adds or replaces an instance as given; emits `registered` or `updated` (metadata change). */
   put(instance: Instance): { instance: Instance; created: boolean } {
     this.sweep();
-    const existing = this.#byName.get(instance.name)?.get(instance.url);
+    const existing = this.#find(instance.name, instance.url);
     if (existing) {
       const metadataChanged = !sameMetadata(existing.metadata, instance.metadata as Record<string, unknown>);
       existing.registeredAt = instance.registeredAt;
-      existing.metadata = { ...instance.metadata };
+      existing.metadata = copyMetadata(instance.metadata);
       this.#setExpiry(existing, instance.lastHeartbeat, instance.expiresAt);
       const current = snapshot(existing);
       if (metadataChanged) this.#emit({ type: 'updated', instance: current });
       return { instance: current, created: false };
     }
-    const entry: Entry = { ...instance, metadata: { ...instance.metadata }, bucket: Number.NaN };
-    let urls = this.#byName.get(entry.name);
-    if (!urls) {
-      urls = new Map();
-      this.#byName.set(entry.name, urls);
+    const entry: Entry = { ...instance, metadata: copyMetadata(instance.metadata), bucket: Number.NaN };
+    const instances = this.#byName.get(entry.name);
+    if (!instances) {
+      this.#byName.set(entry.name, entry);
       this.#servicesJson = undefined;
+    } else if (instances instanceof Map) {
+      instances.set(entry.url, entry);
+    } else {
+      this.#byName.set(entry.name, new Map([[instances.url, instances], [entry.url, entry]]));
     }
-    urls.set(entry.url, entry);
     this.#size += 1;
     this.#setExpiry(entry, entry.lastHeartbeat, entry.expiresAt);
     const current = snapshot(entry);
@@ -89,7 +107,7 @@ export class Catalog {
   /** Moves an instance's expiry; returns undefined when it is not (or no longer) here. */
   renew(name: string, url: string, lastHeartbeat: number, expiresAt: number): Instance | undefined {
     this.sweep();
-    const entry = this.#byName.get(name)?.get(url);
+    const entry = this.#find(name, url);
     if (!entry) return undefined;
     this.#setExpiry(entry, lastHeartbeat, expiresAt);
     return snapshot(entry);
@@ -97,12 +115,12 @@ export class Catalog {
 
   get(name: string, url: string): Instance | undefined {
     this.sweep();
-    const entry = this.#byName.get(name)?.get(url);
+    const entry = this.#find(name, url);
     return entry && snapshot(entry);
   }
 
   remove(name: string, url: string, reason: 'deregistered' | 'evicted'): Instance | undefined {
-    const entry = this.#byName.get(name)?.get(url);
+    const entry = this.#find(name, url);
     if (!entry) return undefined;
     this.#delete(entry);
     const removed = snapshot(entry);
@@ -112,14 +130,14 @@ export class Catalog {
 
   instances(name: string): Instance[] {
     this.sweep();
-    const urls = this.#byName.get(name);
-    return urls ? Array.from(urls.values(), snapshot) : [];
+    const instances = this.#byName.get(name);
+    return instances ? Array.from(entriesOf(instances), snapshot) : [];
   }
 
   all(): Map<string, Instance[]> {
     this.sweep();
     const result = new Map<string, Instance[]>();
-    for (const [name, urls] of this.#byName) result.set(name, Array.from(urls.values(), snapshot));
+    for (const [name, instances] of this.#byName) result.set(name, Array.from(entriesOf(instances), snapshot));
     return result;
   }
 
@@ -128,8 +146,8 @@ export class Catalog {
     this.sweep();
     if (this.#servicesJson === undefined) {
       const services: Record<string, string> = {};
-      for (const [name, urls] of this.#byName) {
-        const first = urls.values().next().value;
+      for (const [name, instances] of this.#byName) {
+        const first = firstOf(instances);
         if (first) services[name] = first.url;
       }
       this.#servicesJson = JSON.stringify({ services });
@@ -188,10 +206,11 @@ export class Catalog {
   }
 
   #delete(entry: Entry): void {
-    const urls = this.#byName.get(entry.name);
-    if (!urls) return;
-    urls.delete(entry.url);
-    if (urls.size === 0) this.#byName.delete(entry.name);
+    const instances = this.#byName.get(entry.name);
+    if (instances === entry) this.#byName.delete(entry.name);
+    else if (instances instanceof Map && instances.delete(entry.url)) {
+      if (instances.size === 0) this.#byName.delete(entry.name);
+    } else return;
     // Not only when the oldest instance goes: finding the oldest walks past every deleted slot
     // of the Map, which made a mass eviction of one name quadratic. The next read rebuilds it.
     this.#servicesJson = undefined;
@@ -199,6 +218,12 @@ export class Catalog {
     entries?.delete(entry);
     if (entries?.size === 0) this.#buckets.delete(entry.bucket);
     this.#size -= 1;
+  }
+
+  #find(name: string, url: string): Entry | undefined {
+    const instances = this.#byName.get(name);
+    if (instances instanceof Map) return instances.get(url);
+    return instances?.url === url ? instances : undefined;
   }
 
   #emit(event: RegistryEvent): void {
