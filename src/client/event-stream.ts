@@ -1,4 +1,5 @@
 import { checkOk, type Fetch, send } from './http.js';
+import { nodeFetch } from './node-fetch.js';
 
 export interface ServerSentEvent {
   event: string;
@@ -50,7 +51,7 @@ export interface WatchOptions {
  * connection starts with a fresh `snapshot`, so nothing is missed across a reconnect.
  */
 export async function* watchEvents(options: WatchOptions): AsyncGenerator<ServerSentEvent> {
-  const fetchImpl = options.fetch ?? fetch;
+  const fetchImpl = options.fetch ?? nodeFetch;
   const maxRetryMs = options.maxRetryMs ?? 5_000;
   let retryMs = 250;
   while (!options.signal.aborted) {
@@ -58,7 +59,7 @@ export async function* watchEvents(options: WatchOptions): AsyncGenerator<Server
       const response = await send(fetchImpl, options.url, { headers: { accept: 'text/event-stream', ...options.headers }, signal: options.signal });
       await checkOk(response, options.url);
       if (!response.body) throw new Error(`${options.url} sent no event stream`);
-      for await (const event of parseEventStream(response.body as unknown as AsyncIterable<Uint8Array>)) {
+      for await (const event of parseEventStream(response.body as AsyncIterable<Uint8Array>)) {
         retryMs = 250;
         yield event;
       }

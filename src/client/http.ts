@@ -15,26 +15,29 @@ export class HttpError extends Error {
   }
 }
 
-export type Fetch = typeof fetch;
+export type { ClientFetch as Fetch, ClientRequest, ClientResponse } from './node-fetch.js';
+import type { ClientFetch as Fetch, ClientRequest, ClientResponse } from './node-fetch.js';
 
-function unreachable(url: string, error: unknown): HttpError {
-  const e = error as { name?: string; message?: string; cause?: { code?: string; message?: string } };
-  const cause = e.name === 'TimeoutError' ? 'no answer in time' : (e.cause?.code ?? e.cause?.message ?? e.message ?? String(error));
+function unreachable(url: string, error: unknown, signal: AbortSignal | undefined): HttpError {
+  const e = error as { name?: string; code?: string; message?: string; cause?: { code?: string; message?: string } };
+  const timedOut = e.name === 'TimeoutError' || (signal?.reason as Error | undefined)?.name === 'TimeoutError';
+  const cause = timedOut ? 'no answer in time' : (e.code ?? e.cause?.code ?? e.cause?.message ?? e.message ?? String(error));
   return new HttpError(`Cannot reach ${url}: ${cause}`, { url, cause: error });
 }
 
 /** fetch, with a refused or failed connection turned into an HttpError that names the URL. */
-export async function send(fetchImpl: Fetch, url: string, init: RequestInit): Promise<Response> {
+export async function send(fetchImpl: Fetch, url: string, init: ClientRequest): Promise<ClientResponse> {
   try {
     return await fetchImpl(url, init);
   } catch (error) {
-    if ((error as Error).name === 'AbortError' && init.signal?.aborted) throw error;
-    throw unreachable(url, error);
+    const timedOut = (init.signal?.reason as Error | undefined)?.name === 'TimeoutError';
+    if (init.signal?.aborted && !timedOut) throw error;
+    throw unreachable(url, error, init.signal);
   }
 }
 
 /** Throws an HttpError for a non-2xx answer, with the server's `{"error"}` message when it sent one. */
-export async function checkOk(response: Response, url: string): Promise<Response> {
+export async function checkOk(response: ClientResponse, url: string): Promise<ClientResponse> {
   if (response.ok) return response;
   const text = await response.text().catch(() => '');
   let body: unknown = text;
@@ -50,7 +53,7 @@ export async function checkOk(response: Response, url: string): Promise<Response
 }
 
 /** Reads a JSON body; an answer that is not JSON is an HttpError too. */
-export async function readJson<T>(response: Response, url: string): Promise<{ text: string; json: T }> {
+export async function readJson<T>(response: ClientResponse, url: string): Promise<{ text: string; json: T }> {
   const text = await response.text();
   try {
     return { text, json: JSON.parse(text) as T };
@@ -60,11 +63,11 @@ export async function readJson<T>(response: Response, url: string): Promise<{ te
 }
 
 /** Yields each line of an NDJSON body as it arrives (the raw text and the parsed value). */
-export async function* ndjsonLines(response: Response, url: string): AsyncGenerator<{ text: string; value: unknown }> {
+export async function* ndjsonLines(response: ClientResponse, url: string): AsyncGenerator<{ text: string; value: unknown }> {
   if (!response.body) return;
   const decoder = new TextDecoder();
   let buffer = '';
-  for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+  for await (const chunk of response.body as AsyncIterable<Uint8Array>) {
     buffer += decoder.decode(chunk, { stream: true });
     let newline = buffer.indexOf('\n');
     while (newline !== -1) {

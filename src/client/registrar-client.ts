@@ -1,4 +1,5 @@
 import { checkOk, type Fetch, HttpError, ndjsonLines, readJson, send } from './http.js';
+import { nodeFetch } from './node-fetch.js';
 
 export interface RegistrarClientOptions {
   /** The registrar's base URL, e.g. http://127.0.0.1:5001 */
@@ -26,7 +27,7 @@ export interface JsonAnswer<T> {
 /** Talks to a registrar's HTTP API; every failure is an HttpError that names the URL. */
 export function createRegistrarClient(options: RegistrarClientOptions) {
   const base = options.baseUrl.replace(/\/+$/, '');
-  const fetchImpl = options.fetch ?? fetch;
+  const fetchImpl = options.fetch ?? nodeFetch;
   const timeoutMs = options.timeoutMs ?? 10_000;
   const authHeaders: Record<string, string> = options.token ? { authorization: `Bearer ${options.token}` } : {};
 
