@@ -412,7 +412,7 @@ const results = {
   date: new Date().toISOString(),
   svcmesh: JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version,
   node: process.version,
-  machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, platform: `${os.platform()} ${os.release()}` },
+  machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, platform: `${os.platform()} ${os.release()}`, loadavg_at_start: os.loadavg().map((l) => round(l)) },
   settings: {
     duration_s: options.duration,
     connections: options.connections,
@@ -453,6 +453,7 @@ async function main() {
   const R = registrar.url;
   await postOk(`${R}/register`, { service_name: 'echo', service_url: echo.url });
   m.instances_at_start = await instanceCount(R);
+  m.rss_start = readStatus(registrar.pid);
 
   // 7. Start-up, while nothing else runs.
   await stage('start-up', async () => {
@@ -529,6 +530,7 @@ async function main() {
     const { nextIndex, registration } = await fillTo(R, 1000, filled);
     filled = nextIndex;
     m.registration_1k = { instances: 1000, per_s: round(registration.perSecond, 0) };
+    m.rss_1k = readStatus(registrar.pid);
     return true;
   });
   if (at1k) {
@@ -648,6 +650,8 @@ function report(previous) {
     other.push(['streamed first chunk, POST /forward (median / p90)', `${fmt(m.stream_forward.first_chunk_p50_ms, 2)} / ${fmt(m.stream_forward.first_chunk_p90_ms, 2)} ms`]);
     other.push(['whole streamed answer, direct / forward (medians)', `${fmt(m.stream_direct.total_p50_ms, 1)} / ${fmt(m.stream_forward.total_p50_ms, 1)} ms`]);
   }
+  if (m.rss_start) other.push(['registrar RSS at start, 1 instance (peak)', `${fmt(m.rss_start.rss_mb)} MB (${fmt(m.rss_start.hwm_mb)} MB)`]);
+  if (m.rss_1k) other.push(['registrar RSS with 1000 instances (peak)', `${fmt(m.rss_1k.rss_mb)} MB (${fmt(m.rss_1k.hwm_mb)} MB)`]);
   if (m.rss_100k) other.push(['registrar RSS with 100 000 instances (peak so far)', `${fmt(m.rss_100k.rss_mb)} MB (${fmt(m.rss_100k.hwm_mb)} MB)`]);
   if (m.rss_100k_after_load) other.push(['registrar RSS after the 100 000 loads (peak)', `${fmt(m.rss_100k_after_load.rss_mb)} MB (${fmt(m.rss_100k_after_load.hwm_mb)} MB)`]);
   if (m.registration_100k) other.push(['POST /register rate while filling to 100 000 (64 in flight)', `${fmt(m.registration_100k.per_s, 0)} /s`]);
@@ -662,10 +666,14 @@ function report(previous) {
   const targetRows = results.targets.map((t) => [
     mark(t.ok),
     t.description,
-    `${fmt(t.measured, 2)} ${t.unit}`,
-    `${t.op} ${fmt(t.target, 2)} ${t.unit}`,
+    `${fmt(t.measured, t.unit === 'req/s' ? 0 : 2)} ${t.unit}`,
+    `${t.op} ${fmt(t.target, t.unit === 'req/s' ? 0 : 2)} ${t.unit}`,
   ]);
   lines.push(table([' ', 'target', 'measured', 'target'], targetRows, [2, 3]));
+  const [load1] = results.machine.loadavg_at_start;
+  if (load1 > results.machine.cpus / 2) {
+    lines.push('', paint(33, `note: the load average was ${load1} when the run started: other work shared the ${results.machine.cpus} CPUs`));
+  }
   const met = results.targets.filter((t) => t.ok).length;
   lines.push('', `${met} of ${results.targets.length} targets met; run took ${fmt(results.elapsed_s, 0)} s`);
   for (const { stage: name, error } of results.errors) lines.push(paint(31, `could not measure ${name}: ${error}`));
