@@ -1,7 +1,7 @@
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
-import { describe, it } from 'vitest';
+import { describeIfInstalled } from './requires.js';
 
 /**
  * A real headless Chromium for the dashboard tests: Debian's `chromium` package driven by
@@ -26,26 +26,9 @@ export function chromiumBinary(): string | undefined {
 
 export const CHROMIUM_MISSING_MESSAGE = 'chromium missing: apt-get install -y chromium (Debian/Ubuntu) to run the dashboard browser tests';
 
-/**
- * `describe` for suites that need a real browser. Without chromium the suite is skipped with a
- * loud warning locally, and fails under CI=true: CI installs chromium, so a missing binary there
- * is a broken setup, not a reason to pass silently.
- */
+/** `describe` for suites that need it: skipped loudly locally, failing under CI=true when missing. */
 export function describeBrowser(name: string, body: () => void): void {
-  if (chromiumBinary()) {
-    describe(name, body);
-    return;
-  }
-  if (process.env.CI === 'true') {
-    describe(name, () => {
-      it('needs chromium', () => {
-        throw new Error(CHROMIUM_MISSING_MESSAGE);
-      });
-    });
-    return;
-  }
-  console.warn(`\n!!! SKIPPING "${name}": ${CHROMIUM_MISSING_MESSAGE}. Under CI=true this fails. !!!\n`);
-  describe.skip(name, body);
+  describeIfInstalled(name, chromiumBinary() !== undefined, CHROMIUM_MISSING_MESSAGE, body);
 }
 
 /**

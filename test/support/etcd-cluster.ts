@@ -3,7 +3,7 @@ import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
-import { describe, it } from 'vitest';
+import { describeIfInstalled } from './requires.js';
 
 /**
  * A throwaway etcd cluster on loopback ports for tests: every member gets its own free client and
@@ -49,26 +49,9 @@ export function etcdAvailable(): boolean {
 
 export const ETCD_MISSING_MESSAGE = 'etcd binary missing: apt-get install -y etcd-server (Debian/Ubuntu) to run the etcd store tests';
 
-/**
- * `describe` for suites that need a real etcd. Without the binary the suite is skipped with a loud
- * warning locally, and fails under CI=true: CI installs etcd-server, so a missing binary there is a
- * broken setup, not a reason to pass silently.
- */
+/** `describe` for suites that need it: skipped loudly locally, failing under CI=true when missing. */
 export function describeEtcd(name: string, body: () => void): void {
-  if (etcdAvailable()) {
-    describe(name, body);
-    return;
-  }
-  if (process.env.CI === 'true') {
-    describe(name, () => {
-      it('needs the etcd binary', () => {
-        throw new Error(ETCD_MISSING_MESSAGE);
-      });
-    });
-    return;
-  }
-  console.warn(`\n!!! SKIPPING "${name}": ${ETCD_MISSING_MESSAGE}. Under CI=true this fails. !!!\n`);
-  describe.skip(name, body);
+  describeIfInstalled(name, etcdAvailable(), ETCD_MISSING_MESSAGE, body);
 }
 
 async function freePorts(count: number): Promise<number[]> {
