@@ -52,6 +52,7 @@ export function makeRegistrarCommand(): Command {
       const store = await openStore(flags.store, { ttlSeconds: flags.ttl });
       const registry = new Registry(store);
       const metrics = createRegistrarMetrics(registry);
+      const logger = createLogger(flags.logFormat);
       const targetHeaders: Record<string, string> = flags.targetToken ? { authorization: `Bearer ${flags.targetToken}` } : {};
       const forwarder = createForwarder({
         registry,
@@ -59,6 +60,7 @@ export function makeRegistrarCommand(): Command {
         observer: metrics.forwards,
         allowHost: hostPolicy && ((host) => hostPolicy.allows(host)),
         targetHeaders: () => targetHeaders,
+        logger,
       });
       const shutdown = new AbortController();
       const app = createRegistrarApp({
@@ -69,7 +71,7 @@ export function makeRegistrarCommand(): Command {
         ttlSeconds: flags.ttl,
         hostPolicy,
         metrics,
-        logger: createLogger(flags.logFormat),
+        logger,
         shutdown: shutdown.signal,
       });
       const server = await listenOrExplain(() => startServer(app, { host: flags.host, port: flags.port }), flags.host, flags.port);
@@ -85,6 +87,7 @@ export function makeRegistrarCommand(): Command {
         await server.close(flags.drainTimeout * 1000);
         await forwarder.close();
         await registry.close();
+        logger.flush();
       });
     });
 }

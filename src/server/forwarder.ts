@@ -3,6 +3,7 @@ import type { Registry } from '../registry/registry.js';
 import type { Instance } from '../registry/types.js';
 import { ApiError } from './errors.js';
 import type { ForwardObserver } from './metrics.js';
+import type { Logger } from './request-log.js';
 
 export interface ForwardRequest {
   from: string;
@@ -23,6 +24,8 @@ export interface ForwarderOptions {
   /** Hosts a forward may go to (`--allow-hosts`); others are never contacted. */
   allowHost?: (hostname: string) => boolean;
   observer?: ForwardObserver;
+  /** Where a failed attempt is told; stderr by default. */
+  logger?: Logger;
 }
 
 export interface Forwarder {
@@ -57,6 +60,8 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     options.dispatcher ?? new Agent({ keepAliveTimeout: 30_000, connections: 256, connect: { timeout: 5_000 } });
 
   const observer = options.observer;
+  const log =
+    options.logger?.log ?? ((message: string, fields: Record<string, unknown>) => console.error(`svcmesh: ${message} at ${fields.instance}: ${fields.cause}`));
 
   async function forward(request: ForwardRequest, signal?: AbortSignal): Promise<Response> {
     const target = request.to;
@@ -140,7 +145,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
         if (TIMEOUT_CODES.has((error as { code?: string }).code ?? '')) timeouts += 1;
         else registry.reportReachable(instance, false);
         failed.push(instance.url);
-        console.error(`svcmesh: forward to ${request.to} at ${instance.url} failed: ${causeOf(error)}`);
+        log(`forward to ${request.to} failed`, { instance: instance.url, cause: causeOf(error) });
       }
     }
     if (timeouts === failed.length) {

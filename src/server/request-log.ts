@@ -5,6 +5,8 @@ export type LogFormat = 'text' | 'json';
 export interface Logger {
   /** One line about an event, with fields for machines. */
   log(message: string, fields?: Record<string, unknown>): void;
+  /** Writes what is pending now (before the process exits). */
+  flush(): void;
 }
 
 /**
@@ -14,11 +16,13 @@ export interface Logger {
 export function createLogger(format: LogFormat, write: (text: string) => void = (t) => process.stdout.write(t)): Logger {
   let pending: string[] = [];
   const flush = () => {
+    if (pending.length === 0) return;
     const text = pending.join('');
     pending = [];
     write(text);
   };
   return {
+    flush,
     log(message, fields = {}) {
       const time = new Date().toISOString();
       const line =
