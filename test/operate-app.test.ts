@@ -16,7 +16,8 @@ import { Registry } from '../src/registry/registry.js';
 import { createForwarder } from '../src/server/forwarder.js';
 import { createRegistrarMetrics } from '../src/server/metrics.js';
 import { createRegistrarApp } from '../src/server/registrar.js';
-import { createLogger, type LogFormat } from '../src/server/request-log.js';
+import { createLogger, type LogFormat, type Logger, logRequests } from '../src/server/request-log.js';
+import { startServer } from '../src/server/start.js';
 import { waitFor } from './support/fake-ollama.js';
 
 const T0 = Date.UTC(2025, 0, 20, 10, 0, 0);
@@ -81,7 +82,7 @@ function setup(options: SetupOptions = {}) {
     await new Promise((resolve) => setImmediate(resolve));
     return logText.split('\n').filter(Boolean);
   };
-  return { app, store, registry, clock, shutdown, logLines };
+  return { app, store, registry, clock, shutdown, logLines, logger };
 }
 
 function post(app: Hono, path: string, body: unknown, headers: Record<string, string> = {}) {
@@ -852,6 +853,23 @@ describe('GET /metrics', () => {
 describe('log lines', () => {
   const SECRET = 'sekrit-token';
 
+  /**
+   * The app behind a real server, as `svcmesh registrar` runs it: request lines come from the
+   * server (logRequests). Returned with the app's `request` shape so the helpers above work.
+   */
+  async function overSocket(app: Hono, logger: Logger | undefined): Promise<Hono> {
+    const handle = await startServer(app, { host: '127.0.0.1', port: 0 });
+    if (logger) logRequests(handle.server, logger);
+    cleanups.push(() => handle.close(100));
+    return { request: (path: string, init?: RequestInit) => fetch(`${handle.url}${path}`, init) } as unknown as Hono;
+  }
+
+  /** Request lines are written when the server has closed the answer: wait for all of them. */
+  async function linesWhen(logLines: () => Promise<string[]>, count: number): Promise<string[]> {
+    await waitFor(async () => (await logLines()).length >= count, 5_000, `${count} log lines`);
+    return logLines();
+  }
+
   /** Forwards and reads the whole answer, so the request is over before the next one. */
   async function forwardStatus(app: Hono, headers: Record<string, string>): Promise<number> {
     const response = await post(app, '/forward', { from: 'test', to: 'svc', message: 'hi' }, headers);
@@ -876,10 +894,10 @@ describe('log lines', () => {
 
   it('--log-format json: one JSON line per request and per registry change, never the token', async () => {
     const target = await startTarget();
-    const { app, logLines } = setup({ token: SECRET, targetToken: `${SECRET}-target`, logFormat: 'json' });
-    await traffic(app, target.url);
+    const { app, logLines, logger } = setup({ token: SECRET, targetToken: `${SECRET}-target`, logFormat: 'json' });
+    await traffic(await overSocket(app, logger), target.url);
     expect(target.received[0]?.authorization).toBe(`Bearer ${SECRET}-target`);
-    const lines = await logLines();
+    const lines = await linesWhen(logLines, 9);
     const records = lines.map((line) => JSON.parse(line) as { time: string; msg: string; ms?: number });
     for (const record of records) expect(Number.isNaN(Date.parse(record.time))).toBe(false);
     expect(records.map((r) => r.msg)).toEqual([
@@ -899,9 +917,9 @@ describe('log lines', () => {
 
   it('text format: readable lines, never the token', async () => {
     const target = await startTarget();
-    const { app, logLines } = setup({ token: SECRET, targetToken: `${SECRET}-target`, logFormat: 'text' });
-    await traffic(app, target.url);
-    const lines = await logLines();
+    const { app, logLines, logger } = setup({ token: SECRET, targetToken: `${SECRET}-target`, logFormat: 'text' });
+    await traffic(await overSocket(app, logger), target.url);
+    const lines = await linesWhen(logLines, 9);
     expect(lines).toHaveLength(9);
     expect(lines[1]).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z POST \/register 200 ms=[\d.]+$/);
     expect(lines[0]).toMatch(new RegExp(`Z registered svc ${target.url}$`));
@@ -912,11 +930,11 @@ describe('log lines', () => {
   });
 
   it('logs a refused request with a huge or odd Authorization header without echoing it', async () => {
-    const { app, logLines } = setup({ token: SECRET, logFormat: 'json' });
+    const { app, logLines, logger } = setup({ token: SECRET, logFormat: 'json' });
     const odd = `Bearer ${SECRET} ${'x'.repeat(10_000)}`;
-    const response = await app.request('/register', { method: 'POST', headers: { authorization: odd }, body: '{}' });
+    const response = await (await overSocket(app, logger)).request('/register', { method: 'POST', headers: { authorization: odd }, body: '{}' });
     expect(response.status).toBe(401);
-    const lines = await logLines();
+    const lines = await linesWhen(logLines, 1);
     expect(lines).toHaveLength(1);
     expect(lines[0]).not.toContain(SECRET);
   });

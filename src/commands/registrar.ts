@@ -43,6 +43,7 @@ export function makeRegistrarCommand(): Command {
         onShutdownSignal,
         createRegistrarMetrics,
         createLogger,
+        logRequests,
         parseAllowHosts,
       } = await import('../runtime/server.js');
       if (flags.allowHosts?.length === 0) {
@@ -75,6 +76,7 @@ export function makeRegistrarCommand(): Command {
         shutdown: shutdown.signal,
       });
       const server = await listenOrExplain(() => startServer(app, { host: flags.host, port: flags.port }), flags.host, flags.port);
+      logRequests(server.server, logger);
       if (flags.targetToken && !flags.token) {
         console.error('svcmesh registrar: warning: --target-token without --token: anyone who can reach this registrar can register a URL and receive the target token');
       }

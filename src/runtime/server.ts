@@ -12,7 +12,7 @@ export { createForwarder } from '../server/forwarder.js';
 export { createRegistrarMetrics } from '../server/metrics.js';
 export { createOllamaApp, InFlightTracker } from '../server/ollama.js';
 export { createRegistrarApp } from '../server/registrar.js';
-export { createLogger } from '../server/request-log.js';
+export { createLogger, logRequests } from '../server/request-log.js';
 export { onShutdownSignal } from '../server/shutdown.js';
 export { listenOrExplain, startServer } from '../server/start.js';
 export { Ollama } from 'ollama/browser';

@@ -11,7 +11,7 @@ import { ApiError, onError, notFound, jsonError } from './errors.js';
 import { eventStream } from './events.js';
 import type { Forwarder } from './forwarder.js';
 import type { RegistrarMetrics } from './metrics.js';
-import { type Logger, requestLog } from './request-log.js';
+import type { Logger } from './request-log.js';
 import { httpUrl, message, parseJsonBody, serviceName } from './validation.js';
 import { catalogJson, instanceJson } from './wire.js';
 
@@ -60,8 +60,8 @@ export function createRegistrarApp(deps: RegistrarDeps): Hono {
   app.notFound(notFound);
 
   if (deps.logger) {
+    // Requests are logged by the server (logRequests); the app logs what they change.
     const logger = deps.logger;
-    app.use('*', requestLog(logger));
     registry.subscribe((event) => logger.log(`${event.type} ${event.instance.name} ${event.instance.url}`));
   }
   if (deps.token) {

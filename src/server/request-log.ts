@@ -1,4 +1,4 @@
-import type { MiddlewareHandler } from 'hono';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 
 export type LogFormat = 'text' | 'json';
 
@@ -36,13 +36,21 @@ export function createLogger(format: LogFormat, write: (text: string) => void = 
   };
 }
 
-/** One line per request: method, path, status, duration. The query string is left out. */
-export function requestLog(logger: Logger): MiddlewareHandler {
-  return async (c, next) => {
+/**
+ * One line per request, once its answer is over (or the caller left): method, path (without the
+ * query string), status, duration. It listens on the node server rather than being Hono
+ * middleware: a middleware on every route takes Hono off its single-handler fast path, which
+ * cost a small request about 15%.
+ */
+export function logRequests(server: Server, logger: Logger): void {
+  server.on('request', (request: IncomingMessage, response: ServerResponse) => {
     const started = performance.now();
-    await next();
-    logger.log(`${c.req.method} ${c.req.path} ${c.res.status}`, {
-      ms: Math.round((performance.now() - started) * 10) / 10,
+    response.once('close', () => {
+      const url = request.url ?? '/';
+      const query = url.indexOf('?');
+      logger.log(`${request.method} ${query === -1 ? url : url.slice(0, query)} ${response.statusCode}`, {
+        ms: Math.round((performance.now() - started) * 10) / 10,
+      });
     });
-  };
+  });
 }
