@@ -75,10 +75,6 @@ export class Registry {
     this.#emit({ type: reachable ? 'up' : 'down', instance });
   }
 
-  isDown(instance: Instance): boolean {
-    return this.#down.has(key(instance));
-  }
-
   #emit(event: RegistryEvent): void {
     for (const listener of this.#listeners) listener(event);
   }

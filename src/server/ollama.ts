@@ -15,13 +15,13 @@ export interface OllamaAppDeps {
   model: string;
   /** When set, `/receive` needs `Authorization: Bearer <token>`. */
   token?: string;
-  /** Counts answers in flight so a shutdown can wait for them. */
+  /** Counts answers in flight, for `/health`. */
   tracker?: InFlightTracker;
 }
 
+/** How many answers are being produced right now. */
 export class InFlightTracker {
   #count = 0;
-  #idle: Array<() => void> = [];
   get count() {
     return this.#count;
   }
@@ -32,12 +32,7 @@ export class InFlightTracker {
       if (ended) return;
       ended = true;
       this.#count -= 1;
-      if (this.#count === 0) for (const resolve of this.#idle.splice(0)) resolve();
     };
-  }
-  /** Resolves when nothing is in flight. */
-  idle(): Promise<void> {
-    return this.#count === 0 ? Promise.resolve() : new Promise((resolve) => this.#idle.push(resolve));
   }
 }
 

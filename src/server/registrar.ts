@@ -46,8 +46,6 @@ const forwardBody = z.object({
   stream: z.boolean({ error: 'must be true or false' }).optional(),
 });
 
-export { instanceJson };
-
 /** Builds the registrar's HTTP API; it never listens (see `startServer`). */
 export function createRegistrarApp(deps: RegistrarDeps): Hono {
   const { registry, forwarder } = deps;
