@@ -20,5 +20,5 @@ export function describeIfInstalled(name: string, installed: boolean, missingMes
   }
   console.warn(`\n!!! SKIPPING "${name}": ${missingMessage}. Under CI=true this fails. !!!\n`);
   // Skipped on purpose, with the warning above: the binary is missing on this machine.
-  describe.skip(name, body);
+  describe.skip(name, body); // reason: the binary is missing here; warned above, and CI=true fails instead
 }
