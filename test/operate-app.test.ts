@@ -16,8 +16,9 @@ import { Registry } from '../src/registry/registry.js';
 import { createForwarder } from '../src/server/forwarder.js';
 import { createRegistrarMetrics } from '../src/server/metrics.js';
 import { createRegistrarApp } from '../src/server/registrar.js';
-import { createLogger, type LogFormat, type Logger, logRequests } from '../src/server/request-log.js';
-import { startServer } from '../src/server/start.js';
+import { createLogger, type LogFormat, type Logger } from '../src/server/request-log.js';
+import { createRegistrarFastPath } from '../src/server/registrar-fast-path.js';
+import { type FastPath, startServer } from '../src/server/start.js';
 import { waitFor } from './support/fake-ollama.js';
 
 const T0 = Date.UTC(2025, 0, 20, 10, 0, 0);
@@ -82,7 +83,8 @@ function setup(options: SetupOptions = {}) {
     await new Promise((resolve) => setImmediate(resolve));
     return logText.split('\n').filter(Boolean);
   };
-  return { app, store, registry, clock, shutdown, logLines, logger };
+  const fastPath = createRegistrarFastPath({ registry, forwarder, token: options.token, protectReads: options.protectReads });
+  return { app, store, registry, clock, shutdown, logLines, logger, fastPath };
 }
 
 function post(app: Hono, path: string, body: unknown, headers: Record<string, string> = {}) {
@@ -855,11 +857,11 @@ describe('log lines', () => {
 
   /**
    * The app behind a real server, as `svcmesh registrar` runs it: request lines come from the
-   * server (logRequests). Returned with the app's `request` shape so the helpers above work.
+   * server, and /services and /forward are answered by the fast path. Returned with the app's
+   * `request` shape so the helpers above work.
    */
-  async function overSocket(app: Hono, logger: Logger | undefined): Promise<Hono> {
-    const handle = await startServer(app, { host: '127.0.0.1', port: 0 });
-    if (logger) logRequests(handle.server, logger);
+  async function overSocket({ app, logger, fastPath }: { app: Hono; logger?: Logger; fastPath: FastPath }): Promise<Hono> {
+    const handle = await startServer(app, { host: '127.0.0.1', port: 0, logger, fastPath });
     cleanups.push(() => handle.close(100));
     return { request: (path: string, init?: RequestInit) => fetch(`${handle.url}${path}`, init) } as unknown as Hono;
   }
@@ -894,10 +896,10 @@ describe('log lines', () => {
 
   it('--log-format json: one JSON line per request and per registry change, never the token', async () => {
     const target = await startTarget();
-    const { app, logLines, logger } = setup({ token: SECRET, targetToken: `${SECRET}-target`, logFormat: 'json' });
-    await traffic(await overSocket(app, logger), target.url);
+    const registrar = setup({ token: SECRET, targetToken: `${SECRET}-target`, logFormat: 'json' });
+    await traffic(await overSocket(registrar), target.url);
     expect(target.received[0]?.authorization).toBe(`Bearer ${SECRET}-target`);
-    const lines = await linesWhen(logLines, 9);
+    const lines = await linesWhen(registrar.logLines, 9);
     const records = lines.map((line) => JSON.parse(line) as { time: string; msg: string; ms?: number });
     for (const record of records) expect(Number.isNaN(Date.parse(record.time))).toBe(false);
     expect(records.map((r) => r.msg)).toEqual([
@@ -917,9 +919,9 @@ describe('log lines', () => {
 
   it('text format: readable lines, never the token', async () => {
     const target = await startTarget();
-    const { app, logLines, logger } = setup({ token: SECRET, targetToken: `${SECRET}-target`, logFormat: 'text' });
-    await traffic(await overSocket(app, logger), target.url);
-    const lines = await linesWhen(logLines, 9);
+    const registrar = setup({ token: SECRET, targetToken: `${SECRET}-target`, logFormat: 'text' });
+    await traffic(await overSocket(registrar), target.url);
+    const lines = await linesWhen(registrar.logLines, 9);
     expect(lines).toHaveLength(9);
     expect(lines[1]).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z POST \/register 200 ms=[\d.]+$/);
     expect(lines[0]).toMatch(new RegExp(`Z registered svc ${target.url}$`));
@@ -930,11 +932,11 @@ describe('log lines', () => {
   });
 
   it('logs a refused request with a huge or odd Authorization header without echoing it', async () => {
-    const { app, logLines, logger } = setup({ token: SECRET, logFormat: 'json' });
+    const registrar = setup({ token: SECRET, logFormat: 'json' });
     const odd = `Bearer ${SECRET} ${'x'.repeat(10_000)}`;
-    const response = await (await overSocket(app, logger)).request('/register', { method: 'POST', headers: { authorization: odd }, body: '{}' });
+    const response = await (await overSocket(registrar)).request('/register', { method: 'POST', headers: { authorization: odd }, body: '{}' });
     expect(response.status).toBe(401);
-    const lines = await linesWhen(logLines, 1);
+    const lines = await linesWhen(registrar.logLines, 1);
     expect(lines).toHaveLength(1);
     expect(lines[0]).not.toContain(SECRET);
   });

@@ -43,7 +43,7 @@ export function makeRegistrarCommand(): Command {
         onShutdownSignal,
         createRegistrarMetrics,
         createLogger,
-        logRequests,
+        createRegistrarFastPath,
         parseAllowHosts,
       } = await import('../runtime/server.js');
       if (flags.allowHosts?.length === 0) {
@@ -75,8 +75,12 @@ export function makeRegistrarCommand(): Command {
         logger,
         shutdown: shutdown.signal,
       });
-      const server = await listenOrExplain(() => startServer(app, { host: flags.host, port: flags.port }), flags.host, flags.port);
-      logRequests(server.server, logger);
+      const fastPath = createRegistrarFastPath({ registry, forwarder, token: flags.token, protectReads: flags.protectReads });
+      const server = await listenOrExplain(
+        () => startServer(app, { host: flags.host, port: flags.port, logger, fastPath }),
+        flags.host,
+        flags.port,
+      );
       if (flags.targetToken && !flags.token) {
         console.error('svcmesh registrar: warning: --target-token without --token: anyone who can reach this registrar can register a URL and receive the target token');
       }

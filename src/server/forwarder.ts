@@ -29,17 +29,53 @@ export interface ForwarderOptions {
 }
 
 export interface Forwarder {
-  forward(request: ForwardRequest, signal?: AbortSignal): Promise<Response>;
+  forward(request: ForwardRequest, signal?: AbortSignal): Promise<ForwardAnswer>;
   close(): Promise<void>;
+}
+
+/**
+ * A target's answer, ready to be relayed: either whole (`text`) or as it comes (`stream`). It is
+ * no web Response so the registrar's node fast path can write it without building one.
+ */
+export interface ForwardAnswer {
+  status: number;
+  headers: Record<string, string>;
+  text?: string;
+  stream?: ChunkSource;
+}
+
+/** A streamed answer's chunks; a failure mid-way reads as one final error line. */
+export interface ChunkSource {
+  /** The next chunk, or undefined once the answer is over. */
+  read(): Promise<Uint8Array | undefined>;
+  /** The caller went away: closing the upstream body aborts the target's generation too. */
+  cancel(): void;
 }
 
 const encoder = new TextEncoder();
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT']);
 
-function receiveUrl(serviceUrl: string): URL {
-  const url = new URL(serviceUrl);
-  url.pathname = `${url.pathname.replace(/\/+$/, '')}/receive`;
-  return url;
+interface ReceiveTarget {
+  origin: string;
+  path: string;
+  hostname: string;
+}
+
+/** Where an instance's `/receive` is; parsed once per instance URL, not once per forward. */
+function receiveTargets(): (serviceUrl: string) => ReceiveTarget {
+  const known = new Map<string, ReceiveTarget>();
+  return (serviceUrl) => {
+    let target = known.get(serviceUrl);
+    if (!target) {
+      const url = new URL(serviceUrl);
+      url.pathname = `${url.pathname.replace(/\/+$/, '')}/receive`;
+      target = { origin: url.origin, path: url.pathname + url.search, hostname: url.hostname };
+      // Bounded: a registry that churns through many URLs must not grow this forever.
+      if (known.size >= 10_000) known.clear();
+      known.set(serviceUrl, target);
+    }
+    return target;
+  };
 }
 
 function causeOf(error: unknown): string {
@@ -63,7 +99,9 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
   const log =
     options.logger?.log ?? ((message: string, fields: Record<string, unknown>) => console.error(`svcmesh: ${message} at ${fields.instance}: ${fields.cause}`));
 
-  async function forward(request: ForwardRequest, signal?: AbortSignal): Promise<Response> {
+  const receiveTarget = receiveTargets();
+
+  async function forward(request: ForwardRequest, signal?: AbortSignal): Promise<ForwardAnswer> {
     const target = request.to;
     observer?.started(target);
     const started = performance.now();
@@ -75,10 +113,10 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
       observer?.finished(target);
     };
     try {
-      const response = await attempt(request, signal, elapsed, finish);
-      observer?.answered(target, response.status, elapsed());
-      if (!request.stream || !response.body) finish();
-      return response;
+      const answer = await attempt(request, signal, elapsed, finish);
+      observer?.answered(target, answer.status, elapsed());
+      if (!answer.stream) finish();
+      return answer;
     } catch (error) {
       observer?.answered(target, (error as ApiError).status ?? 499, elapsed());
       finish();
@@ -91,12 +129,12 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     signal: AbortSignal | undefined,
     elapsed: () => number,
     finish: () => void,
-  ): Promise<Response> {
+  ): Promise<ForwardAnswer> {
     const all = registry.candidates(request.to);
     if (all.length === 0) {
       throw new ApiError(404, `Service ${request.to} is not registered (GET /services lists the ones that are)`);
     }
-    const candidates = (options.allowHost ? all.filter((i) => options.allowHost!(new URL(i.url).hostname)) : all).slice(0, maxAttempts);
+    const candidates = (options.allowHost ? all.filter((i) => options.allowHost!(receiveTarget(i.url).hostname)) : all).slice(0, maxAttempts);
     if (candidates.length === 0) {
       throw new ApiError(403, `Every instance of ${request.to} is on a host that --allow-hosts does not allow`);
     }
@@ -105,11 +143,11 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     let timeouts = 0;
     for (const [index, instance] of candidates.entries()) {
       const done = registry.begin(instance);
-      const target = receiveUrl(instance.url);
+      const target = receiveTarget(instance.url);
       try {
         const answer = await agent.request({
           origin: target.origin,
-          path: target.pathname + target.search,
+          path: target.path,
           method: 'POST',
           headers: { 'content-type': 'application/json', ...options.targetHeaders?.(instance) },
           body,
@@ -118,27 +156,24 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
           bodyTimeout: timeoutMs,
         });
         registry.reportReachable(instance, true);
-        const headers = new Headers({
+        const headers = {
           'content-type': String(answer.headers['content-type'] ?? 'application/json'),
           'x-svcmesh-instance': instance.url,
           'x-svcmesh-attempts': String(index + 1),
-        });
+        };
         if (!request.stream) {
           // A short JSON answer is read whole before anything goes back, so a failure while
           // reading it can still move on to the next instance.
           const text = await answer.body.text();
           done();
-          return new Response(text, { status: answer.statusCode, headers });
+          return { status: answer.statusCode, headers, text };
         }
         const end = () => {
           done();
           finish();
         };
         const onFirstChunk = () => observer?.firstChunk(request.to, elapsed());
-        return new Response(passThrough(answer.body, request.to, instance.url, end, onFirstChunk), {
-          status: answer.statusCode,
-          headers,
-        });
+        return { status: answer.statusCode, headers, stream: chunkSource(answer.body, request.to, instance.url, end, onFirstChunk) };
       } catch (error) {
         done();
         if (signal?.aborted) throw error;
@@ -164,40 +199,59 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
 }
 
 /** The target's body as it comes, chunk by chunk; a failure mid-way ends it with an error line. */
-function passThrough(
+function chunkSource(
   body: Dispatcher.ResponseData['body'],
   name: string,
   url: string,
   done: () => void,
   onFirstChunk: () => void,
-): ReadableStream<Uint8Array> {
+): ChunkSource {
   const chunks = body[Symbol.asyncIterator]();
   let first = true;
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
+  let over = false;
+  const end = () => {
+    if (over) return;
+    over = true;
+    done();
+  };
+  return {
+    async read() {
+      if (over) return undefined;
       try {
         const { value, done: finished } = await chunks.next();
         if (finished) {
-          done();
-          controller.close();
-        } else {
-          if (first) {
-            first = false;
-            onFirstChunk();
-          }
-          controller.enqueue(value as Uint8Array);
+          end();
+          return undefined;
         }
+        if (first) {
+          first = false;
+          onFirstChunk();
+        }
+        return value as Uint8Array;
       } catch (error) {
-        done();
-        const line = JSON.stringify({ error: `Lost ${name} at ${url} in the middle of the answer: ${causeOf(error)}` });
-        controller.enqueue(encoder.encode(`${line}\n`));
-        controller.close();
+        if (over) return undefined;
+        end();
+        return encoder.encode(`${JSON.stringify({ error: `Lost ${name} at ${url} in the middle of the answer: ${causeOf(error)}` })}\n`);
       }
     },
     cancel() {
-      // The caller went away: closing the upstream body aborts the target's generation too.
       body.destroy();
-      done();
+      end();
     },
+  };
+}
+
+/** The answer as a web Response, for the Hono route. */
+export function answerResponse(answer: ForwardAnswer): Response {
+  const { stream } = answer;
+  if (!stream) return new Response(answer.text ?? '', { status: answer.status, headers: answer.headers });
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const chunk = await stream.read();
+      if (chunk) controller.enqueue(chunk);
+      else controller.close();
+    },
+    cancel: () => stream.cancel(),
   });
+  return new Response(body, { status: answer.status, headers: answer.headers });
 }

@@ -9,11 +9,11 @@ import { requireToken } from './auth.js';
 import { DASHBOARD_HTML } from './dashboard.js';
 import { ApiError, onError, notFound, jsonError } from './errors.js';
 import { eventStream } from './events.js';
-import type { Forwarder } from './forwarder.js';
+import { answerResponse, type Forwarder } from './forwarder.js';
 import type { RegistrarMetrics } from './metrics.js';
 import type { Logger } from './request-log.js';
-import { httpUrl, message, parseJsonBody, serviceName } from './validation.js';
-import { catalogJson, instanceJson } from './wire.js';
+import { forwardBody, httpUrl, parseJsonBody, serviceName } from './validation.js';
+import { catalogJson, instanceJson, servicesBody } from './wire.js';
 
 
 export interface RegistrarDeps {
@@ -39,12 +39,6 @@ const registerBody = z.object({
   metadata: z.record(z.string(), z.unknown(), { error: 'must be a JSON object' }).optional(),
 });
 const heartbeatBody = z.object({ service_name: serviceName, service_url: httpUrl.optional() });
-const forwardBody = z.object({
-  from: z.string({ error: 'must be a string naming the sender' }).default('anonymous'),
-  to: serviceName,
-  message,
-  stream: z.boolean({ error: 'must be true or false' }).optional(),
-});
 
 /** Builds the registrar's HTTP API; it never listens (see `startServer`). */
 export function createRegistrarApp(deps: RegistrarDeps): Hono {
@@ -58,7 +52,7 @@ export function createRegistrarApp(deps: RegistrarDeps): Hono {
   app.notFound(notFound);
 
   if (deps.logger) {
-    // Requests are logged by the server (logRequests); the app logs what they change.
+    // Requests are logged by the server (startServer's logger); the app logs what they change.
     const logger = deps.logger;
     registry.subscribe((event) => logger.log(`${event.type} ${event.instance.name} ${event.instance.url}`));
   }
@@ -90,18 +84,8 @@ export function createRegistrarApp(deps: RegistrarDeps): Hono {
     return c.json({ message: `Service ${body.service_name} registered at ${body.service_url}` });
   });
 
-  // The catalog is serialised once per change; its bytes are kept too, since encoding a large
-  // catalog on every request costs more than the request.
-  let servicesText = '';
-  let servicesBytes = new Uint8Array();
-  app.get('/services', (c) => {
-    const text = registry.servicesJson();
-    if (text !== servicesText) {
-      servicesText = text;
-      servicesBytes = Buffer.from(text);
-    }
-    return c.body(servicesBytes, 200, { 'content-type': 'application/json' });
-  });
+  // The registrar's node fast path (registrar-fast-path.ts) answers this too, from the same bytes.
+  app.get('/services', (c) => c.body(servicesBody(registry), 200, { 'content-type': 'application/json' }));
 
   app.get('/services/:name', (c) => {
     const name = c.req.param('name');
@@ -136,12 +120,15 @@ export function createRegistrarApp(deps: RegistrarDeps): Hono {
     return c.json({ message: `Service ${body.service_name} deregistered (${removed.length} instance${removed.length === 1 ? '' : 's'})` });
   });
 
+  // Behind a real server the fast path answers /forward; this route serves app.request() and
+  // anything the fast path leaves.
   app.post('/forward', async (c) => {
     const body = await parseJsonBody(c, forwardBody);
-    return forwarder.forward(
+    const answer = await forwarder.forward(
       { from: body.from, to: body.to, message: body.message, stream: body.stream === true },
       c.req.raw.signal,
     );
+    return answerResponse(answer);
   });
 
   app.get('/health', (c) => {

@@ -1,6 +1,7 @@
-import { createAdaptorServer } from '@hono/node-server';
-import type { Server } from 'node:http';
+import { getRequestListener } from '@hono/node-server';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { type Logger, logRequest } from './request-log.js';
 
 export interface ServerHandle {
   url: string;
@@ -17,24 +18,44 @@ interface FetchApp {
   fetch: (request: Request, ...rest: never[]) => Response | Promise<Response>;
 }
 
+/**
+ * Answers a request straight from node's request and response, before the app sees it; false
+ * leaves the request to the app.
+ */
+export type FastPath = (request: IncomingMessage, response: ServerResponse) => boolean;
+
+export interface ServerOptions {
+  host: string;
+  port: number;
+  /** One line per request, once its answer is over. */
+  logger?: Logger;
+  fastPath?: FastPath;
+}
+
 /** Listens with an app built by one of the factories; building and listening stay separate. */
-export async function startServer(app: FetchApp, options: { host: string; port: number }): Promise<ServerHandle> {
-  const server = createAdaptorServer({ fetch: app.fetch as never }) as Server;
+export async function startServer(app: FetchApp, options: ServerOptions): Promise<ServerHandle> {
+  const appListener = getRequestListener(app.fetch as never);
+  const { logger, fastPath } = options;
+  let closing: Promise<void> | undefined;
+  // One listener and one close handler per request: under load each extra listener shows.
+  const server = createServer((request, response) => {
+    const started = logger ? performance.now() : 0;
+    // Once closing, answers tell keep-alive clients to go, and each connection is dropped as
+    // soon as its answer is done: server.close() alone only drops the connections idle then.
+    if (closing) response.shouldKeepAlive = false;
+    response.once('close', () => {
+      if (logger) logRequest(logger, request, response, started);
+      if (closing) setImmediate(() => server.closeIdleConnections());
+    });
+    if (fastPath?.(request, response)) return;
+    void appListener(request, response);
+  });
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host, () => {
       server.off('error', reject);
       resolve();
-    });
-  });
-  let closing: Promise<void> | undefined;
-  // Once closing, answers tell keep-alive clients to go, and each connection is dropped as soon
-  // as its answer is done: server.close() alone only drops the connections idle at that moment.
-  server.on('request', (_request, response) => {
-    if (closing) response.shouldKeepAlive = false;
-    response.on('close', () => {
-      if (closing) setImmediate(() => server.closeIdleConnections());
     });
   });
   const { port } = server.address() as AddressInfo;

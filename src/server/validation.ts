@@ -21,6 +21,13 @@ export const message = z
   .string({ error: (issue) => (issue.input === undefined ? 'is required' : 'must be a string') })
   .min(1, { error: 'must not be empty' });
 
+export const forwardBody = z.object({
+  from: z.string({ error: 'must be a string naming the sender' }).default('anonymous'),
+  to: serviceName,
+  message,
+  stream: z.boolean({ error: 'must be true or false' }).optional(),
+});
+
 function describe(error: z.ZodError): string {
   return error.issues
     .map((issue) => {
@@ -32,7 +39,7 @@ function describe(error: z.ZodError): string {
 }
 
 export const MAX_BODY_BYTES = 1024 * 1024;
-const tooLarge = () => new ApiError(413, 'Request body is larger than 1 MiB');
+export const tooLarge = () => new ApiError(413, 'Request body is larger than 1 MiB');
 
 /**
  * The body as text, refused with 413 past 1 MiB. The declared length is checked before anything
@@ -59,7 +66,11 @@ async function readLimitedText(c: Context): Promise<string> {
 
 /** Reads and validates a JSON body; anything wrong is a 400 that says what and where. */
 export async function parseJsonBody<T extends z.ZodType>(c: Context, schema: T): Promise<z.infer<T>> {
-  const text = await readLimitedText(c);
+  return parseJsonText(await readLimitedText(c), schema);
+}
+
+/** Validates a JSON body already read; anything wrong is a 400 that says what and where. */
+export function parseJsonText<T extends z.ZodType>(text: string, schema: T): z.infer<T> {
   let body: unknown;
   try {
     body = JSON.parse(text);

@@ -19,3 +19,20 @@ export function catalogJson(all: ReadonlyMap<string, readonly Instance[]>): { se
   for (const [name, instances] of all) services[name] = instances.map(instanceJson);
   return { services };
 }
+
+/**
+ * The body of GET /services as bytes. The registry serialises the catalog once per change; the
+ * bytes are kept too (one copy per registry, shared by every route that answers it), since
+ * encoding a large catalog on every request costs more than the request.
+ */
+export function servicesBody(registry: { servicesJson(): string }): Uint8Array<ArrayBuffer> {
+  const text = registry.servicesJson();
+  let cached = servicesBodies.get(registry);
+  if (cached?.text !== text) {
+    cached = { text, bytes: new TextEncoder().encode(text) };
+    servicesBodies.set(registry, cached);
+  }
+  return cached.bytes;
+}
+
+const servicesBodies = new WeakMap<object, { text: string; bytes: Uint8Array<ArrayBuffer> }>();
