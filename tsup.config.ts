@@ -53,7 +53,7 @@ async function packPayload(entry: string): Promise<string> {
     format: 'cjs',
     platform: 'node',
     target: 'node20',
-    minify: true,
+    minify: process.env.SVCMESH_NO_MINIFY !== "1",
     write: false,
     define,
     plugins: [etcd3Proto],

@@ -11,14 +11,16 @@
  *                                         tsup's build lines still go to stdout: prefer a file)
  *   node bench/run.mjs --compare old.json show a previous --json run next to this one
  *
- * Options: --duration <s> (each load measurement, default 6), --connections <n> (default 50),
+ * Options: --duration <s> (each load measurement, default 3), --rounds <n> (measurements of each
+ * load, taken in turns with the loads it is compared with; medians reported; default 5),
+ * --connections <n> (default 50),
  * --runs <n> (start-up runs per command, default 20), --ttfc-requests <n> (default 30),
  * --no-hyperfine (time start-up with spawnSync even when hyperfine is installed),
  * --cpu-prof <dir> (run the registrar under `node --cpu-prof`, profiles written to <dir>).
  */
 import autocannon from 'autocannon';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -35,7 +37,8 @@ const BENCH = path.join(ROOT, 'bench');
 
 function parseOptions(argv) {
   const options = {
-    duration: 6,
+    duration: 3,
+    rounds: 5,
     connections: 50,
     runs: 20,
     ttfcRequests: 30,
@@ -57,6 +60,7 @@ function parseOptions(argv) {
     if (arg === '--json') options.json = argv[i + 1] && !argv[i + 1].startsWith('--') ? argv[++i] : '-';
     else if (arg === '--compare') options.compare = next();
     else if (arg === '--duration') options.duration = number(arg, next());
+    else if (arg === '--rounds') options.rounds = Math.round(number(arg, next()));
     else if (arg === '--connections') options.connections = Math.round(number(arg, next()));
     else if (arg === '--runs') options.runs = Math.round(number(arg, next()));
     else if (arg === '--ttfc-requests') options.ttfcRequests = Math.round(number(arg, next()));
@@ -95,52 +99,53 @@ for (const name of ['SVCMESH_TOKEN', 'SVCMESH_RECEIVE_TOKEN', 'SVCMESH_REGISTRAR
   delete childEnv[name];
 }
 
-/** Starts `node <args>` and resolves with its URL once it prints `listening on <url>`. */
+/**
+ * Starts `node <args>` and resolves with its URL once it prints `listening on <url>`. Its stdout
+ * goes to a file, not to this process: the registrar logs a line per request, and reading tens of
+ * thousands of lines a second here would take CPU from autocannon, which runs in this process.
+ */
 function startProcess(label, args, nodeArgs = []) {
+  const logFile = path.join(configDir, `${label.replace(/\W+/g, '-')}.log`);
+  const stdoutFd = openSync(logFile, 'w');
   const child = spawn(process.execPath, [...nodeArgs, ...args], {
     cwd: ROOT,
     env: childEnv,
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['ignore', stdoutFd, 'pipe'],
   });
+  closeSync(stdoutFd);
   const entry = { label, child, pid: child.pid, log: '', exited: false };
   children.add(entry);
-  // Keep draining both pipes (a full pipe would stall a chatty server), remembering the tail.
-  const keep = (chunk) => {
-    entry.log = (entry.log + chunk).slice(-8000);
-  };
-  child.stdout.setEncoding('utf8');
+  const output = () => `${readFileSync(logFile, 'utf8').slice(-4000)}${entry.log}`;
+  // Keep draining stderr (a full pipe would stall the server), remembering the tail.
   child.stderr.setEncoding('utf8');
-  child.stderr.on('data', keep);
+  child.stderr.on('data', (chunk) => {
+    entry.log = (entry.log + chunk).slice(-8000);
+  });
   const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   entry.exitedPromise = exited.then((result) => {
     entry.exited = true;
     return result;
   });
   return new Promise((resolve, reject) => {
-    let seen = '';
-    const timer = setTimeout(() => reject(new Error(`${label} did not start within 20 s:\n${entry.log}`)), 20_000);
-    const onData = (chunk) => {
-      keep(chunk);
-      seen += chunk;
-      const match = /listening on (https?:\/\/[^\s)]+)/.exec(seen);
-      if (match) {
-        clearTimeout(timer);
-        seen = '';
-        child.stdout.off('data', onData);
-        child.stdout.on('data', keep);
-        entry.url = match[1];
-        resolve(entry);
-      }
+    let settled = false;
+    const deadline = Date.now() + 20_000;
+    const settle = (fn, value) => {
+      if (settled) return;
+      settled = true;
+      clearInterval(poll);
+      fn(value);
     };
-    child.stdout.on('data', onData);
-    child.once('error', (error) => {
-      clearTimeout(timer);
-      reject(new Error(`${label} could not be started: ${error.message}`));
-    });
-    exited.then(({ code, signal }) => {
-      clearTimeout(timer);
-      reject(new Error(`${label} exited (${signal ?? `code ${code}`}) before listening:\n${entry.log}`));
-    });
+    const poll = setInterval(() => {
+      const match = /listening on (https?:\/\/[^\s)]+)/.exec(readFileSync(logFile, 'utf8'));
+      if (match) {
+        entry.url = match[1];
+        settle(resolve, entry);
+      } else if (Date.now() > deadline) {
+        settle(reject, new Error(`${label} did not start within 20 s:\n${output()}`));
+      }
+    }, 25);
+    child.once('error', (error) => settle(reject, new Error(`${label} could not be started: ${error.message}`)));
+    exited.then(({ code, signal }) => settle(reject, new Error(`${label} exited (${signal ?? `code ${code}`}) before listening:\n${output()}`)));
   });
 }
 
@@ -334,32 +339,60 @@ function cannon(opts) {
   });
 }
 
-/** One autocannon measurement after a one-second warm-up; any error or non-2xx makes it fail. */
-async function load(label, { url, method = 'GET', body }) {
-  progress(`${label}: ${options.duration} s at ${options.connections} connections`);
-  const request = {
-    url,
-    method,
-    ...(body !== undefined && { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
-  };
-  await cannon({ ...request, duration: 1 });
-  const result = await cannon({ ...request, duration: options.duration });
-  const measured = {
-    rps: round(result.requests.average, 1),
-    p50_ms: round(result.latency.p50),
-    p99_ms: round(result.latency.p99),
-    requests: result.requests.total,
-    errors: result.errors,
-    timeouts: result.timeouts,
-    non2xx: result.non2xx,
-    mb_per_s: round(result.throughput.average / 1e6),
-  };
+function autocannonRequest({ url, method = 'GET', body }) {
+  return { url, method, ...(body !== undefined && { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }) };
+}
+
+/** One autocannon measurement; any error or non-2xx makes it fail. */
+async function measureOnce(label, request) {
+  const result = await cannon({ ...autocannonRequest(request), duration: options.duration });
   if (result.errors || result.timeouts || result.non2xx || !result['2xx']) {
     throw new Error(
       `${label}: ${result['2xx']} ok, ${result.non2xx} non-2xx, ${result.errors} errors, ${result.timeouts} timeouts — the measurement is not valid`,
     );
   }
-  return measured;
+  return {
+    rps: result.requests.average,
+    p50_ms: result.latency.p50,
+    p99_ms: result.latency.p99,
+    requests: result.requests.total,
+    mb_per_s: result.throughput.average / 1e6,
+  };
+}
+
+/**
+ * Loads that are compared with each other, measured in turns: a one-second warm-up each, then
+ * `--rounds` rounds in which every load runs once. This machine's speed drifts by tens of percent
+ * from one second to the next; taking turns puts the loads of a comparison side by side in time,
+ * and the medians drop the rounds a neighbour disturbed.
+ */
+async function loadsInTurns(loads) {
+  for (const { label, request } of loads) {
+    progress(`${label}: warm-up`);
+    await cannon({ ...autocannonRequest(request), duration: 1 });
+  }
+  const rounds = loads.map(() => []);
+  for (let round = 0; round < options.rounds; round += 1) {
+    progress(`round ${round + 1} of ${options.rounds}: ${loads.map((l) => l.label).join(', ')} (${options.duration} s each)`);
+    for (const [index, { label, request }] of loads.entries()) rounds[index].push(await measureOnce(label, request));
+  }
+  return loads.map((_, index) => summariseRounds(rounds[index]));
+}
+
+function summariseRounds(runs) {
+  return {
+    rps: round(median(runs.map((r) => r.rps)), 1),
+    p50_ms: round(median(runs.map((r) => r.p50_ms))),
+    p99_ms: round(median(runs.map((r) => r.p99_ms))),
+    requests: runs.reduce((sum, r) => sum + r.requests, 0),
+    mb_per_s: round(median(runs.map((r) => r.mb_per_s))),
+    rounds: runs.map((r) => ({ rps: round(r.rps, 1), p50_ms: r.p50_ms, p99_ms: r.p99_ms })),
+  };
+}
+
+/** The median of the per-round ratios a ÷ b: each round's pair ran side by side in time. */
+function pairedRatio(a, b, field) {
+  return round(median(a.rounds.map((run, i) => run[field] / b.rounds[i][field])));
 }
 
 function readStatus(pid) {
@@ -415,6 +448,7 @@ const results = {
   machine: { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, platform: `${os.platform()} ${os.release()}`, loadavg_at_start: os.loadavg().map((l) => round(l)) },
   settings: {
     duration_s: options.duration,
+    rounds: options.rounds,
     connections: options.connections,
     startup_runs: options.runs,
     ttfc_requests: options.ttfcRequests,
@@ -474,28 +508,26 @@ async function main() {
     };
   });
 
-  // 2. The trivial answer: the reference rate on this machine.
-  await stage('echo GET /', async () => {
-    m.echo_trivial = await load('echo target GET /', { url: `${echo.url}/` });
-  });
-
-  // 1. GET /services with one instance.
-  await stage('GET /services (1)', async () => {
-    m.services_1 = { instances: await instanceCount(R), ...(await load('GET /services, 1 instance', { url: `${R}/services` })) };
-  });
-
-  // 4. Forwarding vs a direct call.
-  await stage('forward vs direct', async () => {
+  // 1, 2 and 4 at one instance: the trivial answer (the reference rate on this machine), GET
+  // /services, and a forward next to a direct call, in turns.
+  await stage('loads at 1 instance', async () => {
     const message = { from: 'bench', message: 'hi' };
     const direct = await httpRequest(`${echo.url}/receive`, { method: 'POST', body: message });
     const forwarded = await httpRequest(`${R}/forward`, { method: 'POST', body: { ...message, to: 'echo' } });
     if (forwarded.status !== 200 || forwarded.text !== direct.text) {
       throw new Error(`POST /forward answered ${forwarded.status} ${forwarded.text.slice(0, 200)}, direct ${direct.text}`);
     }
-    m.direct_receive = await load('POST /receive straight to the echo target', { url: `${echo.url}/receive`, method: 'POST', body: message });
-    m.forward = await load('POST /forward to echo through the registrar', { url: `${R}/forward`, method: 'POST', body: { ...message, to: 'echo' } });
-    m.forward.rps_ratio = round(m.forward.rps / m.direct_receive.rps);
-    m.forward.p99_ratio = round(m.forward.p99_ms / m.direct_receive.p99_ms);
+    const instances = await instanceCount(R);
+    const [trivial, services, receive, forward] = await loadsInTurns([
+      { label: 'echo target GET /', request: { url: `${echo.url}/` } },
+      { label: 'GET /services, 1 instance', request: { url: `${R}/services` } },
+      { label: 'POST /receive straight to echo', request: { url: `${echo.url}/receive`, method: 'POST', body: message } },
+      { label: 'POST /forward to echo', request: { url: `${R}/forward`, method: 'POST', body: { ...message, to: 'echo' } } },
+    ]);
+    m.echo_trivial = trivial;
+    m.services_1 = { instances, ...services, rps_ratio_to_trivial: pairedRatio(services, trivial, 'rps') };
+    m.direct_receive = receive;
+    m.forward = { ...forward, rps_ratio: pairedRatio(forward, receive, 'rps'), p99_ratio: pairedRatio(forward, receive, 'p99_ms') };
   });
 
   // 5. Streamed time to first chunk.
@@ -534,11 +566,15 @@ async function main() {
     return true;
   });
   if (at1k) {
-    await stage('GET /services (1000)', async () => {
-      m.services_1k = { instances: 1000, ...(await load('GET /services, 1000 instances', { url: `${R}/services` })) };
-    });
-    await stage('POST /heartbeat (1000)', async () => {
-      m.heartbeat_1k = { instances: 1000, ...(await load('POST /heartbeat, 1000 instances', heartbeatRequest(R))) };
+    await stage('loads at 1000 instances', async () => {
+      const [trivial, services, heartbeat] = await loadsInTurns([
+        { label: 'echo target GET /', request: { url: `${echo.url}/` } },
+        { label: 'GET /services, 1000 instances', request: { url: `${R}/services` } },
+        { label: 'POST /heartbeat, 1000 instances', request: heartbeatRequest(R) },
+      ]);
+      m.echo_trivial_1k = trivial;
+      m.services_1k = { instances: 1000, ...services, rps_ratio_to_trivial: pairedRatio(services, trivial, 'rps') };
+      m.heartbeat_1k = { instances: 1000, ...heartbeat };
     });
   }
 
@@ -555,12 +591,14 @@ async function main() {
       await sleep(1000);
       m.rss_100k = readStatus(registrar.pid);
     });
-    await stage('POST /heartbeat (100000)', async () => {
-      m.heartbeat_100k = { instances: 100_000, ...(await load('POST /heartbeat, 100 000 instances', heartbeatRequest(R))) };
+    await stage('loads at 100000 instances', async () => {
+      const [heartbeat, services] = await loadsInTurns([
+        { label: 'POST /heartbeat, 100 000 instances', request: heartbeatRequest(R) },
+        { label: 'GET /services, 100 000 instances', request: { url: `${R}/services` } },
+      ]);
+      m.heartbeat_100k = { instances: 100_000, ...heartbeat };
       if (m.heartbeat_1k) m.heartbeat_100k.rps_ratio_to_1k = round(m.heartbeat_100k.rps / m.heartbeat_1k.rps);
-    });
-    await stage('GET /services (100000)', async () => {
-      m.services_100k = { instances: 100_000, ...(await load('GET /services, 100 000 instances', { url: `${R}/services` })) };
+      m.services_100k = { instances: 100_000, ...services };
     });
     await stage('RSS after load', async () => {
       m.rss_100k_after_load = readStatus(registrar.pid);
@@ -576,10 +614,9 @@ function heartbeatRequest(registrar) {
 // Targets and the report
 
 function evaluateTargets() {
-  const trivial = m.echo_trivial?.rps;
   const targets = [
-    ['services_1_rps', 'GET /services, 1 instance ≥ 0.7 × trivial', m.services_1?.rps, trivial && 0.7 * trivial, '≥', 'req/s'],
-    ['services_1k_rps', 'GET /services, 1000 instances ≥ 0.7 × trivial', m.services_1k?.rps, trivial && 0.7 * trivial, '≥', 'req/s'],
+    ['services_1_ratio', 'GET /services ÷ trivial answer, 1 instance', m.services_1?.rps_ratio_to_trivial, 0.7, '≥', '×'],
+    ['services_1k_ratio', 'GET /services ÷ trivial answer, 1000 instances', m.services_1k?.rps_ratio_to_trivial, 0.7, '≥', '×'],
     ['heartbeat_ratio', 'POST /heartbeat req/s, 100k ÷ 1k', m.heartbeat_100k?.rps_ratio_to_1k, 0.9, '≥', '×'],
     ['forward_rps_ratio', 'POST /forward ÷ direct /receive, req/s', m.forward?.rps_ratio, 0.5, '≥', '×'],
     ['forward_p99_ratio', 'POST /forward ÷ direct /receive, p99', m.forward?.p99_ratio, 3, '≤', '×'],
@@ -621,6 +658,7 @@ function loadRows(previous) {
     ['GET /services, 1000 instances', 'services_1k'],
     ['GET /services, 100 000 instances', 'services_100k'],
     ['echo target GET / (trivial answer)', 'echo_trivial'],
+    ['echo target GET /, beside the 1000 loads', 'echo_trivial_1k'],
     ['POST /heartbeat, 1000 instances', 'heartbeat_1k'],
     ['POST /heartbeat, 100 000 instances', 'heartbeat_100k'],
     ['POST /receive, straight to echo', 'direct_receive'],
@@ -637,7 +675,7 @@ function report(previous) {
   const lines = [];
   lines.push(
     `svcmesh ${results.svcmesh} bench — node ${results.node}, ${results.machine.cpus} CPUs (${results.machine.cpu}), ` +
-      `${options.connections} connections, ${options.duration} s per load${previous ? `; previous run: ${previous.date}` : ''}`,
+      `${options.connections} connections, medians of ${options.rounds} rounds of ${options.duration} s per load${previous ? `; previous run: ${previous.date}` : ''}`,
     '',
   );
   const header = ['load (autocannon)', 'req/s', 'p50 ms', 'p99 ms'];

@@ -8,6 +8,8 @@ import type { FastPath } from './start.js';
 import { forwardBody, MAX_BODY_BYTES, parseJsonText, tooLarge } from './validation.js';
 import { servicesBody } from './wire.js';
 
+const SMALL_BODY_BYTES = 16 * 1024;
+
 export interface RegistrarFastPathDeps {
   registry: Registry;
   forwarder: Forwarder;
@@ -31,9 +33,11 @@ export function createRegistrarFastPath(deps: RegistrarFastPathDeps): FastPath {
   return (request, response) => {
     const url = request.url ?? '';
     if (request.method === 'GET' && readsOpen && isPath(url, '/services')) {
-      const body = servicesBody(registry);
-      response.writeHead(200, { 'content-type': 'application/json', 'content-length': body.byteLength });
-      response.end(body);
+      const { text, bytes } = servicesBody(registry);
+      response.writeHead(200, { 'content-type': 'application/json', 'content-length': bytes.byteLength });
+      // A short string leaves node's socket in one write together with the headers; a large
+      // catalog goes as the bytes kept, rather than being encoded again.
+      response.end(bytes.byteLength <= SMALL_BODY_BYTES ? text : bytes);
       return true;
     }
     if (request.method === 'POST' && isPath(url, '/forward')) {

@@ -85,7 +85,7 @@ export function createRegistrarApp(deps: RegistrarDeps): Hono {
   });
 
   // The registrar's node fast path (registrar-fast-path.ts) answers this too, from the same bytes.
-  app.get('/services', (c) => c.body(servicesBody(registry), 200, { 'content-type': 'application/json' }));
+  app.get('/services', (c) => c.body(servicesBody(registry).bytes, 200, { 'content-type': 'application/json' }));
 
   app.get('/services/:name', (c) => {
     const name = c.req.param('name');

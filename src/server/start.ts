@@ -18,6 +18,8 @@ interface FetchApp {
   fetch: (request: Request, ...rest: never[]) => Response | Promise<Response>;
 }
 
+const SWEEP_MS = 50;
+
 /**
  * Answers a request straight from node's request and response, before the app sees it; false
  * leaves the request to the app.
@@ -37,18 +39,24 @@ export async function startServer(app: FetchApp, options: ServerOptions): Promis
   const appListener = getRequestListener(app.fetch as never);
   const { logger, fastPath } = options;
   let closing: Promise<void> | undefined;
-  // One listener and one close handler per request: under load each extra listener shows.
+  // One listener per request, and a close handler only where one is needed: under load each
+  // extra listener shows.
   const server = createServer((request, response) => {
     const started = logger ? performance.now() : 0;
-    // Once closing, answers tell keep-alive clients to go, and each connection is dropped as
-    // soon as its answer is done: server.close() alone only drops the connections idle then.
+    // Once closing, answers tell keep-alive clients to go (see close()).
     if (closing) response.shouldKeepAlive = false;
-    response.once('close', () => {
-      if (logger) logRequest(logger, request, response, started);
-      if (closing) setImmediate(() => server.closeIdleConnections());
-    });
-    if (fastPath?.(request, response)) return;
-    void appListener(request, response);
+    const handled = fastPath?.(request, response) === true;
+    if (!logger) {
+      if (!handled) void appListener(request, response);
+      return;
+    }
+    // An answer the fast path finished on the spot is logged on the spot.
+    if (handled && response.writableEnded) {
+      logRequest(logger, request, response, started);
+      return;
+    }
+    response.once('close', () => logRequest(logger, request, response, started));
+    if (!handled) void appListener(request, response);
   });
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {
@@ -66,10 +74,16 @@ export async function startServer(app: FetchApp, options: ServerOptions): Promis
     server,
     close(drainMs = 10_000) {
       closing ??= new Promise<void>((resolve) => {
-        const timer = setTimeout(() => server.closeAllConnections(), drainMs);
-        timer.unref();
+        const cut = setTimeout(() => server.closeAllConnections(), drainMs);
+        cut.unref();
+        // server.close() alone drops only the connections idle at that moment; a keep-alive
+        // connection whose answer was in flight becomes idle when that answer is done, so look
+        // again until none is left.
+        const sweep = setInterval(() => server.closeIdleConnections(), SWEEP_MS);
+        sweep.unref();
         server.close(() => {
-          clearTimeout(timer);
+          clearTimeout(cut);
+          clearInterval(sweep);
           resolve();
         });
         server.closeIdleConnections();

@@ -20,19 +20,24 @@ export function catalogJson(all: ReadonlyMap<string, readonly Instance[]>): { se
   return { services };
 }
 
+export interface ServicesBody {
+  text: string;
+  bytes: Uint8Array<ArrayBuffer>;
+}
+
 /**
- * The body of GET /services as bytes. The registry serialises the catalog once per change; the
- * bytes are kept too (one copy per registry, shared by every route that answers it), since
- * encoding a large catalog on every request costs more than the request.
+ * The body of GET /services, as text and as bytes. The registry serialises the catalog once per
+ * change; the bytes are kept too (one copy per registry, shared by every route that answers it),
+ * since encoding a large catalog on every request costs more than the request.
  */
-export function servicesBody(registry: { servicesJson(): string }): Uint8Array<ArrayBuffer> {
+export function servicesBody(registry: { servicesJson(): string }): ServicesBody {
   const text = registry.servicesJson();
   let cached = servicesBodies.get(registry);
   if (cached?.text !== text) {
     cached = { text, bytes: new TextEncoder().encode(text) };
     servicesBodies.set(registry, cached);
   }
-  return cached.bytes;
+  return cached;
 }
 
-const servicesBodies = new WeakMap<object, { text: string; bytes: Uint8Array<ArrayBuffer> }>();
+const servicesBodies = new WeakMap<object, ServicesBody>();
