@@ -28,8 +28,19 @@ export interface ForwarderOptions {
   logger?: Logger;
 }
 
+/**
+ * How a forward learns that its caller went away: an AbortSignal, or anything with the same
+ * members (the registrar's fast path uses one cheaper to make than an AbortController).
+ */
+export interface CallerSignal {
+  readonly aborted: boolean;
+  readonly reason?: unknown;
+  addEventListener(type: 'abort', listener: () => void, options?: { once?: boolean }): void;
+  removeEventListener(type: 'abort', listener: () => void): void;
+}
+
 export interface Forwarder {
-  forward(request: ForwardRequest, signal?: AbortSignal): Promise<ForwardAnswer>;
+  forward(request: ForwardRequest, signal?: CallerSignal): Promise<ForwardAnswer>;
   close(): Promise<void>;
 }
 
@@ -101,7 +112,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
 
   const receiveTarget = receiveTargets();
 
-  async function forward(request: ForwardRequest, signal?: AbortSignal): Promise<ForwardAnswer> {
+  async function forward(request: ForwardRequest, signal?: CallerSignal): Promise<ForwardAnswer> {
     const target = request.to;
     observer?.started(target);
     const started = performance.now();
@@ -126,7 +137,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
 
   async function attempt(
     request: ForwardRequest,
-    signal: AbortSignal | undefined,
+    signal: CallerSignal | undefined,
     elapsed: () => number,
     finish: () => void,
   ): Promise<ForwardAnswer> {
@@ -145,35 +156,41 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
       const done = registry.begin(instance);
       const target = receiveTarget(instance.url);
       try {
-        const answer = await agent.request({
+        const dispatch = {
           origin: target.origin,
           path: target.path,
-          method: 'POST',
+          method: 'POST' as const,
           headers: { 'content-type': 'application/json', ...options.targetHeaders?.(instance) },
           body,
-          signal,
           headersTimeout: timeoutMs,
           bodyTimeout: timeoutMs,
-        });
-        registry.reportReachable(instance, true);
-        const headers = {
-          'content-type': String(answer.headers['content-type'] ?? 'application/json'),
+        };
+        const answerHeaders = (contentType: unknown) => ({
+          'content-type': String(contentType ?? 'application/json'),
           'x-svcmesh-instance': instance.url,
           'x-svcmesh-attempts': String(index + 1),
-        };
+        });
         if (!request.stream) {
           // A short JSON answer is read whole before anything goes back, so a failure while
           // reading it can still move on to the next instance.
-          const text = await answer.body.text();
+          const whole = await requestWhole(agent, dispatch, signal);
+          registry.reportReachable(instance, true);
           done();
-          return { status: answer.statusCode, headers, text };
+          return { status: whole.status, headers: answerHeaders(whole.contentType), text: whole.text };
         }
+        // undici takes any EventTarget-like signal.
+        const answer = await agent.request({ ...dispatch, signal: signal as AbortSignal | undefined });
+        registry.reportReachable(instance, true);
         const end = () => {
           done();
           finish();
         };
         const onFirstChunk = () => observer?.firstChunk(request.to, elapsed());
-        return { status: answer.statusCode, headers, stream: chunkSource(answer.body, request.to, instance.url, end, onFirstChunk) };
+        return {
+          status: answer.statusCode,
+          headers: answerHeaders(answer.headers['content-type']),
+          stream: chunkSource(answer.body, request.to, instance.url, end, onFirstChunk),
+        };
       } catch (error) {
         done();
         if (signal?.aborted) throw error;
@@ -196,6 +213,51 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     forward,
     close: () => agent.close(),
   };
+}
+
+/**
+ * One request whose answer is read whole, on undici's dispatch API: no body stream and no promise
+ * per chunk, which the plain `request()` costs a short forward about a sixth of its rate.
+ */
+function requestWhole(
+  dispatcher: Dispatcher,
+  options: Dispatcher.DispatchOptions,
+  signal: CallerSignal | undefined,
+): Promise<{ status: number; contentType: unknown; text: string }> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    let status = 0;
+    let contentType: unknown;
+    const chunks: Buffer[] = [];
+    let controller: Dispatcher.DispatchController | undefined;
+    const onAbort = () => controller?.abort(signal!.reason as Error);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const settle = () => signal?.removeEventListener('abort', onAbort);
+    dispatcher.dispatch(options, {
+      onRequestStart(requestController) {
+        controller = requestController;
+        if (signal?.aborted) requestController.abort(signal.reason as Error);
+      },
+      onResponseStart(_controller, statusCode, headers) {
+        status = statusCode;
+        contentType = headers['content-type'];
+      },
+      onResponseData(_controller, chunk) {
+        chunks.push(chunk);
+      },
+      onResponseEnd() {
+        settle();
+        resolve({ status, contentType, text: (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)).toString('utf8') });
+      },
+      onResponseError(_controller, error) {
+        settle();
+        reject(error);
+      },
+    });
+  });
 }
 
 /** The target's body as it comes, chunk by chunk; a failure mid-way ends it with an error line. */

@@ -3,7 +3,7 @@ import { HTTPException } from 'hono/http-exception';
 import type { Registry } from '../registry/registry.js';
 import { StoreUnavailableError } from '../registry/store.js';
 import { tokenCheck } from './auth.js';
-import type { ChunkSource, ForwardAnswer, Forwarder } from './forwarder.js';
+import type { CallerSignal, ChunkSource, ForwardAnswer, Forwarder } from './forwarder.js';
 import type { FastPath } from './start.js';
 import { forwardBody, MAX_BODY_BYTES, parseJsonText, tooLarge } from './validation.js';
 import { servicesBody } from './wire.js';
@@ -51,17 +51,42 @@ export function createRegistrarFastPath(deps: RegistrarFastPathDeps): FastPath {
     checkToken?.(request.headers.authorization);
     const body = parseJsonText(await readBody(request), forwardBody);
     // The caller leaving aborts the forward (and with it the target's work).
-    const controller = new AbortController();
-    const onClose = () => {
-      if (!response.writableFinished) controller.abort();
-    };
-    response.once('close', onClose);
+    const callerGone = new CallerGone();
+    response.once('close', () => {
+      if (!response.writableFinished) callerGone.abort();
+    });
     const answer = await forwarder.forward(
       { from: body.from, to: body.to, message: body.message, stream: body.stream === true },
-      controller.signal,
+      callerGone,
     );
     if (answer.stream) await relay(answer, answer.stream, response);
     else writeWhole(response, answer);
+  }
+}
+
+/**
+ * Aborts a forward when its caller leaves. An AbortController would do, but making one per
+ * request (an EventTarget underneath) cost a short forward about 5% of its rate.
+ */
+class CallerGone implements CallerSignal {
+  aborted = false;
+  reason: unknown;
+  #listeners: (() => void)[] = [];
+
+  addEventListener(_type: 'abort', listener: () => void): void {
+    this.#listeners.push(listener);
+  }
+
+  removeEventListener(_type: 'abort', listener: () => void): void {
+    const index = this.#listeners.indexOf(listener);
+    if (index !== -1) this.#listeners.splice(index, 1);
+  }
+
+  abort(): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.reason = new DOMException('The caller went away', 'AbortError');
+    for (const listener of this.#listeners.splice(0)) listener();
   }
 }
 

@@ -1,0 +1,257 @@
+/**
+ * Behind a real server, GET /services and POST /forward are answered by the registrar's fast
+ * path, not by the Hono app. Every request here goes both ways (the app through `app.request()`,
+ * the fast path over a socket) and the two answers must be the same: status, content type, the
+ * forward's headers and the body.
+ */
+import { once } from 'node:events';
+import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Hono } from 'hono';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { MemoryStore } from '../src/registry/memory.js';
+import { Registry } from '../src/registry/registry.js';
+import { createForwarder } from '../src/server/forwarder.js';
+import { createRegistrarApp } from '../src/server/registrar.js';
+import { createRegistrarFastPath } from '../src/server/registrar-fast-path.js';
+import { createLogger } from '../src/server/request-log.js';
+import { startServer } from '../src/server/start.js';
+import { waitFor } from './support/fake-ollama.js';
+
+const TOKEN = 'fast-path-token';
+const cleanups: Array<() => Promise<unknown> | unknown> = [];
+
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  vi.restoreAllMocks();
+});
+
+beforeEach(() => {
+  // The forwarder reports every failed attempt on stderr; the assertions are on the answers.
+  vi.spyOn(console, 'error').mockImplementation(() => {});
+});
+
+async function listen(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<{ url: string; server: Server }> {
+  const server = createServer(handler);
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  cleanups.push(() => {
+    server.closeAllConnections();
+    return new Promise((resolve) => server.close(resolve));
+  });
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
+}
+
+/** Answers `/receive` with the message back; `/slow/receive` never answers; `/stream/receive` streams three lines. */
+async function startTarget() {
+  const closed: string[] = [];
+  const received: string[] = [];
+  const target = await listen((req, res) => {
+    received.push(req.url ?? '');
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { message: string; from: string };
+      if (req.url === '/slow/receive') {
+        res.on('close', () => closed.push(req.url ?? ''));
+        return;
+      }
+      if (req.url === '/stream/receive') {
+        res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+        for (const word of ['one', 'two', 'three']) res.write(`${JSON.stringify({ message: word })}\n`);
+        res.end(`${JSON.stringify({ done: true })}\n`);
+        return;
+      }
+      if (req.url === '/broken/receive') {
+        res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+        res.write(`${JSON.stringify({ message: 'half' })}\n`);
+        setTimeout(() => res.destroy(), 20);
+        return;
+      }
+      const answer = JSON.stringify({ message: `echo: ${body.message}`, from: body.from });
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(answer);
+    });
+  });
+  return { url: target.url, closed, received };
+}
+
+async function closedPort(): Promise<number> {
+  const { url, server } = await listen(() => {});
+  await new Promise((resolve) => server.close(resolve));
+  return Number(new URL(url).port);
+}
+
+async function setup(options: { token?: string; protectReads?: boolean } = {}) {
+  const registry = new Registry(new MemoryStore({ ttlSeconds: 300 }));
+  const forwarder = createForwarder({ registry, timeoutMs: 5_000, logger: createLogger('text', () => {}) });
+  const app = createRegistrarApp({ registry, forwarder, ttlSeconds: 300, ...options });
+  const fastPath = createRegistrarFastPath({ registry, forwarder, ...options });
+  const handle = await startServer(app, { host: '127.0.0.1', port: 0, fastPath });
+  cleanups.push(() => handle.close(100), () => forwarder.close(), () => registry.close());
+  return { app, registry, url: handle.url };
+}
+
+interface Seen {
+  status: number;
+  contentType: string | null;
+  instance: string | null;
+  attempts: string | null;
+  body: string;
+}
+
+async function seen(response: Response): Promise<Seen> {
+  return {
+    status: response.status,
+    contentType: response.headers.get('content-type'),
+    instance: response.headers.get('x-svcmesh-instance'),
+    attempts: response.headers.get('x-svcmesh-attempts'),
+    body: await response.text(),
+  };
+}
+
+/** The same request through the app and over the socket; both answers. */
+async function bothWays(app: Hono, url: string, path: string, init: RequestInit = {}): Promise<[Seen, Seen]> {
+  const viaApp = await seen(await app.request(path, init));
+  const viaSocket = await seen(await fetch(`${url}${path}`, init));
+  return [viaApp, viaSocket];
+}
+
+const postJson = (body: unknown, headers: Record<string, string> = {}): RequestInit => ({
+  method: 'POST',
+  headers: { 'content-type': 'application/json', ...headers },
+  body: typeof body === 'string' ? body : JSON.stringify(body),
+});
+
+describe('the fast path answers as the app does', () => {
+  it('GET /services, empty and then with instances, with and without a query string', async () => {
+    const { app, registry, url } = await setup();
+    const [emptyApp, emptySocket] = await bothWays(app, url, '/services');
+    expect(emptySocket).toEqual(emptyApp);
+    expect(JSON.parse(emptySocket.body)).toEqual({ services: {} });
+
+    await registry.register({ name: 'web', url: 'http://127.0.0.1:8080' });
+    await registry.register({ name: 'web', url: 'http://127.0.0.1:8081' });
+    const [viaApp, viaSocket] = await bothWays(app, url, '/services?fresh=1');
+    expect(viaSocket).toEqual(viaApp);
+    expect(JSON.parse(viaSocket.body)).toEqual({ services: { web: 'http://127.0.0.1:8080' } });
+  });
+
+  it('GET /services with a catalog too large to go out as one string', async () => {
+    const { app, registry, url } = await setup();
+    for (let n = 0; n < 400; n += 1) await registry.register({ name: `svc-${n}`, url: `http://127.0.0.1:${10_000 + n}/some/longer/path` });
+    const [viaApp, viaSocket] = await bothWays(app, url, '/services');
+    expect(viaSocket.body.length).toBeGreaterThan(16 * 1024);
+    expect(viaSocket).toEqual(viaApp);
+  });
+
+  it('GET /services with --protect-reads: refused without the token, answered with it', async () => {
+    const { app, url } = await setup({ token: TOKEN, protectReads: true });
+    const [refusedApp, refusedSocket] = await bothWays(app, url, '/services');
+    expect(refusedSocket.status).toBe(401);
+    expect(refusedSocket).toEqual(refusedApp);
+    const [okApp, okSocket] = await bothWays(app, url, '/services', { headers: { authorization: `Bearer ${TOKEN}` } });
+    expect(okSocket.status).toBe(200);
+    expect(okSocket).toEqual(okApp);
+  });
+
+  it('POST /forward to a live instance: the answer and the instance headers', async () => {
+    const target = await startTarget();
+    const { app, registry, url } = await setup();
+    await registry.register({ name: 'echo', url: target.url });
+    const [viaApp, viaSocket] = await bothWays(app, url, '/forward', postJson({ from: 'tester', to: 'echo', message: 'hi' }));
+    expect(viaSocket).toEqual(viaApp);
+    expect(viaSocket).toMatchObject({ status: 200, instance: target.url, attempts: '1' });
+    expect(JSON.parse(viaSocket.body)).toEqual({ message: 'echo: hi', from: 'tester' });
+  });
+
+  it('POST /forward, streamed: the same lines, and a target lost mid-answer ends with the same error line', async () => {
+    const target = await startTarget();
+    const { app, registry, url } = await setup();
+    await registry.register({ name: 'streamer', url: `${target.url}/stream` });
+    await registry.register({ name: 'broken', url: `${target.url}/broken` });
+    const [viaApp, viaSocket] = await bothWays(app, url, '/forward', postJson({ to: 'streamer', message: 'hi', stream: true }));
+    expect(viaSocket).toEqual(viaApp);
+    expect(viaSocket.body.trim().split('\n').map((line) => JSON.parse(line) as unknown)).toEqual([
+      { message: 'one' },
+      { message: 'two' },
+      { message: 'three' },
+      { done: true },
+    ]);
+
+    const [lostApp, lostSocket] = await bothWays(app, url, '/forward', postJson({ to: 'broken', message: 'hi', stream: true }));
+    expect(lostSocket).toEqual(lostApp);
+    const lines = lostSocket.body.trim().split('\n').map((line) => JSON.parse(line) as { message?: string; error?: string });
+    expect(lines[0]).toEqual({ message: 'half' });
+    expect(lines.at(-1)?.error).toMatch(/^Lost broken at .* in the middle of the answer/);
+  });
+
+  it('POST /forward errors: bad bodies, unknown and unreachable services', async () => {
+    const { app, registry, url } = await setup();
+    await registry.register({ name: 'gone', url: `http://127.0.0.1:${await closedPort()}` });
+    const cases: Array<[RequestInit, number]> = [
+      [postJson('{"to": "x", '), 400],
+      [postJson(''), 400],
+      [postJson('[1, 2]'), 400],
+      [postJson({ message: 'hi' }), 400],
+      [postJson({ to: 'bad name!', message: 'hi' }), 400],
+      [postJson({ to: 'echo', message: '' }), 400],
+      [postJson({ to: 'echo', message: 'hi', stream: 'yes' }), 400],
+      [postJson({ to: 'nobody', message: 'hi' }), 404],
+      [postJson({ to: 'gone', message: 'hi' }), 502],
+      [postJson({ to: 'echo', message: 'x'.repeat(1024 * 1024) }), 413],
+    ];
+    for (const [init, status] of cases) {
+      const [viaApp, viaSocket] = await bothWays(app, url, '/forward', init);
+      expect(viaSocket.status, String(init.body).slice(0, 40)).toBe(status);
+      expect(viaSocket).toEqual(viaApp);
+      expect(JSON.parse(viaSocket.body)).toEqual({ error: expect.any(String) });
+    }
+  });
+
+  it('POST /forward with a token: refused without it or with a wrong one, forwarded with it', async () => {
+    const target = await startTarget();
+    const { app, registry, url } = await setup({ token: TOKEN });
+    await registry.register({ name: 'echo', url: target.url });
+    for (const headers of [{}, { authorization: 'Bearer wrong' }, { authorization: 'Basic abc' }]) {
+      const [viaApp, viaSocket] = await bothWays(app, url, '/forward', postJson({ to: 'echo', message: 'hi' }, headers));
+      expect(viaSocket.status).toBe(401);
+      expect(viaSocket).toEqual(viaApp);
+    }
+    const [viaApp, viaSocket] = await bothWays(app, url, '/forward', postJson({ to: 'echo', message: 'hi' }, { authorization: `Bearer ${TOKEN}` }));
+    expect(viaSocket.status).toBe(200);
+    expect(viaSocket).toEqual(viaApp);
+  });
+});
+
+describe('the fast path under a real socket', () => {
+  it('a caller that leaves before the target answers ends the request to the target', async () => {
+    const target = await startTarget();
+    const { registry, url } = await setup();
+    await registry.register({ name: 'slow', url: `${target.url}/slow` });
+    const body = JSON.stringify({ to: 'slow', message: 'hi' });
+    const request = httpRequest(`${url}/forward`, { method: 'POST', headers: { 'content-type': 'application/json' } });
+    request.on('error', () => {});
+    request.end(body);
+    await waitFor(() => target.received.includes('/slow/receive'), 5_000, 'the forward to reach the target');
+    expect(target.closed).toEqual([]);
+    request.destroy();
+    await waitFor(() => target.closed.includes('/slow/receive'), 2_000, 'the target to see the request end');
+  });
+
+  it('a body sent in chunks past 1 MiB without a length is refused with 413', async () => {
+    const { url } = await setup();
+    const status = await new Promise<number>((resolve, reject) => {
+      const request = httpRequest(`${url}/forward`, { method: 'POST', headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' } }, (response) => {
+        response.resume();
+        resolve(response.statusCode ?? 0);
+      });
+      request.on('error', reject);
+      const chunk = 'x'.repeat(64 * 1024);
+      request.write('{"to": "echo", "message": "');
+      for (let i = 0; i < 20; i += 1) request.write(chunk);
+      request.end('"}');
+    });
+    expect(status).toBe(413);
+  });
+});
