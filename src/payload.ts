@@ -1,8 +1,10 @@
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { runInThisContext } from 'node:vm';
-import { brotliDecompressSync } from 'node:zlib';
+
+// node:zlib and node:vm are loaded when a payload is, not at start-up: a command that needs no
+// payload (`--version`, the client commands) never pays for them.
+const loadBuiltin = createRequire(import.meta.url);
 
 /**
  * Evaluates a payload the build packed into the bundle (CommonJS, brotli, base64) as Node would
@@ -10,6 +12,8 @@ import { brotliDecompressSync } from 'node:zlib';
  * is needed: a string is scanned, not parsed.
  */
 export function loadPayload(name: string, packed: string): unknown {
+  const { brotliDecompressSync } = loadBuiltin('node:zlib') as typeof import('node:zlib');
+  const { runInThisContext } = loadBuiltin('node:vm') as typeof import('node:vm');
   const source = brotliDecompressSync(Buffer.from(packed, 'base64')).toString('utf8');
   const filename = fileURLToPath(import.meta.url);
   const wrapper = runInThisContext(`(function (exports, require, module, __filename, __dirname) {${source}\n})`, {

@@ -213,7 +213,7 @@ describe('the fast path answers as the app does', () => {
     const target = await startTarget();
     const { app, registry, url } = await setup({ token: TOKEN });
     await registry.register({ name: 'echo', url: target.url });
-    for (const headers of [{}, { authorization: 'Bearer wrong' }, { authorization: 'Basic abc' }]) {
+    for (const headers of [{}, { authorization: 'Bearer wrong' }, { authorization: 'Basic abc' }] as Record<string, string>[]) {
       const [viaApp, viaSocket] = await bothWays(app, url, '/forward', postJson({ to: 'echo', message: 'hi' }, headers));
       expect(viaSocket.status).toBe(401);
       expect(viaSocket).toEqual(viaApp);

@@ -1,5 +1,13 @@
-import { request as httpRequest, type IncomingMessage } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import type { IncomingMessage } from 'node:http';
+import { createRequire } from 'node:module';
+
+// node:http and node:https (which brings tls and crypto) are loaded on the first request, not
+// at start-up: loading them cost `svcmesh --version` about a fifth of its time.
+const loadBuiltin = createRequire(import.meta.url);
+let http: typeof import('node:http') | undefined;
+let https: typeof import('node:https') | undefined;
+const requestFor = (protocol: string) =>
+  protocol === 'https:' ? (https ??= loadBuiltin('node:https') as typeof import('node:https')).request : (http ??= loadBuiltin('node:http') as typeof import('node:http')).request;
 
 /** What the clients read of an answer; a web `Response` has all of it too. */
 export interface ClientResponse {
@@ -28,7 +36,7 @@ export type ClientFetch = (url: string, init: ClientRequest) => Promise<ClientRe
 export const nodeFetch: ClientFetch = (url, init) =>
   new Promise((resolve, reject) => {
     const target = new URL(url);
-    const request = (target.protocol === 'https:' ? httpsRequest : httpRequest)(
+    const request = requestFor(target.protocol)(
       target,
       { method: init.method ?? 'GET', headers: init.headers, signal: init.signal },
       (message) => resolve(wrap(message)),
