@@ -343,9 +343,22 @@ function autocannonRequest({ url, method = 'GET', body }) {
   return { url, method, ...(body !== undefined && { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }) };
 }
 
+/** Processes whose CPU time each load measurement records (label → pid). */
+const cpuWatched = new Map();
+const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout?.trim()) || 100;
+
+/** User + system CPU time of a process so far, in µs (from /proc/<pid>/stat). */
+function cpuMicros(pid) {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1e6) / CLOCK_TICKS;
+}
+
 /** One autocannon measurement; any error or non-2xx makes it fail. */
 async function measureOnce(label, request) {
+  const cpuBefore = new Map([...cpuWatched].map(([name, pid]) => [name, cpuMicros(pid)]));
   const result = await cannon({ ...autocannonRequest(request), duration: options.duration });
+  // CPU time per request is steadier than a rate on a shared machine, and says where time goes.
+  const cpuPerRequest = Object.fromEntries([...cpuWatched].map(([name, pid]) => [name, (cpuMicros(pid) - cpuBefore.get(name)) / result.requests.total]));
   if (result.errors || result.timeouts || result.non2xx || !result['2xx']) {
     throw new Error(
       `${label}: ${result['2xx']} ok, ${result.non2xx} non-2xx, ${result.errors} errors, ${result.timeouts} timeouts — the measurement is not valid`,
@@ -357,6 +370,7 @@ async function measureOnce(label, request) {
     p99_ms: result.latency.p99,
     requests: result.requests.total,
     mb_per_s: result.throughput.average / 1e6,
+    cpu_us_per_request: cpuPerRequest,
   };
 }
 
@@ -386,6 +400,7 @@ function summariseRounds(runs) {
     p99_ms: round(median(runs.map((r) => r.p99_ms))),
     requests: runs.reduce((sum, r) => sum + r.requests, 0),
     mb_per_s: round(median(runs.map((r) => r.mb_per_s))),
+    cpu_us_per_request: Object.fromEntries(Object.keys(runs[0].cpu_us_per_request).map((name) => [name, round(median(runs.map((r) => r.cpu_us_per_request[name])), 0)])),
     rounds: runs.map((r) => ({ rps: round(r.rps, 1), p50_ms: r.p50_ms, p99_ms: r.p99_ms })),
   };
 }
@@ -485,6 +500,7 @@ async function main() {
   ]);
   const ollama = await startProcess('ollama service', [BIN, 'ollama', '--port', '0', '--host', '127.0.0.1', '--ollama-host', fake.url, '--model', 'llama3.2']);
   const R = registrar.url;
+  cpuWatched.set('registrar', registrar.pid).set('echo', echo.pid);
   await postOk(`${R}/register`, { service_name: 'echo', service_url: echo.url });
   m.instances_at_start = await instanceCount(R);
   m.rss_start = readStatus(registrar.pid);
@@ -665,7 +681,8 @@ function loadRows(previous) {
     ['POST /forward → echo', 'forward'],
   ];
   return rows.map(([label, key]) => {
-    const row = [label, fmt(m[key]?.rps, 0), fmt(m[key]?.p50_ms, 2), fmt(m[key]?.p99_ms, 2)];
+    const cpu = m[key]?.cpu_us_per_request;
+    const row = [label, fmt(m[key]?.rps, 0), fmt(m[key]?.p50_ms, 2), fmt(m[key]?.p99_ms, 2), fmt(cpu?.registrar, 0), fmt(cpu?.echo, 0)];
     if (previous) row.push(fmt(p[key]?.rps, 0), fmt(p[key]?.p50_ms, 2), fmt(p[key]?.p99_ms, 2));
     return row;
   });
@@ -678,9 +695,10 @@ function report(previous) {
       `${options.connections} connections, medians of ${options.rounds} rounds of ${options.duration} s per load${previous ? `; previous run: ${previous.date}` : ''}`,
     '',
   );
-  const header = ['load (autocannon)', 'req/s', 'p50 ms', 'p99 ms'];
+  const header = ['load (autocannon)', 'req/s', 'p50 ms', 'p99 ms', 'registrar µs', 'echo µs'];
   if (previous) header.push('prev req/s', 'prev p50', 'prev p99');
-  lines.push(table(header, loadRows(previous), [1, 2, 3, 4, 5, 6]), '');
+  lines.push(table(header, loadRows(previous), [1, 2, 3, 4, 5, 6, 7, 8]), '');
+  lines.push('(registrar µs, echo µs: CPU time each process spent per request of the load, medians)', '');
 
   const other = [];
   if (m.stream_direct) {
