@@ -131,7 +131,9 @@ export class Catalog {
   instances(name: string): Instance[] {
     this.sweep();
     const instances = this.#byName.get(name);
-    return instances ? Array.from(entriesOf(instances), snapshot) : [];
+    if (!instances) return [];
+    // Every forward asks this: a lone instance skips the iterator protocol.
+    return instances instanceof Map ? Array.from(instances.values(), snapshot) : [snapshot(instances)];
   }
 
   all(): Map<string, Instance[]> {

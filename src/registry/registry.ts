@@ -84,8 +84,8 @@ export class Registry {
   }
 
   /** Live instances of `name` in the order a forward should try them. */
-  candidates(name: string): Instance[] {
-    const instances = [...this.store.instances(name)];
+  candidates(name: string): readonly Instance[] {
+    const instances = this.store.instances(name);
     if (instances.length === 0) this.#turns.delete(name);
     if (instances.length <= 1) return instances;
     // One turn per name: a counter shared by all names would hand every other turn of this name

@@ -145,14 +145,16 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     if (all.length === 0) {
       throw new ApiError(404, `Service ${request.to} is not registered (GET /services lists the ones that are)`);
     }
-    const candidates = (options.allowHost ? all.filter((i) => options.allowHost!(receiveTarget(i.url).hostname)) : all).slice(0, maxAttempts);
+    const candidates = options.allowHost ? all.filter((i) => options.allowHost!(receiveTarget(i.url).hostname)) : all;
     if (candidates.length === 0) {
       throw new ApiError(403, `Every instance of ${request.to} is on a host that --allow-hosts does not allow`);
     }
     const body = JSON.stringify({ from: request.from, message: request.message, ...(request.stream && { stream: true }) });
     const failed: string[] = [];
     let timeouts = 0;
-    for (const [index, instance] of candidates.entries()) {
+    const tries = Math.min(candidates.length, maxAttempts);
+    for (let index = 0; index < tries; index += 1) {
+      const instance = candidates[index]!;
       const done = registry.begin(instance);
       const target = receiveTarget(instance.url);
       try {
