@@ -14,7 +14,7 @@
  * Options: --duration <s> (each load measurement, default 3), --rounds <n> (measurements of each
  * load, taken in turns with the loads it is compared with; medians reported; default 5),
  * --connections <n> (default 50),
- * --runs <n> (start-up runs per command, default 20), --ttfc-requests <n> (default 30),
+ * --runs <n> (start-up runs per command, default 30), --ttfc-requests <n> (default 30),
  * --no-hyperfine (time start-up with spawnSync even when hyperfine is installed),
  * --cpu-prof <dir> (run the registrar under `node --cpu-prof`, profiles written to <dir>).
  */
@@ -40,7 +40,7 @@ function parseOptions(argv) {
     duration: 3,
     rounds: 5,
     connections: 50,
-    runs: 20,
+    runs: 30,
     ttfcRequests: 30,
     tokenDelayMs: 20,
     tokens: 20,
@@ -554,51 +554,51 @@ async function main() {
   });
 
   // 1 and 3 at 1000 instances.
-  let filled = 0;
   const at1k = await stage('register 1000', async () => {
-    const { nextIndex, registration } = await fillTo(R, 1000, filled);
-    filled = nextIndex;
+    const { registration } = await fillTo(R, 1000, 0);
     m.registration_1k = { instances: 1000, per_s: round(registration.perSecond, 0) };
     m.rss_1k = readStatus(registrar.pid);
     return true;
   });
   if (at1k) {
     await stage('loads at 1000 instances', async () => {
-      const [trivial, services, heartbeat] = await loadsInTurns([
+      const [trivial, services] = await loadsInTurns([
         { label: 'echo target GET /', request: { url: `${echo.url}/` } },
         { label: 'GET /services, 1000 instances', request: { url: `${R}/services` } },
-        { label: 'POST /heartbeat, 1000 instances', request: heartbeatRequest(R) },
       ]);
       m.echo_trivial_1k = trivial;
       m.services_1k = { instances: 1000, ...services, rps_ratio_to_trivial: pairedRatio(services, trivial, 'rps') };
-      m.heartbeat_1k = { instances: 1000, ...heartbeat };
     });
   }
 
-  // 1, 3 and 6 at 100 000 instances.
+  // 1, 3 and 6 at 100 000 instances, on a second registrar: heartbeats to the one holding 1000
+  // and to the one holding 100 000 then run in turns, side by side in time like every comparison.
   const at100k = at1k && (await stage('register 100000', async () => {
-    progress('registering up to 100 000 instances');
-    const { nextIndex, registration } = await fillTo(R, 100_000, filled);
-    filled = nextIndex;
+    const big = await startProcess('registrar, 100 000 instances', [BIN, 'registrar', '--port', '0', '--host', '127.0.0.1', '--ttl', '3600'], registrarNodeArgs);
+    cpuWatched.set('registrar_100k', big.pid);
+    progress('registering 100 000 instances on a second registrar');
+    const { registration } = await fillTo(big.url, 100_000, 0);
     m.registration_100k = { instances: 100_000, per_s: round(registration.perSecond, 0) };
-    return true;
+    return big;
   }));
   if (at100k) {
+    const big = at100k;
     await stage('RSS (100000)', async () => {
       await sleep(1000);
-      m.rss_100k = readStatus(registrar.pid);
+      m.rss_100k = readStatus(big.pid);
     });
     await stage('loads at 100000 instances', async () => {
-      const [heartbeat, services] = await loadsInTurns([
-        { label: 'POST /heartbeat, 100 000 instances', request: heartbeatRequest(R) },
-        { label: 'GET /services, 100 000 instances', request: { url: `${R}/services` } },
+      const [heartbeat1k, heartbeat100k, services] = await loadsInTurns([
+        { label: 'POST /heartbeat, 1000 instances', request: heartbeatRequest(R) },
+        { label: 'POST /heartbeat, 100 000 instances', request: heartbeatRequest(big.url) },
+        { label: 'GET /services, 100 000 instances', request: { url: `${big.url}/services` } },
       ]);
-      m.heartbeat_100k = { instances: 100_000, ...heartbeat };
-      if (m.heartbeat_1k) m.heartbeat_100k.rps_ratio_to_1k = round(m.heartbeat_100k.rps / m.heartbeat_1k.rps);
+      m.heartbeat_1k = { instances: 1000, ...heartbeat1k };
+      m.heartbeat_100k = { instances: 100_000, ...heartbeat100k, rps_ratio_to_1k: pairedRatio(heartbeat100k, heartbeat1k, 'rps') };
       m.services_100k = { instances: 100_000, ...services };
     });
     await stage('RSS after load', async () => {
-      m.rss_100k_after_load = readStatus(registrar.pid);
+      m.rss_100k_after_load = readStatus(big.pid);
     });
   }
 
@@ -677,17 +677,17 @@ function loadRows(previous) {
   const rows = [
     ['GET /services, 1 instance', 'services_1'],
     ['GET /services, 1000 instances', 'services_1k'],
-    ['GET /services, 100 000 instances', 'services_100k'],
+    ['GET /services, 100 000 instances', 'services_100k', 'registrar_100k'],
     ['echo target GET / (trivial answer)', 'echo_trivial'],
     ['echo target GET /, beside the 1000 loads', 'echo_trivial_1k'],
     ['POST /heartbeat, 1000 instances', 'heartbeat_1k'],
-    ['POST /heartbeat, 100 000 instances', 'heartbeat_100k'],
+    ['POST /heartbeat, 100 000 instances', 'heartbeat_100k', 'registrar_100k'],
     ['POST /receive, straight to echo', 'direct_receive'],
     ['POST /forward → echo', 'forward'],
   ];
-  return rows.map(([label, key]) => {
+  return rows.map(([label, key, registrarName = 'registrar']) => {
     const cpu = m[key]?.cpu_us_per_request;
-    const row = [label, fmt(m[key]?.rps, 0), fmt(m[key]?.p50_ms, 2), fmt(m[key]?.p99_ms, 2), fmt(cpu?.registrar, 0), fmt(cpu?.echo, 0)];
+    const row = [label, fmt(m[key]?.rps, 0), fmt(m[key]?.p50_ms, 2), fmt(m[key]?.p99_ms, 2), fmt(cpu?.[registrarName], 0), fmt(cpu?.echo, 0)];
     if (previous) row.push(fmt(p[key]?.rps, 0), fmt(p[key]?.p50_ms, 2), fmt(p[key]?.p99_ms, 2));
     return row;
   });
@@ -703,7 +703,7 @@ function report(previous) {
   const header = ['load (autocannon)', 'req/s', 'p50 ms', 'p99 ms', 'registrar µs', 'echo µs'];
   if (previous) header.push('prev req/s', 'prev p50', 'prev p99');
   lines.push(table(header, loadRows(previous), [1, 2, 3, 4, 5, 6, 7, 8]), '');
-  lines.push('(registrar µs, echo µs: CPU time each process spent per request of the load, medians)', '');
+  lines.push('(registrar µs, echo µs: CPU time each process spent per request of the load, medians; the 100 000 loads run\n on a second registrar, beside heartbeats to the first, which holds 1000)', '');
 
   const other = [];
   if (m.stream_direct) {
