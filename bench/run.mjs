@@ -16,8 +16,8 @@
  * --connections <n> (default 50),
  * --runs <n> (start-up runs per command, default 30), --ttfc-requests <n> (default 30),
  * --no-hyperfine (time start-up with spawnSync even when hyperfine is installed),
- * --cpu-prof <dir> (run the registrars under `node --cpu-prof`, profiles written to <dir>; build
- * with SVCMESH_NO_MINIFY=1 first for readable names).
+ * --cpu-prof <dir> (run the registrars under `node --cpu-prof`, profiles written to <dir>;
+ * `SVCMESH_NO_MINIFY=1 npm run bench -- --cpu-prof DIR` builds with readable names).
  */
 import autocannon from 'autocannon';
 import { spawn, spawnSync } from 'node:child_process';
