@@ -1,8 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { HTTPException } from 'hono/http-exception';
 import type { Registry } from '../registry/registry.js';
-import { StoreUnavailableError } from '../registry/store.js';
 import { tokenCheck } from './auth.js';
+import { errorAnswer } from './errors.js';
 import type { CallerSignal, ChunkSource, ForwardAnswer, Forwarder } from './forwarder.js';
 import type { FastPath } from './start.js';
 import { forwardBody, MAX_BODY_BYTES, parseJsonText, tooLarge } from './validation.js';
@@ -163,19 +162,7 @@ async function relay(answer: ForwardAnswer, stream: ChunkSource, response: Serve
 function answerError(response: ServerResponse, error: unknown): void {
   // The caller left (which aborted the forward): there is no one to answer.
   if (response.destroyed) return;
-  let status = 500;
-  let message: string;
-  if (error instanceof HTTPException) {
-    status = error.status;
-    message = error.message || 'Request failed';
-  } else if (error instanceof StoreUnavailableError) {
-    status = 503;
-    message = error.message;
-  } else {
-    const e = error as Error;
-    console.error(`svcmesh: POST /forward failed: ${e.stack ?? e.message}`);
-    message = `Internal error: ${e.message}`;
-  }
+  const { status, message } = errorAnswer(error, 'POST /forward');
   if (response.headersSent) {
     response.destroy();
     return;

@@ -1,13 +1,12 @@
 import { Hono } from 'hono';
 import { z } from 'zod';
 import type { Registry } from '../registry/registry.js';
-import { StoreUnavailableError } from '../registry/store.js';
 import type { Instance } from '../registry/types.js';
 import { VERSION } from '../version.js';
 import type { HostPolicy } from '../allow-hosts.js';
 import { requireToken } from './auth.js';
 import { DASHBOARD_HTML } from './dashboard.js';
-import { ApiError, onError, notFound, jsonError } from './errors.js';
+import { ApiError, onError, notFound } from './errors.js';
 import { eventStream } from './events.js';
 import { answerResponse, type Forwarder } from './forwarder.js';
 import type { RegistrarMetrics } from './metrics.js';
@@ -45,10 +44,7 @@ export function createRegistrarApp(deps: RegistrarDeps): Hono {
   const { registry, forwarder } = deps;
   const startedAt = deps.startedAt ?? Date.now();
   const app = new Hono();
-  app.onError((error, c) => {
-    if (error instanceof StoreUnavailableError) return jsonError(c, 503, error.message);
-    return onError()(error, c);
-  });
+  app.onError(onError());
   app.notFound(notFound);
 
   if (deps.logger) {

@@ -58,8 +58,8 @@ export function createLogger(format: LogFormat, write: (text: string) => void = 
 
 /**
  * One line per request, once its answer is over (or the caller left): method, path (without the
- * query string), status, duration. The server calls it from its own close listener rather than
- * through Hono middleware: a middleware on every route takes Hono off its single-handler fast
+ * query string), status, duration. The server calls it (see startServer) rather than Hono
+ * middleware: a middleware on every route takes Hono off its single-handler fast
  * path, which cost a small request about 15%.
  */
 export function logRequest(logger: Logger, request: IncomingMessage, response: ServerResponse, started: number): void {
