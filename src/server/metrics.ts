@@ -40,7 +40,19 @@ export function createRegistrarMetrics(registry: Registry): RegistrarMetrics {
   const evictions = new Counter({ name: 'svcmesh_evictions_total', help: 'Instances evicted for missing heartbeats', registers: [prom] });
   const heartbeats = new Counter({ name: 'svcmesh_heartbeats_total', help: 'Heartbeats received', registers: [prom] });
   const forwards = new Counter({ name: 'svcmesh_forwards_total', help: 'Forwards by target and status', labelNames: ['target', 'status'], registers: [prom] });
-  const inFlight = new Gauge({ name: 'svcmesh_forwards_in_flight', help: 'Forwards in flight', labelNames: ['target'], registers: [prom] });
+  // Counted in a plain map and read at scrape time: a labelled gauge's inc() and dec() hash their
+  // labels and allocate on every forward, the registrar's busiest path.
+  const inFlightByTarget = new Map<string, number>();
+  new Gauge({
+    name: 'svcmesh_forwards_in_flight',
+    help: 'Forwards in flight',
+    labelNames: ['target'],
+    registers: [prom],
+    collect() {
+      this.reset();
+      for (const [target, count] of inFlightByTarget) this.set({ target }, count);
+    },
+  });
   const latency = new Histogram({
     name: 'svcmesh_forward_duration_seconds',
     help: 'Time until the target answered (its status line), by target',
@@ -64,13 +76,14 @@ export function createRegistrarMetrics(registry: Registry): RegistrarMetrics {
 
   return {
     forwards: {
-      started: (target) => inFlight.inc({ target }),
+      started: (target) => inFlightByTarget.set(target, (inFlightByTarget.get(target) ?? 0) + 1),
       answered(target, status, seconds) {
         forwards.inc({ target, status: String(status) });
         latency.observe({ target }, seconds);
       },
       firstChunk: (target, seconds) => firstChunk.observe({ target }, seconds),
-      finished: (target) => inFlight.dec({ target }),
+      // A target keeps its series at 0 once its forwards are over, as a gauge's dec() would.
+      finished: (target) => inFlightByTarget.set(target, (inFlightByTarget.get(target) ?? 1) - 1),
     },
     heartbeat: () => heartbeats.inc(),
     async render() {
