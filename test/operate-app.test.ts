@@ -741,7 +741,11 @@ describe('GET /metrics', () => {
     expect(before.get('svcmesh_instances{service="echo"}')).toBe(1);
     expect(before.get('svcmesh_instances{service="doomed"}')).toBe(1);
 
-    // 3 heartbeats (at T0 + 200 s), then 1 eviction: doomed's TTL runs out, echo's does not.
+    // At T0 a heartbeat for a name the registrar does not know (404), then one with its URL that
+    // registers it again (its TTL runs out with doomed's).
+    expect((await post(app, '/heartbeat', { service_name: 'ghost' })).status).toBe(404);
+    expect((await post(app, '/heartbeat', { service_name: 'ghost', service_url: 'http://127.0.0.1:6003' })).status).toBe(200);
+    // 3 heartbeats (at T0 + 200 s), then 2 evictions: doomed's and ghost's TTL run out, echo's does not.
     clock.set(T0 + 200_000);
     for (let i = 0; i < 3; i++) expect((await post(app, '/heartbeat', { service_name: 'echo' })).status).toBe(200);
     clock.set(T0 + TTL_S * 1000 + 1);
@@ -766,7 +770,9 @@ describe('GET /metrics', () => {
     expect({
       registrations: metrics.get('svcmesh_registrations_total'),
       deregistrations: metrics.get('svcmesh_deregistrations_total'),
-      heartbeats: metrics.get('svcmesh_heartbeats_total'),
+      heartbeatsRenewed: metrics.get('svcmesh_heartbeats_total{outcome="renewed"}'),
+      heartbeatsReregistered: metrics.get('svcmesh_heartbeats_total{outcome="reregistered"}'),
+      heartbeatsUnknown: metrics.get('svcmesh_heartbeats_total{outcome="unknown"}'),
       evictions: metrics.get('svcmesh_evictions_total'),
       echo200: metrics.get('svcmesh_forwards_total{status="200",target="echo"}'),
       nope404: metrics.get('svcmesh_forwards_total{status="404",target="nope"}'),
@@ -779,10 +785,13 @@ describe('GET /metrics', () => {
       instancesEcho: metrics.get('svcmesh_instances{service="echo"}'),
       instancesDoomed: metrics.get('svcmesh_instances{service="doomed"}'),
     }).toEqual({
-      registrations: 2,
+      // echo and doomed, and ghost brought back by its heartbeat.
+      registrations: 3,
       deregistrations: 0,
-      heartbeats: 3,
-      evictions: 1,
+      heartbeatsRenewed: 3,
+      heartbeatsReregistered: 1,
+      heartbeatsUnknown: 1,
+      evictions: 2,
       // The streamed forward is a 200 to echo as well: 2 + 1.
       echo200: 3,
       nope404: 1,

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry as PromRegistry } from 'prom-client';
-import type { Registry } from '../registry/registry.js';
+import type { HeartbeatOutcome, Registry } from '../registry/registry.js';
 
 /** What the forwarder reports about each forward; the metrics are one listener of it. */
 export interface ForwardObserver {
@@ -12,7 +12,8 @@ export interface ForwardObserver {
 
 export interface RegistrarMetrics {
   readonly forwards: ForwardObserver;
-  heartbeat(): void;
+  /** A heartbeat was answered: renewed, re-registered, or unknown (answered 404). */
+  heartbeat(outcome: HeartbeatOutcome): void;
   /** The Prometheus text exposition and its content type. */
   render(): Promise<{ body: string; contentType: string }>;
 }
@@ -38,7 +39,12 @@ export function createRegistrarMetrics(registry: Registry): RegistrarMetrics {
   const registrations = new Counter({ name: 'svcmesh_registrations_total', help: 'New instances registered', registers: [prom] });
   const deregistrations = new Counter({ name: 'svcmesh_deregistrations_total', help: 'Instances deregistered', registers: [prom] });
   const evictions = new Counter({ name: 'svcmesh_evictions_total', help: 'Instances evicted for missing heartbeats', registers: [prom] });
-  const heartbeats = new Counter({ name: 'svcmesh_heartbeats_total', help: 'Heartbeats received', registers: [prom] });
+  const heartbeats = new Counter({
+    name: 'svcmesh_heartbeats_total',
+    help: 'Heartbeats answered, by outcome: renewed, reregistered (the registrar had lost the instance), unknown (answered 404)',
+    labelNames: ['outcome'],
+    registers: [prom],
+  });
   const forwards = new Counter({ name: 'svcmesh_forwards_total', help: 'Forwards by target and status', labelNames: ['target', 'status'], registers: [prom] });
   // Counted in a plain map and read at scrape time: a labelled gauge's inc() and dec() hash their
   // labels and allocate on every forward, the registrar's busiest path.
@@ -85,7 +91,7 @@ export function createRegistrarMetrics(registry: Registry): RegistrarMetrics {
       // A target keeps its series at 0 once its forwards are over, as a gauge's dec() would.
       finished: (target) => inFlightByTarget.set(target, (inFlightByTarget.get(target) ?? 1) - 1),
     },
-    heartbeat: () => heartbeats.inc(),
+    heartbeat: (outcome) => heartbeats.inc({ outcome }),
     async render() {
       return { body: await prom.metrics(), contentType: prom.contentType };
     },

@@ -95,8 +95,8 @@ export function createRegistrarApp(deps: RegistrarDeps): Hono {
   app.post('/heartbeat', async (c) => {
     const body = await parseJsonBody(c, heartbeatBody);
     if (body.service_url) checkHost(body.service_url);
-    deps.metrics?.heartbeat();
     const outcome = await registry.heartbeat(body.service_name, body.service_url);
+    deps.metrics?.heartbeat(outcome);
     if (outcome === 'unknown') {
       throw new ApiError(
         404,
