@@ -923,6 +923,10 @@ describe('log lines', () => {
       'POST /deregister 404',
     ]);
     for (const record of records.filter((r) => /^(GET|POST) /.test(r.msg))) expect(typeof record.ms).toBe('number');
+    // What the message says is in fields of its own too, for log pipelines that filter on them.
+    expect(records[4]).toMatchObject({ method: 'GET', path: '/services', status: 200 });
+    expect(records[2]).toMatchObject({ method: 'POST', path: '/register', status: 401 });
+    expect(records[0]).toMatchObject({ event: 'registered', service: 'svc', url: target.url });
     for (const line of lines) expect(line).not.toContain(SECRET);
   });
 

@@ -50,7 +50,13 @@ export function createRegistrarApp(deps: RegistrarDeps): Hono {
   if (deps.logger) {
     // Requests are logged by the server (startServer's logger); the app logs what they change.
     const logger = deps.logger;
-    registry.subscribe((event) => logger.log(`${event.type} ${event.instance.name} ${event.instance.url}`));
+    registry.subscribe((event) =>
+      logger.log(`${event.type} ${event.instance.name} ${event.instance.url}`, undefined, {
+        event: event.type,
+        service: event.instance.name,
+        url: event.instance.url,
+      }),
+    );
   }
   if (deps.token) {
     const auth = requireToken(deps.token);

@@ -3,8 +3,11 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 export type LogFormat = 'text' | 'json';
 
 export interface Logger {
-  /** One line about an event, with fields for machines. */
-  log(message: string, fields?: Record<string, unknown>): void;
+  /**
+   * One line about an event, with fields for machines. `parts` are what the message already says
+   * (method, path, status…): JSON lines carry them as fields too, text lines only in the message.
+   */
+  log(message: string, fields?: Record<string, unknown>, parts?: Record<string, unknown>): void;
   /** Writes what is pending now (before the process exits). */
   flush(): void;
 }
@@ -42,10 +45,10 @@ export function createLogger(format: LogFormat, write: (text: string) => void = 
   };
   return {
     flush,
-    log(message, fields) {
+    log(message, fields, parts) {
       let line: string;
       if (format === 'json') {
-        line = JSON.stringify({ time: now(), msg: message, ...fields });
+        line = JSON.stringify({ time: now(), msg: message, ...parts, ...fields });
       } else {
         line = `${now()} ${message}`;
         for (const key in fields) line += ` ${key}=${textField(fields[key])}`;
@@ -65,7 +68,8 @@ export function createLogger(format: LogFormat, write: (text: string) => void = 
 export function logRequest(logger: Logger, request: IncomingMessage, response: ServerResponse, started: number): void {
   const url = request.url ?? '/';
   const query = url.indexOf('?');
-  logger.log(`${request.method} ${query === -1 ? url : url.slice(0, query)} ${response.statusCode}`, {
-    ms: Math.round((performance.now() - started) * 10) / 10,
-  });
+  const method = request.method;
+  const path = query === -1 ? url : url.slice(0, query);
+  const status = response.statusCode;
+  logger.log(`${method} ${path} ${status}`, { ms: Math.round((performance.now() - started) * 10) / 10 }, { method, path, status });
 }
