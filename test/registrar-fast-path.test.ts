@@ -97,6 +97,7 @@ interface Seen {
   contentType: string | null;
   instance: string | null;
   attempts: string | null;
+  etag: string | null;
   body: string;
 }
 
@@ -106,6 +107,7 @@ async function seen(response: Response): Promise<Seen> {
     contentType: response.headers.get('content-type'),
     instance: response.headers.get('x-svcmesh-instance'),
     attempts: response.headers.get('x-svcmesh-attempts'),
+    etag: response.headers.get('etag'),
     body: await response.text(),
   };
 }
@@ -135,6 +137,32 @@ describe('the fast path answers as the app does', () => {
     const [viaApp, viaSocket] = await bothWays(app, url, '/services?fresh=1');
     expect(viaSocket).toEqual(viaApp);
     expect(JSON.parse(viaSocket.body)).toEqual({ services: { web: 'http://127.0.0.1:8080' } });
+  });
+
+  it('GET /services answers If-None-Match with 304 and no body until the catalog changes', async () => {
+    const { app, registry, url } = await setup();
+    await registry.register({ name: 'web', url: 'http://127.0.0.1:8080' });
+    const [first, firstSocket] = await bothWays(app, url, '/services');
+    expect(firstSocket).toEqual(first);
+    const etag = first.etag!;
+    expect(etag).toMatch(/^"[\w-]+"$/);
+
+    for (const ifNoneMatch of [etag, `W/${etag}`, `"other", ${etag}`, '*']) {
+      const [viaApp, viaSocket] = await bothWays(app, url, '/services', { headers: { 'if-none-match': ifNoneMatch } });
+      expect(viaSocket).toEqual(viaApp);
+      expect(viaSocket).toMatchObject({ status: 304, etag, body: '' });
+    }
+    const [staleApp, staleSocket] = await bothWays(app, url, '/services', { headers: { 'if-none-match': '"stale"' } });
+    expect(staleSocket).toEqual(staleApp);
+    expect(staleSocket).toMatchObject({ status: 200, etag });
+
+    // A change is a new ETag: the old one gets the whole new catalog.
+    await registry.register({ name: 'api', url: 'http://127.0.0.1:9090' });
+    const [changedApp, changedSocket] = await bothWays(app, url, '/services', { headers: { 'if-none-match': etag } });
+    expect(changedSocket).toEqual(changedApp);
+    expect(changedSocket.status).toBe(200);
+    expect(changedSocket.etag).not.toBe(etag);
+    expect(JSON.parse(changedSocket.body)).toEqual({ services: { web: 'http://127.0.0.1:8080', api: 'http://127.0.0.1:9090' } });
   });
 
   it('GET /services with a catalog too large to go out as one string', async () => {

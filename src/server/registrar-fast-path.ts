@@ -5,7 +5,7 @@ import { errorAnswer } from './errors.js';
 import type { ChunkSource, ForwardAnswer, Forwarder } from './forwarder.js';
 import type { FastPath } from './start.js';
 import { forwardBody, MAX_BODY_BYTES, parseJsonText, tooLarge } from './validation.js';
-import { servicesBody } from './wire.js';
+import { etagMatches, servicesBody } from './wire.js';
 
 const SMALL_BODY_BYTES = 16 * 1024;
 
@@ -40,8 +40,13 @@ export function createRegistrarFastPath(deps: RegistrarFastPathDeps): FastPath {
         // Nothing is written yet: the app answers it, with its error shape (503 for a store down).
         return false;
       }
-      const { text, bytes } = body;
-      response.writeHead(200, { 'content-type': 'application/json', 'content-length': bytes.byteLength });
+      const { text, bytes, etag } = body;
+      if (etagMatches(request.headers['if-none-match'], etag)) {
+        response.writeHead(304, { etag });
+        response.end();
+        return true;
+      }
+      response.writeHead(200, { 'content-type': 'application/json', 'content-length': bytes.byteLength, etag });
       // A short string leaves node's socket in one write together with the headers; a large
       // catalog goes as the bytes kept, rather than being encoded again.
       response.end(bytes.byteLength <= SMALL_BODY_BYTES ? text : bytes);

@@ -12,7 +12,7 @@ import { answerResponse, type Forwarder } from './forwarder.js';
 import type { RegistrarMetrics } from './metrics.js';
 import type { Logger } from './request-log.js';
 import { forwardBody, httpUrl, parseJsonBody, serviceName } from './validation.js';
-import { catalogJson, instanceJson, servicesBody } from './wire.js';
+import { catalogJson, etagMatches, instanceJson, servicesBody } from './wire.js';
 
 
 export interface RegistrarDeps {
@@ -87,7 +87,12 @@ export function createRegistrarApp(deps: RegistrarDeps): Hono {
   });
 
   // The registrar's node fast path (registrar-fast-path.ts) answers this too, from the same bytes.
-  app.get('/services', (c) => c.body(servicesBody(registry).bytes, 200, { 'content-type': 'application/json' }));
+  app.get('/services', (c) => {
+    const { bytes, etag } = servicesBody(registry);
+    // A poller that already holds this catalog gets no body.
+    if (etagMatches(c.req.header('if-none-match'), etag)) return c.body(null, 304, { etag });
+    return c.body(bytes, 200, { 'content-type': 'application/json', etag });
+  });
 
   app.get('/services/:name', (c) => {
     const name = c.req.param('name');
