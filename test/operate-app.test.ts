@@ -83,7 +83,14 @@ function setup(options: SetupOptions = {}) {
     await new Promise((resolve) => setImmediate(resolve));
     return logText.split('\n').filter(Boolean);
   };
-  const fastPath = createRegistrarFastPath({ registry, forwarder, token: options.token, protectReads: options.protectReads });
+  const fastPath = createRegistrarFastPath({
+    registry,
+    forwarder,
+    token: options.token,
+    protectReads: options.protectReads,
+    hostPolicy,
+    metrics,
+  });
   return { app, store, registry, clock, shutdown, logLines, logger, fastPath };
 }
 

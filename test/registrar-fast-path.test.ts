@@ -1,6 +1,6 @@
 /**
- * Behind a real server, GET /services and POST /forward are answered by the registrar's fast
- * path, not by the Hono app. Every request here goes both ways (the app through `app.request()`,
+ * Behind a real server, GET /services, POST /forward and POST /heartbeat are answered by the
+ * registrar's fast path, not by the Hono app. Every request here goes both ways (the app through `app.request()`,
  * the fast path over a socket) and the two answers must be the same: status, content type, the
  * forward's headers and the body.
  */
@@ -11,7 +11,9 @@ import type { Hono } from 'hono';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { MemoryStore } from '../src/registry/memory.js';
 import { Registry } from '../src/registry/registry.js';
+import { parseAllowHosts, type HostPolicy } from '../src/allow-hosts.js';
 import { createForwarder } from '../src/server/forwarder.js';
+import { createRegistrarMetrics } from '../src/server/metrics.js';
 import { createRegistrarApp } from '../src/server/registrar.js';
 import { createRegistrarFastPath } from '../src/server/registrar-fast-path.js';
 import { createLogger } from '../src/server/request-log.js';
@@ -82,14 +84,15 @@ async function closedPort(): Promise<number> {
   return Number(new URL(url).port);
 }
 
-async function setup(options: { token?: string; protectReads?: boolean } = {}) {
+async function setup(options: { token?: string; protectReads?: boolean; hostPolicy?: HostPolicy } = {}) {
   const registry = new Registry(new MemoryStore({ ttlSeconds: 300 }));
+  const metrics = createRegistrarMetrics(registry);
   const forwarder = createForwarder({ registry, timeoutMs: 5_000, logger: createLogger('text', () => {}) });
-  const app = createRegistrarApp({ registry, forwarder, ttlSeconds: 300, ...options });
-  const fastPath = createRegistrarFastPath({ registry, forwarder, ...options });
+  const app = createRegistrarApp({ registry, forwarder, ttlSeconds: 300, metrics, ...options });
+  const fastPath = createRegistrarFastPath({ registry, forwarder, metrics, ...options });
   const handle = await startServer(app, { host: '127.0.0.1', port: 0, fastPath });
   cleanups.push(() => handle.close(100), () => forwarder.close(), () => registry.close());
-  return { app, registry, url: handle.url };
+  return { app, registry, metrics, url: handle.url };
 }
 
 interface Seen {
@@ -249,6 +252,49 @@ describe('the fast path answers as the app does', () => {
     const [viaApp, viaSocket] = await bothWays(app, url, '/forward', postJson({ to: 'echo', message: 'hi' }, { authorization: `Bearer ${TOKEN}` }));
     expect(viaSocket.status).toBe(200);
     expect(viaSocket).toEqual(viaApp);
+  });
+
+  it('POST /heartbeat: renewed, unknown, brought back, a refused host and bad bodies', async () => {
+    const { app, registry, metrics, url } = await setup({ hostPolicy: parseAllowHosts(['127.0.0.1']) });
+    await registry.register({ name: 'web', url: 'http://127.0.0.1:8080' });
+    const cases: [unknown, number][] = [
+      [{ service_name: 'web' }, 200],
+      [{ service_name: 'web', service_url: 'http://127.0.0.1:8080' }, 200],
+      [{ service_name: 'ghost' }, 404],
+      [{ service_name: 'ghost', service_url: 'http://127.0.0.1:9000' }, 200],
+      [{ service_name: 'far', service_url: 'http://10.1.2.3:9000' }, 403],
+      ['', 400],
+      ['{"service_name":', 400],
+      ['[]', 400],
+      [{ service_name: 5 }, 400],
+      [{ service_name: 'web', service_url: 'ftp://127.0.0.1/' }, 400],
+      [{ service_name: 'web', service_url: 'http://user:pw@127.0.0.1:8080' }, 400],
+    ];
+    for (const [body, status] of cases) {
+      const [viaApp, viaSocket] = await bothWays(app, url, '/heartbeat', postJson(body));
+      expect({ body, status: viaSocket.status }).toEqual({ body, status });
+      expect(viaSocket).toEqual(viaApp);
+    }
+    expect(registry.instances('ghost').map((i) => i.url)).toEqual(['http://127.0.0.1:9000']);
+    expect(registry.instances('far')).toEqual([]);
+    // Both ways count: each 200 twice, ghost brought back once (the second heartbeat renews it).
+    const counted = (await metrics.render()).body;
+    expect(counted).toContain('svcmesh_heartbeats_total{outcome="renewed"} 5');
+    expect(counted).toContain('svcmesh_heartbeats_total{outcome="reregistered"} 1');
+    expect(counted).toContain('svcmesh_heartbeats_total{outcome="unknown"} 2');
+  });
+
+  it('POST /heartbeat with a token: refused without it or with a wrong one, renewed with it', async () => {
+    const { app, registry, url } = await setup({ token: TOKEN });
+    await registry.register({ name: 'web', url: 'http://127.0.0.1:8080' });
+    for (const headers of [{}, { authorization: 'Bearer wrong' }] as Record<string, string>[]) {
+      const [viaApp, viaSocket] = await bothWays(app, url, '/heartbeat', postJson({ service_name: 'web' }, headers));
+      expect(viaSocket.status).toBe(401);
+      expect(viaSocket).toEqual(viaApp);
+    }
+    const [viaApp, viaSocket] = await bothWays(app, url, '/heartbeat', postJson({ service_name: 'web' }, { authorization: `Bearer ${TOKEN}` }));
+    expect(viaSocket).toEqual(viaApp);
+    expect(JSON.parse(viaSocket.body)).toEqual({ message: 'Heartbeat received from web' });
   });
 });
 

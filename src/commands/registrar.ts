@@ -75,7 +75,14 @@ export function makeRegistrarCommand(): Command {
         logger,
         shutdown: shutdown.signal,
       });
-      const fastPath = createRegistrarFastPath({ registry, forwarder, token: flags.token, protectReads: flags.protectReads });
+      const fastPath = createRegistrarFastPath({
+        registry,
+        forwarder,
+        token: flags.token,
+        protectReads: flags.protectReads,
+        hostPolicy,
+        metrics,
+      });
       const server = await listenOrExplain(
         () => startServer(app, { host: flags.host, port: flags.port, logger, fastPath }),
         flags.host,

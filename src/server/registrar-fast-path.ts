@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Registry } from '../registry/registry.js';
 import { tokenCheck } from './auth.js';
 import { errorAnswer } from './errors.js';
+import { acceptHeartbeat, type HeartbeatDeps, heartbeatBody } from './heartbeat.js';
 import type { ChunkSource, ForwardAnswer, Forwarder } from './forwarder.js';
 import type { FastPath } from './start.js';
 import { forwardBody, MAX_BODY_BYTES, parseJsonText, tooLarge } from './validation.js';
@@ -9,7 +10,7 @@ import { etagMatches, servicesBody } from './wire.js';
 
 const SMALL_BODY_BYTES = 16 * 1024;
 
-export interface RegistrarFastPathDeps {
+export interface RegistrarFastPathDeps extends HeartbeatDeps {
   registry: Registry;
   forwarder: Forwarder;
   token?: string;
@@ -17,13 +18,13 @@ export interface RegistrarFastPathDeps {
 }
 
 /**
- * The registrar's two hot routes, GET /services and POST /forward, answered from node's request
- * and response. Through Hono each would build a web Request, a Headers and a Response; a
- * registrar sits on every request path, and those objects cost a forward about a third of its
- * rate and a GET /services about a quarter.
+ * The registrar's hot routes, GET /services, POST /forward and POST /heartbeat, answered from
+ * node's request and response. Through Hono each would build a web Request, a Headers and a
+ * Response; a registrar sits on every request path, and those objects cost a forward about a
+ * third of its rate and a GET /services about a quarter.
  * The Hono app keeps the same routes (for `app.request()` and as the reference): both share the
- * schema, the token check, the cached catalog and the forwarder, and the tests hold them to the
- * same answers.
+ * schemas, the token check, the cached catalog, the heartbeat's rules and the forwarder, and the
+ * tests hold them to the same answers.
  */
 export function createRegistrarFastPath(deps: RegistrarFastPathDeps): FastPath {
   const { registry, forwarder } = deps;
@@ -56,16 +57,44 @@ export function createRegistrarFastPath(deps: RegistrarFastPathDeps): FastPath {
       forward(request, response);
       return true;
     }
+    if (request.method === 'POST' && isPath(url, '/heartbeat')) {
+      heartbeat(request, response);
+      return true;
+    }
     return false;
   };
+
+  // Every instance of the fleet sends one every few seconds: at 100 000 instances, the most
+  // frequent request a registrar answers.
+  function heartbeat(request: IncomingMessage, response: ServerResponse): void {
+    const fail = (error: unknown) => answerError(response, error, 'POST /heartbeat');
+    try {
+      checkToken?.(request.headers.authorization);
+    } catch (error) {
+      fail(error);
+      return;
+    }
+    readBody(request, (error, text) => {
+      let body: ReturnType<typeof heartbeatBody.parse>;
+      try {
+        if (error) throw error;
+        body = parseJsonText(text!, heartbeatBody);
+      } catch (invalid) {
+        fail(invalid);
+        return;
+      }
+      acceptHeartbeat(deps, body).then((answer) => writeJson(response, 200, answer), fail);
+    });
+  }
 
   // Callbacks rather than awaits from the body to the answer: a forward is the registrar's
   // busiest path, and its rate is what the mesh pays on every hop.
   function forward(request: IncomingMessage, response: ServerResponse): void {
+    const fail = (error: unknown) => answerError(response, error, 'POST /forward');
     try {
       checkToken?.(request.headers.authorization);
     } catch (error) {
-      answerError(response, error);
+      fail(error);
       return;
     }
     readBody(request, (error, text) => {
@@ -74,14 +103,14 @@ export function createRegistrarFastPath(deps: RegistrarFastPathDeps): FastPath {
         if (error) throw error;
         body = parseJsonText(text!, forwardBody);
       } catch (invalid) {
-        answerError(response, invalid);
+        fail(invalid);
         return;
       }
       const cancel = forwarder.start(
         { from: body.from, to: body.to, message: body.message, stream: body.stream === true },
         (failure, answer) => {
-          if (failure) answerError(response, failure);
-          else if (answer!.stream) relay(answer!, answer!.stream, response).catch((lost: unknown) => answerError(response, lost));
+          if (failure) fail(failure);
+          else if (answer!.stream) relay(answer!, answer!.stream, response).catch(fail);
           else writeWhole(response, answer!);
         },
       );
@@ -171,15 +200,20 @@ async function relay(answer: ForwardAnswer, stream: ChunkSource, response: Serve
 }
 
 /** The app's error shape: `{"error": message}` with the status the error carries. */
-function answerError(response: ServerResponse, error: unknown): void {
+function answerError(response: ServerResponse, error: unknown, where: string): void {
   // The caller left (which aborted the forward): there is no one to answer.
   if (response.destroyed) return;
-  const { status, message } = errorAnswer(error, 'POST /forward');
+  const { status, message } = errorAnswer(error, where);
   if (response.headersSent) {
     response.destroy();
     return;
   }
-  const body = JSON.stringify({ error: message });
+  writeJson(response, status, { error: message });
+}
+
+function writeJson(response: ServerResponse, status: number, value: unknown): void {
+  if (response.destroyed) return;
+  const body = JSON.stringify(value);
   response.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
   response.end(body);
 }

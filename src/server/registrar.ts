@@ -9,6 +9,7 @@ import { DASHBOARD_HTML } from './dashboard.js';
 import { ApiError, onError, notFound } from './errors.js';
 import { eventStream } from './events.js';
 import { answerResponse, type Forwarder } from './forwarder.js';
+import { acceptHeartbeat, checkServiceHost, heartbeatBody } from './heartbeat.js';
 import type { RegistrarMetrics } from './metrics.js';
 import type { Logger } from './request-log.js';
 import { forwardBody, httpUrl, parseJsonBody, serviceName } from './validation.js';
@@ -37,7 +38,6 @@ const registerBody = z.object({
   service_url: httpUrl,
   metadata: z.record(z.string(), z.unknown(), { error: 'must be a JSON object' }).optional(),
 });
-const heartbeatBody = z.object({ service_name: serviceName, service_url: httpUrl.optional() });
 
 /** Builds the registrar's HTTP API; it never listens (see `startServer`). */
 export function createRegistrarApp(deps: RegistrarDeps): Hono {
@@ -63,12 +63,7 @@ export function createRegistrarApp(deps: RegistrarDeps): Hono {
     for (const path of ['/register', '/heartbeat', '/deregister', '/forward']) app.use(path, auth);
     if (deps.protectReads) for (const path of ['/services', '/services/*', '/catalog', '/events', '/metrics']) app.use(path, auth);
   }
-  const checkHost = (url: string) => {
-    const hostname = new URL(url).hostname;
-    if (deps.hostPolicy && !deps.hostPolicy.allows(hostname)) {
-      throw new ApiError(403, `service_url host ${hostname} is not allowed here (--allow-hosts ${deps.hostPolicy.description})`);
-    }
-  };
+  const checkHost = (url: string) => checkServiceHost(deps.hostPolicy, url);
   const shutdown = deps.shutdown ?? new AbortController().signal;
 
   app.get('/', (c) => c.html(DASHBOARD_HTML));
@@ -103,19 +98,8 @@ export function createRegistrarApp(deps: RegistrarDeps): Hono {
 
   app.get('/catalog', (c) => c.json(catalogJson(registry.all())));
 
-  app.post('/heartbeat', async (c) => {
-    const body = await parseJsonBody(c, heartbeatBody);
-    if (body.service_url) checkHost(body.service_url);
-    const outcome = await registry.heartbeat(body.service_name, body.service_url);
-    deps.metrics?.heartbeat(outcome);
-    if (outcome === 'unknown') {
-      throw new ApiError(
-        404,
-        `Service ${body.service_name} is not registered: register it again (POST /register), or send service_url with the heartbeat`,
-      );
-    }
-    return c.json({ message: `Heartbeat received from ${body.service_name}` });
-  });
+  // Behind a real server the fast path answers /heartbeat; this route serves app.request().
+  app.post('/heartbeat', async (c) => c.json(await acceptHeartbeat(deps, await parseJsonBody(c, heartbeatBody))));
 
   app.post('/deregister', async (c) => {
     const body = await parseJsonBody(c, heartbeatBody);
