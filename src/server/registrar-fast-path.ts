@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Registry } from '../registry/registry.js';
+import type { z } from 'zod';
 import { tokenCheck } from './auth.js';
 import { errorAnswer } from './errors.js';
 import { acceptHeartbeat, type HeartbeatDeps, heartbeatBody } from './heartbeat.js';
@@ -11,7 +11,6 @@ import { etagMatches, servicesBody } from './wire.js';
 const SMALL_BODY_BYTES = 16 * 1024;
 
 export interface RegistrarFastPathDeps extends HeartbeatDeps {
-  registry: Registry;
   forwarder: Forwarder;
   token?: string;
   protectReads?: boolean;
@@ -67,7 +66,23 @@ export function createRegistrarFastPath(deps: RegistrarFastPathDeps): FastPath {
   // Every instance of the fleet sends one every few seconds: at 100 000 instances, the most
   // frequent request a registrar answers.
   function heartbeat(request: IncomingMessage, response: ServerResponse): void {
-    const fail = (error: unknown) => answerError(response, error, 'POST /heartbeat');
+    withBody(request, response, heartbeatBody, 'POST /heartbeat', (body, fail) => {
+      acceptHeartbeat(deps, body).then((answer) => writeJson(response, 200, answer), fail);
+    });
+  }
+
+  /**
+   * What the app does before a write route: the token, then the body within its limit, then the
+   * schema. Anything wrong is answered here, in the app's error shape.
+   */
+  function withBody<T extends z.ZodType>(
+    request: IncomingMessage,
+    response: ServerResponse,
+    schema: T,
+    where: string,
+    then: (body: z.infer<T>, fail: (error: unknown) => void) => void,
+  ): void {
+    const fail = (error: unknown) => answerError(response, error, where);
     try {
       checkToken?.(request.headers.authorization);
     } catch (error) {
@@ -75,37 +90,22 @@ export function createRegistrarFastPath(deps: RegistrarFastPathDeps): FastPath {
       return;
     }
     readBody(request, (error, text) => {
-      let body: ReturnType<typeof heartbeatBody.parse>;
+      let body: z.infer<T>;
       try {
         if (error) throw error;
-        body = parseJsonText(text!, heartbeatBody);
+        body = parseJsonText(text!, schema);
       } catch (invalid) {
         fail(invalid);
         return;
       }
-      acceptHeartbeat(deps, body).then((answer) => writeJson(response, 200, answer), fail);
+      then(body, fail);
     });
   }
 
   // Callbacks rather than awaits from the body to the answer: a forward is the registrar's
   // busiest path, and its rate is what the mesh pays on every hop.
   function forward(request: IncomingMessage, response: ServerResponse): void {
-    const fail = (error: unknown) => answerError(response, error, 'POST /forward');
-    try {
-      checkToken?.(request.headers.authorization);
-    } catch (error) {
-      fail(error);
-      return;
-    }
-    readBody(request, (error, text) => {
-      let body: ReturnType<typeof forwardBody.parse>;
-      try {
-        if (error) throw error;
-        body = parseJsonText(text!, forwardBody);
-      } catch (invalid) {
-        fail(invalid);
-        return;
-      }
+    withBody(request, response, forwardBody, 'POST /forward', (body, fail) => {
       const cancel = forwarder.start(
         { from: body.from, to: body.to, message: body.message, stream: body.stream === true },
         (failure, answer) => {
