@@ -1,4 +1,6 @@
 /** The CLI as a user and a shell script meet it: exit codes, messages, settings, --json. */
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeOllama, startFakeOllama } from './support/fake-ollama.js';
 import { freePort, removeTempDirs, runSvcmesh, startSvcmesh, stopAll, type SvcmeshProcess, tempDir, waitFor } from './support/processes.js';
@@ -93,6 +95,15 @@ describe('config', () => {
     expect((await runSvcmesh(['config', 'unset', 'token'], { env })).code).toBe(0);
     const missing = await runSvcmesh(['config', 'get', 'token'], { env });
     expect(missing).toMatchObject({ code: 1, stdout: '' });
+  });
+
+  it('a settings file that is not JSON is named, with what to do, and client commands stop at it', async () => {
+    const configDir = tempDir('svcmesh-config-');
+    writeFileSync(path.join(configDir, 'config.json'), '{"registrar": "http://127.0.0.1:5001",');
+    const result = await runSvcmesh(['services', '--json'], { env: { SVCMESH_CONFIG_DIR: configDir } });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain(`${path.join(configDir, 'config.json')} are not valid JSON`);
+    expect(result.stderr).toContain('svcmesh config set');
   });
 
   it('rejects a registrar setting that is not a URL', async () => {
