@@ -33,11 +33,11 @@ interface Setup {
   clock: { now(): number; set(t: number): void };
 }
 
-function setup(options: { token?: string; timeoutMs?: number } = {}): Setup {
+function setup(options: { token?: string; timeoutMs?: number; maxAnswerBytes?: number } = {}): Setup {
   let t = T0;
   const clock = { now: () => t, set: (time: number) => void (t = time) };
   const registry = new Registry(new MemoryStore({ ttlSeconds: TTL_S, clock }));
-  const forwarder = createForwarder({ registry, timeoutMs: options.timeoutMs ?? 5_000 });
+  const forwarder = createForwarder({ registry, timeoutMs: options.timeoutMs ?? 5_000, maxAnswerBytes: options.maxAnswerBytes });
   const app = createRegistrarApp({ registry, forwarder, ttlSeconds: TTL_S, token: options.token });
   cleanups.push(() => forwarder.close(), () => registry.close());
   return { app, registry, forwarder, clock };
@@ -416,6 +416,35 @@ describe('forwarding', () => {
     await post(app, '/register', { service_name: 'svc', service_url: two.url });
     for (let i = 0; i < 6; i += 1) expect((await post(app, '/forward', { from: 'x', to: 'svc', message: 'q' })).status).toBe(200);
     expect([one.received.length, two.received.length]).toEqual([3, 3]);
+  });
+
+  it('answers 502 for an answer too long to hold whole, announced or not, and tries no other instance', async () => {
+    const { app, registry } = setup({ maxAnswerBytes: 1024 });
+    const long = JSON.stringify({ message: 'x'.repeat(2000) });
+    const announced = await startTarget((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(long) });
+      res.end(long);
+    });
+    const chunked = await startTarget((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write(long.slice(0, 900));
+      setTimeout(() => res.end(long.slice(900)), 10);
+    });
+    await registry.register({ name: 'announced', url: announced.url });
+    await registry.register({ name: 'chunked', url: chunked.url });
+    await registry.register({ name: 'chunked', url: announced.url });
+    for (const [name, url] of [['announced', announced.url], ['chunked', chunked.url]]) {
+      const response = await post(app, '/forward', { to: name, message: 'hi' });
+      expect(response.status).toBe(502);
+      expect((await json(response)).error).toBe(`${name} at ${url} answered more than 1024 bytes: send "stream": true to get a long answer as it comes`);
+    }
+    expect(chunked.received).toHaveLength(1);
+    expect(announced.received).toHaveLength(1);
+
+    // Streamed, the same answer goes through whole.
+    const streamed = await post(app, '/forward', { to: 'announced', message: 'hi', stream: true });
+    expect(streamed.status).toBe(200);
+    expect(await streamed.text()).toBe(long);
   });
 
   it("passes a target's 500 through as it came", async () => {

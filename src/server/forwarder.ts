@@ -18,6 +18,12 @@ export interface ForwarderOptions {
   timeoutMs: number;
   /** Instances tried for one request, at most. */
   maxAttempts?: number;
+  /**
+   * The longest answer read whole (64 MiB by default); past it the forward is a 502 rather than
+   * the registrar holding it all in memory. A streamed answer has no such limit: it is relayed
+   * as it comes.
+   */
+  maxAnswerBytes?: number;
   dispatcher?: Dispatcher;
   /** Extra headers for the targets, e.g. the token a protected `/receive` asks for. */
   targetHeaders?: (instance: Instance) => Record<string, string>;
@@ -109,6 +115,7 @@ function causeOf(error: unknown): string {
 export function createForwarder(options: ForwarderOptions): Forwarder {
   const { registry, timeoutMs } = options;
   const maxAttempts = options.maxAttempts ?? 3;
+  const maxAnswerBytes = options.maxAnswerBytes ?? DEFAULT_MAX_ANSWER_BYTES;
   const agent =
     options.dispatcher ?? new Agent({ keepAliveTimeout: 30_000, connections: 256, connect: { timeout: 5_000 } });
 
@@ -196,6 +203,16 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
               fail(error);
               return;
             }
+            // The instance answered, too much: another one would most likely do the same.
+            if (error instanceof AnswerTooLarge) {
+              fail(
+                new ApiError(
+                  502,
+                  `${name} at ${instance.url} answered more than ${sizeText(maxAnswerBytes)}: send "stream": true to get a long answer as it comes`,
+                ),
+              );
+              return;
+            }
             if (TIMEOUT_CODES.has((error as { code?: string }).code ?? '')) timeouts += 1;
             else registry.reportReachable(instance, false);
             failed.push(instance.url);
@@ -242,6 +259,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     let status = 0;
     let contentType: string | undefined;
     const chunks: Buffer[] = [];
+    let size = 0;
     let controller: Dispatcher.DispatchController | undefined;
     let cancelled = false;
     // undici reports a throw from a handler as the request's error: `done` must still run once.
@@ -256,12 +274,15 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
         controller = requestController;
         if (cancelled) requestController.abort(callerLeft());
       },
-      onResponseStart(_controller, statusCode, headers) {
+      onResponseStart(responseController, statusCode, headers) {
         status = statusCode;
         contentType = headerText(headers['content-type']);
+        if (Number(headers['content-length']) > maxAnswerBytes) responseController.abort(new AnswerTooLarge());
       },
-      onResponseData(_controller, chunk) {
-        chunks.push(chunk);
+      onResponseData(responseController, chunk) {
+        size += chunk.byteLength;
+        if (size > maxAnswerBytes) responseController.abort(new AnswerTooLarge());
+        else chunks.push(chunk);
       },
       onResponseEnd() {
         settle(undefined, { status, contentType, text: (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)).toString('utf8') });
@@ -302,6 +323,17 @@ interface Reply {
 }
 
 const JSON_HEADERS = { 'content-type': 'application/json' };
+const MIB = 1024 * 1024;
+const DEFAULT_MAX_ANSWER_BYTES = 64 * MIB;
+
+function sizeText(bytes: number): string {
+  return bytes >= MIB && bytes % MIB === 0 ? `${bytes / MIB} MiB` : `${bytes} bytes`;
+}
+
+/** A whole answer went past maxAnswerBytes. */
+class AnswerTooLarge extends Error {
+  override readonly name = 'AnswerTooLarge';
+}
 const noop = () => {};
 const callerLeft = () => new DOMException('The caller went away', 'AbortError');
 
