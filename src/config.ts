@@ -34,8 +34,8 @@ export interface ConfigStore {
  * `SVCMESH_CONFIG_DIR`, which keeps tests away from the user's real settings. Both the reader
  * and conf are given this folder, so they cannot disagree on the file.
  */
-function settingsDir(dir = process.env.SVCMESH_CONFIG_DIR): string {
-  return dir || envPaths('svcmesh', { suffix: 'nodejs' }).config;
+function settingsDir(): string {
+  return process.env.SVCMESH_CONFIG_DIR || envPaths('svcmesh', { suffix: 'nodejs' }).config;
 }
 
 /**
@@ -43,9 +43,9 @@ function settingsDir(dir = process.env.SVCMESH_CONFIG_DIR): string {
  * loaded only here: `svcmesh config` pays for it, the client commands that only read a setting
  * do not (see readStoredSetting).
  */
-export async function openConfig(dir?: string): Promise<ConfigStore> {
+export async function openConfig(): Promise<ConfigStore> {
   const { Conf } = await import('./runtime/conf.js');
-  const conf = new Conf<Partial<Record<SettingKey, string>>>({ projectName: 'svcmesh', cwd: settingsDir(dir) });
+  const conf = new Conf<Partial<Record<SettingKey, string>>>({ projectName: 'svcmesh', cwd: settingsDir() });
   return {
     path: conf.path,
     get: (key) => conf.get(key),
@@ -79,8 +79,8 @@ export async function resolveSetting(
  * One stored setting, read straight from conf's file: loading conf and its validator to read a
  * line of JSON cost every client command about 50 ms of start-up.
  */
-export function readStoredSetting(key: SettingKey, dir?: string): string | undefined {
-  const file = path.join(settingsDir(dir), 'config.json');
+export function readStoredSetting(key: SettingKey): string | undefined {
+  const file = path.join(settingsDir(), 'config.json');
   let text: string;
   try {
     text = readFileSync(file, 'utf8');

@@ -15,7 +15,6 @@ import type { Logger } from './request-log.js';
 import { forwardBody, httpUrl, parseJsonBody, serviceName } from './validation.js';
 import { catalogJson, etagMatches, instanceJson, servicesBody } from './wire.js';
 
-
 export interface RegistrarDeps {
   registry: Registry;
   forwarder: Forwarder;
@@ -63,7 +62,6 @@ export function createRegistrarApp(deps: RegistrarDeps): Hono {
     for (const path of ['/register', '/heartbeat', '/deregister', '/forward']) app.use(path, auth);
     if (deps.protectReads) for (const path of ['/services', '/services/*', '/catalog', '/events', '/metrics']) app.use(path, auth);
   }
-  const checkHost = (url: string) => checkServiceHost(deps.hostPolicy, url);
   const shutdown = deps.shutdown ?? new AbortController().signal;
 
   app.get('/', (c) => c.html(DASHBOARD_HTML));
@@ -76,7 +74,7 @@ export function createRegistrarApp(deps: RegistrarDeps): Hono {
 
   app.post('/register', async (c) => {
     const body = await parseJsonBody(c, registerBody);
-    checkHost(body.service_url);
+    checkServiceHost(deps.hostPolicy, body.service_url);
     await registry.register({ name: body.service_name, url: body.service_url, metadata: body.metadata });
     return c.json({ message: `Service ${body.service_name} registered at ${body.service_url}` });
   });
