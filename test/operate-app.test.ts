@@ -758,13 +758,14 @@ describe('GET /metrics', () => {
     clock.set(T0 + TTL_S * 1000 + 1);
     expect(await (await app.request('/services')).json()).toEqual({ services: { echo: target.url } });
 
-    // 2 forwards to echo (200), 1 to an unknown service (404), 1 streamed to echo.
+    // 2 forwards to echo (200), 2 to names nothing registered (404), 1 streamed to echo.
     for (let i = 0; i < 2; i++) {
       const response = await post(app, '/forward', { from: 'test', to: 'echo', message: 'hi' });
       expect(response.status).toBe(200);
       await response.text();
     }
     expect((await post(app, '/forward', { from: 'test', to: 'nope', message: 'hi' })).status).toBe(404);
+    expect((await post(app, '/forward', { from: 'test', to: 'nope2', message: 'hi' })).status).toBe(404);
     const streamed = await post(app, '/forward', { from: 'test', to: 'echo', message: 'hi', stream: true });
     expect(streamed.status).toBe(200);
     expect(await streamed.text()).toBe('{"message":"o"}\n{"message":"k"}\n{"done":true}\n');
@@ -782,13 +783,13 @@ describe('GET /metrics', () => {
       heartbeatsUnknown: metrics.get('svcmesh_heartbeats_total{outcome="unknown"}'),
       evictions: metrics.get('svcmesh_evictions_total'),
       echo200: metrics.get('svcmesh_forwards_total{status="200",target="echo"}'),
-      nope404: metrics.get('svcmesh_forwards_total{status="404",target="nope"}'),
+      unregistered404: metrics.get('svcmesh_forwards_total{status="404",target="(unregistered)"}'),
       latencyEcho: metrics.get('svcmesh_forward_duration_seconds_count{target="echo"}'),
-      latencyNope: metrics.get('svcmesh_forward_duration_seconds_count{target="nope"}'),
+      latencyUnregistered: metrics.get('svcmesh_forward_duration_seconds_count{target="(unregistered)"}'),
       latencyEchoInf: metrics.get('svcmesh_forward_duration_seconds_bucket{le="+Inf",target="echo"}'),
       firstChunkEcho: metrics.get('svcmesh_forward_first_chunk_seconds_count{target="echo"}'),
       inFlightEcho: metrics.get('svcmesh_forwards_in_flight{target="echo"}'),
-      inFlightNope: metrics.get('svcmesh_forwards_in_flight{target="nope"}'),
+      inFlightUnregistered: metrics.get('svcmesh_forwards_in_flight{target="(unregistered)"}'),
       instancesEcho: metrics.get('svcmesh_instances{service="echo"}'),
       instancesDoomed: metrics.get('svcmesh_instances{service="doomed"}'),
     }).toEqual({
@@ -801,13 +802,14 @@ describe('GET /metrics', () => {
       evictions: 2,
       // The streamed forward is a 200 to echo as well: 2 + 1.
       echo200: 3,
-      nope404: 1,
+      // Names nobody registered share one series: a caller cannot grow the registrar's memory.
+      unregistered404: 2,
       latencyEcho: 3,
-      latencyNope: 1,
+      latencyUnregistered: 2,
       latencyEchoInf: 3,
       firstChunkEcho: 1,
       inFlightEcho: 0,
-      inFlightNope: 0,
+      inFlightUnregistered: 0,
       instancesEcho: 1,
       // An evicted service leaves the gauge rather than staying at 0 forever.
       instancesDoomed: undefined,
@@ -815,8 +817,9 @@ describe('GET /metrics', () => {
     // Only those two label sets were ever counted.
     expect([...metrics.keys()].filter((k) => k.startsWith('svcmesh_forwards_total')).sort()).toEqual([
       'svcmesh_forwards_total{status="200",target="echo"}',
-      'svcmesh_forwards_total{status="404",target="nope"}',
+      'svcmesh_forwards_total{status="404",target="(unregistered)"}',
     ]);
+    expect([...metrics.keys()].filter((k) => k.includes('nope'))).toEqual([]);
     // Every metric the issue names is described for Prometheus.
     for (const name of [
       'svcmesh_instances gauge',
@@ -853,6 +856,50 @@ describe('GET /metrics', () => {
     while (!(await reader.read()).done);
     const after = parseMetrics(await (await app.request('/metrics')).text());
     expect(after.get('svcmesh_forwards_in_flight{target="echo"}')).toBe(0);
+  });
+
+  it("drops a service's forward series once it is gone and its last forward is over", async () => {
+    let finish!: () => void;
+    const target = await startTarget({
+      // The first answer streams until the test finishes it; the later ones end at once.
+      handler: (_req, res) => {
+        res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+        if (finish === undefined) {
+          res.write('{"message":"first"}\n');
+          finish = () => res.end('{"done":true}\n');
+        } else res.end('{"done":true}\n');
+      },
+    });
+    const { app, clock } = setup();
+    const forwardSeries = async (name: string) =>
+      [...parseMetrics(await (await app.request('/metrics')).text()).keys()].filter((k) => k.startsWith('svcmesh_forward') && k.includes(`target="${name}"`));
+
+    // `left` deregisters while one of its answers still streams; `silent` is evicted.
+    await post(app, '/register', { service_name: 'left', service_url: target.url });
+    await post(app, '/register', { service_name: 'silent', service_url: target.url });
+    const streaming = await post(app, '/forward', { from: 'test', to: 'left', message: 'hi', stream: true });
+    const reader = streaming.body!.getReader();
+    await reader.read();
+    await (await post(app, '/forward', { from: 'test', to: 'silent', message: 'hi' })).text();
+    expect(await forwardSeries('silent')).not.toEqual([]);
+
+    expect((await post(app, '/deregister', { service_name: 'left' })).status).toBe(200);
+    // Still in flight: its gauge must show it until it ends.
+    const during = parseMetrics(await (await app.request('/metrics')).text());
+    expect(during.get('svcmesh_forwards_in_flight{target="left"}')).toBe(1);
+    finish();
+    while (!(await reader.read()).done);
+    expect(await forwardSeries('left')).toEqual([]);
+
+    clock.set(T0 + TTL_S * 1000 + 1);
+    expect(await (await app.request('/services')).json()).toEqual({ services: {} });
+    expect(await forwardSeries('silent')).toEqual([]);
+
+    // Registered again, it is counted afresh.
+    await post(app, '/register', { service_name: 'silent', service_url: target.url });
+    await (await post(app, '/forward', { from: 'test', to: 'silent', message: 'hi' })).text();
+    const again = parseMetrics(await (await app.request('/metrics')).text());
+    expect(again.get('svcmesh_forwards_total{status="200",target="silent"}')).toBe(1);
   });
 
   it('counts a forward nothing answered as a 502 and brings in-flight back to 0', async () => {

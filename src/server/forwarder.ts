@@ -2,7 +2,7 @@ import { Agent, type Dispatcher } from 'undici';
 import type { Registry } from '../registry/registry.js';
 import type { Instance } from '../registry/types.js';
 import { ApiError } from './errors.js';
-import type { ForwardObserver } from './metrics.js';
+import { type ForwardObserver, UNREGISTERED_TARGET } from './metrics.js';
 import type { Logger } from './request-log.js';
 
 export interface ForwardRequest {
@@ -145,22 +145,24 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
 
   function start(request: ForwardRequest, done: (error: unknown, answer?: ForwardAnswer) => void): () => void {
     const name = request.to;
-    observer?.started(name);
+    const all = registry.candidates(name);
+    // Any caller can name anything: names nothing registered share one series, not one each.
+    const label = all.length === 0 ? UNREGISTERED_TARGET : name;
+    observer?.started(label);
     const started = performance.now();
     const elapsed = () => (performance.now() - started) / 1000;
     let over = false;
     const finish = () => {
       if (over) return;
       over = true;
-      observer?.finished(name);
+      observer?.finished(label);
     };
     const fail = (error: unknown) => {
-      observer?.answered(name, (error as ApiError).status ?? 499, elapsed());
+      observer?.answered(label, (error as ApiError).status ?? 499, elapsed());
       finish();
       done(error);
     };
 
-    const all = registry.candidates(name);
     if (all.length === 0) {
       fail(new ApiError(404, `Service ${name} is not registered (GET /services lists the ones that are)`));
       return noop;
@@ -222,7 +224,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
             return;
           }
           registry.reportReachable(instance, true);
-          observer?.answered(name, reply.status, elapsed());
+          observer?.answered(label, reply.status, elapsed());
           const headers = {
             'content-type': reply.contentType ?? 'application/json',
             'x-svcmesh-instance': instance.url,
@@ -233,7 +235,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
               release();
               finish();
             };
-            const onFirstChunk = () => observer?.firstChunk(name, elapsed());
+            const onFirstChunk = () => observer?.firstChunk(label, elapsed());
             done(undefined, { status: reply.status, headers, stream: chunkSource(reply.body, name, instance.url, end, onFirstChunk) });
             return;
           }

@@ -1,6 +1,9 @@
 import { Counter, Gauge, Histogram, Registry as PromRegistry } from 'prom-client';
 import type { HeartbeatOutcome, Registry } from '../registry/registry.js';
 
+/** The one label every forward to a name nothing registered is counted under (a 404). */
+export const UNREGISTERED_TARGET = '(unregistered)';
+
 /** What the forwarder reports about each forward; the metrics are one listener of it. */
 export interface ForwardObserver {
   started(target: string): void;
@@ -74,22 +77,47 @@ export function createRegistrarMetrics(registry: Registry): RegistrarMetrics {
     registers: [prom],
   });
 
+  // The statuses each target was answered with: removing a counter's series takes every label.
+  const statusesByTarget = new Map<string, Set<string>>();
+  // A service that is gone takes its forward series with it, once its last forward is over:
+  // otherwise every name ever registered would stay in every scrape, and memory, for good.
+  const dropIfGone = (target: string) => {
+    if ((inFlightByTarget.get(target) ?? 0) > 0 || registry.instances(target).length > 0) return;
+    for (const status of statusesByTarget.get(target) ?? []) forwards.remove({ target, status });
+    statusesByTarget.delete(target);
+    latency.remove({ target });
+    firstChunk.remove({ target });
+    inFlightByTarget.delete(target);
+  };
+
   registry.subscribe((event) => {
     if (event.type === 'registered') registrations.inc();
     else if (event.type === 'deregistered') deregistrations.inc();
     else if (event.type === 'evicted') evictions.inc();
+    if ((event.type === 'deregistered' || event.type === 'evicted') && statusesByTarget.has(event.instance.name)) {
+      dropIfGone(event.instance.name);
+    }
   });
 
   return {
     forwards: {
       started: (target) => inFlightByTarget.set(target, (inFlightByTarget.get(target) ?? 0) + 1),
       answered(target, status, seconds) {
-        forwards.inc({ target, status: String(status) });
+        const statusText = String(status);
+        const statuses = statusesByTarget.get(target);
+        if (!statuses) statusesByTarget.set(target, new Set([statusText]));
+        else statuses.add(statusText);
+        forwards.inc({ target, status: statusText });
         latency.observe({ target }, seconds);
       },
       firstChunk: (target, seconds) => firstChunk.observe({ target }, seconds),
-      // A target keeps its series at 0 once its forwards are over, as a gauge's dec() would.
-      finished: (target) => inFlightByTarget.set(target, (inFlightByTarget.get(target) ?? 1) - 1),
+      // A target keeps its series at 0 once its forwards are over, as a gauge's dec() would,
+      // for as long as its service is registered.
+      finished(target) {
+        const left = (inFlightByTarget.get(target) ?? 1) - 1;
+        inFlightByTarget.set(target, left);
+        if (left === 0 && target !== UNREGISTERED_TARGET && statusesByTarget.has(target)) dropIfGone(target);
+      },
     },
     heartbeat: (outcome) => heartbeats.inc({ outcome }),
     async render() {
