@@ -34,6 +34,7 @@ describe('usage', () => {
     [['deregister', 'web', 'not-a-url']],
     [['registrar', '--port', '0', '--allow-hosts', '']],
     [['registrar', '--port', '0', '--allow-hosts', '10.0.0.0/']],
+    [['registrar', '--port', '0', '--allow-hosts', '127.0.0.1:5000']],
     [['config', 'set', 'colour', 'blue']],
   ])('exits 2 for bad usage: svcmesh %j', async (args) => {
     const result = await runSvcmesh(args);

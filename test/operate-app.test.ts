@@ -306,6 +306,29 @@ describe('--allow-hosts', () => {
     },
   );
 
+  it('lets `*.domain` allow any name under the domain, but not the domain or look-alikes', () => {
+    const wildcard = parseAllowHosts(['*.svc.internal']);
+    expect(wildcard.allows('api.svc.internal')).toBe(true);
+    expect(wildcard.allows('a.b.svc.internal')).toBe(true);
+    expect(wildcard.allows('API.SVC.Internal.')).toBe(true);
+    expect(wildcard.allows('svc.internal')).toBe(false);
+    expect(wildcard.allows('evilsvc.internal')).toBe(false);
+    expect(wildcard.allows('api.svc.internal.evil.com')).toBe(false);
+  });
+
+  it.each([
+    ['127.0.0.1:5000', /has a port/],
+    ['svc.internal:80', /has a port/],
+    ['[::1]:5000', /has a port/],
+    ['http://svc.internal', /is a URL/],
+    ['svc.*.internal', /"\*"/],
+    ['*', /"\*"/],
+    ['svc internal', /is not a host name/],
+  ])('refuses %s, which no host could ever match, and says why', (entry, why) => {
+    expect(() => parseAllowHosts([entry])).toThrow(why);
+    expect(() => parseAllowHosts([entry])).toThrow(/list a host name/);
+  });
+
   it('answers 403 naming the host to a registration elsewhere, and registers nothing', async () => {
     const { app, registry } = setup({ hostPolicy: policy() });
     for (const url of ['http://192.168.1.10:5000', 'http://localhost:5000', 'https://evil.example.com', 'http://[::1]:5000']) {
