@@ -1,6 +1,6 @@
 import { VERSION } from './version.js';
 
-const USAGE_ERRORS = new Set(['UsageError', 'StoreSpecError', 'ConfigError', 'HostPolicyError']);
+const USAGE_ERRORS = new Set(['UsageError', 'StoreSpecError', 'ConfigError', 'HostPolicyError', 'TargetTokenError']);
 
 function hintFor(error: Error & { status?: number }): string {
   if (error.name === 'HttpError' && error.status === undefined) {

@@ -35,6 +35,7 @@ describe('usage', () => {
     [['registrar', '--port', '0', '--allow-hosts', '']],
     [['registrar', '--port', '0', '--allow-hosts', '10.0.0.0/']],
     [['registrar', '--port', '0', '--allow-hosts', '127.0.0.1:5000']],
+    [['registrar', '--port', '0', '--target-token-for', 'just-a-secret']],
     [['config', 'set', 'colour', 'blue']],
   ])('exits 2 for bad usage: svcmesh %j', async (args) => {
     const result = await runSvcmesh(args);

@@ -165,6 +165,17 @@ describe('a protected /receive and the registrar’s --target-token', () => {
     expect(streamed).toMatchObject({ code: 0, stdout: 'Answer to: hi there\n' });
   });
 
+  it('is reached through a registrar that has the token for this service only, by flag or by env', async () => {
+    const byFlag = await startSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1', '--target-token-for', 'other=nope', '--target-token-for', 'locked=r3c']);
+    const byEnv = await startSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1'], { env: { SVCMESH_TARGET_TOKENS: 'other=nope,locked=r3c' } });
+    for (const registrar of [byFlag, byEnv]) {
+      expect((await runSvcmesh(['register', 'locked', service.url, '--registrar', registrar.url])).code).toBe(0);
+      const asked = await runSvcmesh(['ask', 'locked', 'hi', '--registrar', registrar.url]);
+      expect(asked).toMatchObject({ code: 0, stdout: 'Answer to: hi\n' });
+      await registrar.stop();
+    }
+  });
+
   it('answers 401 through a registrar that does not have the token', async () => {
     const plain = await startSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1']);
     expect((await runSvcmesh(['register', 'locked', service.url, '--registrar', plain.url])).code).toBe(0);

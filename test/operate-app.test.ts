@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import type { Hono } from 'hono';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { HostPolicyError, type HostPolicy, parseAllowHosts } from '../src/allow-hosts.js';
+import { TargetTokenError, parseTargetTokens, targetHeaders } from '../src/target-tokens.js';
 import { HttpError } from '../src/client/http.js';
 import { parseEventStream, type ServerSentEvent, watchEvents } from '../src/client/event-stream.js';
 import { MemoryStore } from '../src/registry/memory.js';
@@ -44,6 +45,7 @@ interface SetupOptions {
   protectReads?: boolean;
   hostPolicy?: HostPolicy;
   targetToken?: string;
+  targetTokenFor?: string[];
   logFormat?: LogFormat;
 }
 
@@ -55,13 +57,12 @@ function setup(options: SetupOptions = {}) {
   const registry = new Registry(store);
   const metrics = createRegistrarMetrics(registry);
   const hostPolicy = options.hostPolicy;
-  const targetHeaders: Record<string, string> = options.targetToken ? { authorization: `Bearer ${options.targetToken}` } : {};
   const forwarder = createForwarder({
     registry,
     timeoutMs: 5_000,
     observer: metrics.forwards,
     allowHost: hostPolicy && ((host) => hostPolicy.allows(host)),
-    targetHeaders: () => targetHeaders,
+    targetHeaders: targetHeaders(options.targetToken, parseTargetTokens(options.targetTokenFor ?? [])),
   });
   let logText = '';
   const logger = options.logFormat ? createLogger(options.logFormat, (text) => (logText += text)) : undefined;
@@ -410,6 +411,39 @@ describe('--target-token', () => {
     await streamed.text();
     // The target gets its own token, never the registrar's.
     expect(target.received.map((r) => r.authorization)).toEqual(['Bearer r3c', 'Bearer r3c']);
+  });
+
+  it("sends a service its own token (--target-token-for), the others the default", async () => {
+    const [ollama, other, plain] = [await startTarget(), await startTarget(), await startTarget()];
+    const { app, registry } = setup({ token: TOKEN, targetToken: 'shared', targetTokenFor: ['ollama_service=s3cret=='] });
+    await registry.register({ name: 'ollama_service', url: ollama.url });
+    await registry.register({ name: 'other', url: other.url });
+    for (const to of ['ollama_service', 'other']) {
+      const response = await post(app, '/forward', { from: 'test', to, message: 'hi', stream: to === 'other' }, AUTH);
+      expect(response.status).toBe(200);
+      await response.text();
+    }
+    // The part after the first "=" is the secret, padding and all.
+    expect(ollama.received.map((r) => r.authorization)).toEqual(['Bearer s3cret==']);
+    expect(other.received.map((r) => r.authorization)).toEqual(['Bearer shared']);
+
+    // Without a default, a service with no token of its own gets none.
+    const only = setup({ token: TOKEN, targetTokenFor: ['ollama_service=s3cret'] });
+    await only.registry.register({ name: 'plain', url: plain.url });
+    await (await post(only.app, '/forward', { from: 'test', to: 'plain', message: 'hi' }, AUTH)).text();
+    expect(plain.received[0]?.authorization).toBeUndefined();
+  });
+
+  it.each([
+    [['s3cret'], /takes SERVICE=SECRET/],
+    [['ollama_service='], /not SERVICE=SECRET/],
+    [['=s3cret'], /not SERVICE=SECRET/],
+    [['bad name=s3cret'], /not SERVICE=SECRET/],
+    [['a=xyzzy1', 'a=xyzzy2'], /names a twice/],
+  ])('refuses --target-token-for %j without echoing the secret', (entries, why) => {
+    expect(() => parseTargetTokens(entries)).toThrow(TargetTokenError);
+    expect(() => parseTargetTokens(entries)).toThrow(why);
+    expect(() => parseTargetTokens(entries)).not.toThrow(/s3cret|xyzzy/);
   });
 
   it("does not pass the caller's registrar token on to the target", async () => {

@@ -12,6 +12,7 @@ interface RegistrarFlags {
   protectReads?: boolean;
   allowHosts?: string[];
   targetToken?: string;
+  targetTokenFor: string[];
   forwardTimeout: number;
   drainTimeout: number;
   logFormat: 'text' | 'json';
@@ -28,6 +29,12 @@ export function makeRegistrarCommand(): Command {
     .option('--protect-reads', 'with --token, reads (/services, /catalog, /events, /metrics) need the token too')
     .addOption(new Option('--allow-hosts <hosts...>', 'hosts, addresses or CIDRs that service URLs may point at (default: any)').env('SVCMESH_ALLOW_HOSTS').argParser(collectList))
     .addOption(new Option('--target-token <secret>', "bearer token sent to targets' /receive (for services started with --receive-token)").env('SVCMESH_TARGET_TOKEN'))
+    .addOption(
+      new Option('--target-token-for <service=secret...>', "a service's own /receive token, instead of --target-token (repeat for each service)")
+        .env('SVCMESH_TARGET_TOKENS')
+        .argParser(collectList)
+        .default([]),
+    )
     .addOption(new Option('--log-format <format>', 'one log line per request and per registry change').choices(['text', 'json']).default('text'))
     .addOption(new Option('--forward-timeout <seconds>', 'longest wait for a target to start answering, and longest pause inside an answer').default(300).argParser(parseSeconds))
     .addOption(new Option('--drain-timeout <seconds>', 'on SIGINT/SIGTERM, how long answers in flight may take to finish').default(30).argParser(parseSeconds))
@@ -45,6 +52,8 @@ export function makeRegistrarCommand(): Command {
         createLogger,
         createRegistrarFastPath,
         parseAllowHosts,
+        parseTargetTokens,
+        targetHeaders,
       } = await import('../runtime/server.js');
       if (flags.allowHosts?.length === 0) {
         throw new UsageError('--allow-hosts (or SVCMESH_ALLOW_HOSTS) is empty: name at least one host, address or CIDR, or leave it out to allow any');
@@ -54,13 +63,13 @@ export function makeRegistrarCommand(): Command {
       const registry = new Registry(store);
       const metrics = createRegistrarMetrics(registry);
       const logger = createLogger(flags.logFormat);
-      const targetHeaders: Record<string, string> = flags.targetToken ? { authorization: `Bearer ${flags.targetToken}` } : {};
+      const tokensByService = parseTargetTokens(flags.targetTokenFor);
       const forwarder = createForwarder({
         registry,
         timeoutMs: flags.forwardTimeout * 1000,
         observer: metrics.forwards,
         allowHost: hostPolicy && ((host) => hostPolicy.allows(host)),
-        targetHeaders: () => targetHeaders,
+        targetHeaders: targetHeaders(flags.targetToken, tokensByService),
         logger,
       });
       const shutdown = new AbortController();
@@ -88,8 +97,8 @@ export function makeRegistrarCommand(): Command {
         flags.host,
         flags.port,
       );
-      if (flags.targetToken && !flags.token) {
-        console.error('svcmesh registrar: warning: --target-token without --token: anyone who can reach this registrar can register a URL and receive the target token');
+      if ((flags.targetToken || tokensByService.size > 0) && !flags.token) {
+        console.error('svcmesh registrar: warning: target tokens without --token: anyone who can reach this registrar can register a URL and receive a target token');
       }
       console.log(
         `svcmesh registrar listening on ${server.url} (store: ${store.description}, ttl: ${flags.ttl} s${flags.token ? ', token required' : ''})`,

@@ -16,4 +16,5 @@ export { createLogger } from '../server/request-log.js';
 export { createRegistrarFastPath } from '../server/registrar-fast-path.js';
 export { onShutdownSignal } from '../server/shutdown.js';
 export { listenOrExplain, startServer } from '../server/start.js';
+export { parseTargetTokens, targetHeaders } from '../target-tokens.js';
 export { Ollama } from 'ollama/browser';

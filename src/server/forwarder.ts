@@ -1,6 +1,7 @@
 import { Agent, type Dispatcher } from 'undici';
 import type { Registry } from '../registry/registry.js';
 import type { Instance } from '../registry/types.js';
+import type { TargetHeaders } from '../target-tokens.js';
 import { ApiError } from './errors.js';
 import { type ForwardObserver, UNREGISTERED_TARGET } from './metrics.js';
 import type { Logger } from './request-log.js';
@@ -26,7 +27,7 @@ export interface ForwarderOptions {
   maxAnswerBytes?: number;
   dispatcher?: Dispatcher;
   /** Extra headers for the targets, e.g. the token a protected `/receive` asks for. */
-  targetHeaders?: (instance: Instance) => Record<string, string>;
+  targetHeaders?: TargetHeaders;
   /** Hosts a forward may go to (`--allow-hosts`); others are never contacted. */
   allowHost?: (hostname: string) => boolean;
   observer?: ForwardObserver;
