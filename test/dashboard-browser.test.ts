@@ -184,6 +184,82 @@ describeBrowser('dashboard in headless Chromium', () => {
     }
   });
 
+  it('folds a big catalog service by service, draws at most 500 rows, and reads times only for what is unfolded', async () => {
+    const big = await startSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1']);
+    const bigPage = await context!.newPage();
+    const asked: string[] = [];
+    bigPage.on('request', (request) => asked.push(new URL(request.url()).pathname));
+    bigPage.on('pageerror', (error) => consoleErrors.push(`uncaught: ${error.message}`));
+    const register = async (name: string, url: string) => {
+      const response = await fetch(new URL('/register', big.url), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ service_name: name, service_url: url }),
+      });
+      expect(response.status).toBe(200);
+    };
+    const fleet = [
+      ...Array.from({ length: 600 }, (_, i) => ['big-a', `http://10.0.${Math.floor(i / 250)}.${i % 250}:8080`]),
+      ...Array.from({ length: 10 }, (_, i) => ['big-b', `http://10.1.0.${i}:8080`]),
+      ...Array.from({ length: 250 }, (_, i) => [`svc-${i}`, `http://10.2.0.${i}:8080`]),
+    ];
+    for (let i = 0; i < fleet.length; i += 50) await Promise.all(fleet.slice(i, i + 50).map(([name, url]) => register(name!, url!)));
+    try {
+      await bigPage.goto(big.url, { waitUntil: 'load', timeout: 10_000 });
+      const header = (name: string) => bigPage.locator(`${section(name)} h2`);
+      await expect.poll(() => header('big-a').textContent(), { timeout: SHOWN_MS }).toBe('big-a 600 instances');
+      expect(await header('big-b').textContent()).toBe('big-b 10 instances');
+      // Folded: nothing but the two headers is drawn, and no times are read at all.
+      expect(await bigPage.locator('tr[data-url]').count()).toBe(0);
+      await sleep(2_500);
+      expect(asked.filter((path) => path === '/catalog' || path.startsWith('/services'))).toEqual([]);
+
+      // 252 services: the first 200 by name are drawn, and the filter finds the others.
+      expect(await bigPage.locator('section').count()).toBe(200);
+      expect(await bigPage.locator('#services > p.more').textContent()).toBe('52 more services not shown: filter by name to find one');
+      await bigPage.fill('#filter', 'SVC-24');
+      await expect.poll(() => bigPage.locator('section').count(), { timeout: SHOWN_MS }).toBe(11);
+      expect(await header('svc-249').textContent()).toBe('svc-249 1 instance');
+      await bigPage.fill('#filter', 'nothing-like-it');
+      await bigPage.getByText('No service name contains "nothing-like-it".').waitFor({ timeout: SHOWN_MS });
+      await bigPage.fill('#filter', '');
+      await expect.poll(() => bigPage.locator('section').count(), { timeout: SHOWN_MS }).toBe(200);
+
+      await header('big-b').click();
+      await expect.poll(() => bigPage.locator(`${section('big-b')} tr[data-url]`).count(), { timeout: SHOWN_MS }).toBe(10);
+      const url = 'http://10.1.0.3:8080';
+      const before = Date.parse((await bigPage.getAttribute(row('big-b', url), 'data-last-heartbeat')) ?? '');
+      await sleep(1_100);
+      const renewed = await fetch(new URL('/heartbeat', big.url), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ service_name: 'big-b', service_url: url }),
+      });
+      expect(renewed.status).toBe(200);
+      await expect
+        .poll(async () => Date.parse((await bigPage.getAttribute(row('big-b', url), 'data-last-heartbeat')) ?? ''), { timeout: SHOWN_MS })
+        .toBeGreaterThan(before);
+      expect(asked).toContain('/services/big-b');
+      expect(asked).not.toContain('/services/big-a');
+      expect(asked).not.toContain('/catalog');
+
+      // A new instance shows at once in the unfolded service; the big one draws 500 rows and says so.
+      await register('big-b', 'http://10.1.0.99:8080');
+      await bigPage.waitForSelector(row('big-b', 'http://10.1.0.99:8080'), { timeout: SHOWN_MS });
+      await header('big-a').click();
+      await expect.poll(() => bigPage.locator(`${section('big-a')} tr[data-url]`).count(), { timeout: SHOWN_MS }).toBe(500);
+      expect(await bigPage.locator(`${section('big-a')} .more`).textContent()).toMatch(/^100 more not shown/);
+      // Folded again by the reader, it stays folded when the catalog changes.
+      await header('big-b').click();
+      await register('big-b', 'http://10.1.0.100:8080');
+      await expect.poll(() => header('big-b').textContent(), { timeout: SHOWN_MS }).toBe('big-b 12 instances');
+      expect(await bigPage.locator(`${section('big-b')} tr[data-url]`).count()).toBe(0);
+    } finally {
+      await bigPage.close();
+      await big.stop();
+    }
+  });
+
   it('loaded with no console errors and asked nothing of any host but the registrar', () => {
     const origin = new URL(registrar.url).origin;
     expect(requests.length).toBeGreaterThan(0);

@@ -7,6 +7,9 @@
  * `/events` carries changes only (renewals would flood every watcher), so the page also reads
  * `/catalog` every few seconds, from the same registrar, to refresh the heartbeat and expiry
  * times of the instances it shows; which instances it shows comes from the event stream alone.
+ * A big catalog (over 500 instances) is shown folded, service by service, and times are read
+ * only for the services the reader unfolds, with /services/NAME, less often the more instances
+ * that is: one open page costs the registrar little whatever the fleet's size.
  * The favicon is inline so the browser does not ask for `/favicon.ico` (a 404 in the console).
  */
 export const DASHBOARD_HTML = /* html */ `<!doctype html>
@@ -29,6 +32,9 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
   .empty { color: var(--dim); padding: 2rem 0; }
   section { margin-top: 1.25rem; }
   h2 { font-size: 1rem; margin: 0 0 .35rem; font-family: ui-monospace, monospace; }
+  summary { cursor: pointer; }
+  summary h2 { display: inline; }
+  .more { color: var(--dim); font-size: .85rem; margin: .35rem .5rem; }
   h2 .count { color: var(--dim); font-weight: normal; font-family: system-ui, sans-serif; font-size: .85rem; }
   table { width: 100%; border-collapse: collapse; }
   th, td { text-align: left; padding: .35rem .5rem; border-top: 1px solid var(--line); vertical-align: top; }
@@ -40,6 +46,7 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
   form { display: none; gap: .5rem; margin-top: 1rem; }
   form.shown { display: flex; }
   input { font: inherit; padding: .3rem .5rem; flex: 1; max-width: 20rem; }
+  #filter { display: block; width: 100%; margin-top: 1rem; }
   @media (max-width: 40rem) {
     thead { display: none; }
     tr { display: block; border-top: 1px solid var(--line); padding: .35rem 0; }
@@ -55,6 +62,7 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
 </header>
 <main>
   <form id="auth"><input id="token" type="password" placeholder="registrar token" autocomplete="off"><button>Connect</button></form>
+  <input id="filter" type="search" placeholder="filter services by name" aria-label="filter services by name" autocomplete="off">
   <div id="services"><p class="empty">Loading…</p></div>
 </main>
 <script>
@@ -62,9 +70,20 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
   const servicesEl = document.getElementById('services');
   const statusEl = document.getElementById('status');
   const authForm = document.getElementById('auth');
-  let catalog = {};
+  const filterEl = document.getElementById('filter');
+  // Past this many instances in all, services start folded and times come per unfolded service.
+  const BIG = 500;
+  // Rows drawn for one service, and services drawn: a page of 100 000 is no use to anyone.
+  const ROWS_MAX = 500;
+  const SERVICES_MAX = 200;
+  const REFRESH_MS = 2000;
+  // name -> Map(url -> instance): an event touches one entry, whatever the catalog's size.
+  let catalog = new Map();
   const down = new Set();
+  // What the reader unfolded or folded, which wins over the default for the catalog's size.
+  const chosen = new Map();
   let token = localStorage.getItem('svcmesh-token') || '';
+  const auth = () => (token ? { authorization: 'Bearer ' + token } : {});
 
   const ago = (iso) => {
     const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
@@ -81,6 +100,12 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
     if (cls) td.className = cls;
     return td;
   };
+  const totalInstances = () => {
+    let total = 0;
+    for (const instances of catalog.values()) total += instances.size;
+    return total;
+  };
+  const isOpen = (name, big) => chosen.get(name) ?? !big;
 
   // The time cells of the rows on screen, refreshed every second without rebuilding the page
   // (so a URL can be selected and copied).
@@ -96,87 +121,150 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
 
   function render() {
     rows = [];
-    const names = Object.keys(catalog).sort();
-    if (names.length === 0) {
+    if (catalog.size === 0) {
       servicesEl.innerHTML = '<p class="empty">No services registered.</p>';
       return;
     }
+    const query = filterEl.value.trim().toLowerCase();
+    const names = [...catalog.keys()].filter((name) => name.toLowerCase().includes(query)).sort();
+    const note = (cls, text) => {
+      const p = document.createElement('p');
+      p.className = cls;
+      p.textContent = text;
+      return p;
+    };
+    if (names.length === 0) {
+      servicesEl.replaceChildren(note('empty', 'No service name contains "' + query + '".'));
+      return;
+    }
+    const big = totalInstances() > BIG;
     const fragment = document.createDocumentFragment();
-    for (const name of names) {
-      const instances = catalog[name].slice().sort((a, b) => (a.url < b.url ? -1 : a.url > b.url ? 1 : 0));
+    for (const name of names.slice(0, SERVICES_MAX)) {
+      const instances = catalog.get(name);
       const section = document.createElement('section');
       section.dataset.service = name;
+      const details = document.createElement('details');
+      details.open = isOpen(name, big);
+      const summary = document.createElement('summary');
+      // The summary toggles after its click: what it will become is the opposite of now.
+      summary.addEventListener('click', () => {
+        chosen.set(name, !details.open);
+        scheduleRender();
+        refreshSoon();
+      });
       const h2 = document.createElement('h2');
       h2.textContent = name + ' ';
       const count = document.createElement('span');
       count.className = 'count';
-      count.textContent = instances.length + (instances.length === 1 ? ' instance' : ' instances');
+      count.textContent = instances.size + (instances.size === 1 ? ' instance' : ' instances');
       h2.append(count);
-      const table = document.createElement('table');
-      table.innerHTML = '<thead><tr><th>URL</th><th>Last heartbeat</th><th>Expires in</th></tr></thead>';
-      const body = document.createElement('tbody');
-      for (const instance of instances) {
-        const tr = document.createElement('tr');
-        tr.dataset.url = instance.url;
-        if (down.has(name + ' ' + instance.url)) tr.className = 'instance-down';
-        const heartbeatCell = cell('Last heartbeat', '', 'time');
-        const expiryCell = cell('Expires in', '', 'time');
-        tr.append(cell('URL', instance.url, 'url'), heartbeatCell, expiryCell);
-        rows.push({ tr, instance, heartbeatCell, expiryCell });
-        body.append(tr);
+      summary.append(h2);
+      details.append(summary);
+      if (details.open) {
+        const sorted = [...instances.values()].sort((a, b) => (a.url < b.url ? -1 : a.url > b.url ? 1 : 0));
+        const table = document.createElement('table');
+        table.innerHTML = '<thead><tr><th>URL</th><th>Last heartbeat</th><th>Expires in</th></tr></thead>';
+        const body = document.createElement('tbody');
+        for (const instance of sorted.slice(0, ROWS_MAX)) {
+          const tr = document.createElement('tr');
+          tr.dataset.url = instance.url;
+          if (down.has(name + ' ' + instance.url)) tr.className = 'instance-down';
+          const heartbeatCell = cell('Last heartbeat', '', 'time');
+          const expiryCell = cell('Expires in', '', 'time');
+          tr.append(cell('URL', instance.url, 'url'), heartbeatCell, expiryCell);
+          rows.push({ tr, instance, heartbeatCell, expiryCell });
+          body.append(tr);
+        }
+        table.append(body);
+        details.append(table);
+        if (sorted.length > ROWS_MAX) {
+          details.append(note('more', (sorted.length - ROWS_MAX) + ' more not shown: GET /services/' + name + ' lists them all'));
+        }
       }
-      table.append(body);
-      section.append(h2, table);
+      section.append(details);
       fragment.append(section);
+    }
+    if (names.length > SERVICES_MAX) {
+      fragment.append(note('more', (names.length - SERVICES_MAX) + ' more services not shown: filter by name to find one'));
     }
     servicesEl.replaceChildren(fragment);
     tick();
   }
 
-  // Heartbeats are not events: take the newer times of the instances already shown from /catalog.
+  // Events can come by the thousand (a fleet starting): the page is drawn at most 5 times a second.
+  let renderTimer;
+  function scheduleRender() {
+    if (renderTimer === undefined) renderTimer = setTimeout(() => ((renderTimer = undefined), render()), 200);
+  }
+
+  function takeTimes(name, fresh) {
+    const instance = catalog.get(name)?.get(fresh.url);
+    if (instance && Date.parse(fresh.last_heartbeat) > Date.parse(instance.last_heartbeat)) {
+      instance.last_heartbeat = fresh.last_heartbeat;
+      instance.expires_at = fresh.expires_at;
+    }
+  }
+
+  // Heartbeats are not events: take the newer times of the instances already shown. A small
+  // catalog comes whole from /catalog; a big one, one unfolded service at a time, and less
+  // often the more instances that is, so an open dashboard never weighs much on the registrar.
   let live = false;
+  let refreshTimer;
   async function refreshTimes() {
-    if (!live || document.hidden) return;
+    refreshTimer = undefined;
+    let fetched = 0;
     try {
-      const response = await fetch('catalog', { headers: token ? { authorization: 'Bearer ' + token } : {} });
-      if (!response.ok) return;
-      const { services } = await response.json();
-      for (const [name, instances] of Object.entries(catalog)) {
-        for (const instance of instances) {
-          const fresh = (services[name] || []).find((i) => i.url === instance.url);
-          if (fresh && Date.parse(fresh.last_heartbeat) > Date.parse(instance.last_heartbeat)) {
-            instance.last_heartbeat = fresh.last_heartbeat;
-            instance.expires_at = fresh.expires_at;
-          }
+      if (!live || document.hidden) return;
+      const small = totalInstances() <= BIG;
+      const sources = small ? ['catalog'] : [...chosen.keys()].filter((name) => catalog.has(name) && isOpen(name, true)).map((name) => 'services/' + encodeURIComponent(name));
+      for (const source of sources) {
+        const response = await fetch(source, { headers: auth() });
+        if (!response.ok) continue;
+        const data = await response.json();
+        if (small) {
+          for (const [name, instances] of Object.entries(data.services)) for (const fresh of instances) takeTimes(name, fresh);
+          fetched += totalInstances();
+        } else {
+          for (const fresh of data.instances) takeTimes(data.name, fresh);
+          fetched += data.instances.length;
         }
       }
       tick();
     } catch {
       // The event stream reports a registrar that is gone; the next round tries again.
+    } finally {
+      const wait = Math.min(60000, REFRESH_MS * Math.max(1, Math.ceil(fetched / BIG)));
+      if (refreshTimer === undefined) refreshTimer = setTimeout(refreshTimes, wait);
     }
+  }
+  function refreshSoon() {
+    clearTimeout(refreshTimer);
+    refreshTimer = setTimeout(refreshTimes, 0);
   }
 
   function apply(data) {
     if (data.type === 'snapshot') {
-      catalog = data.services;
+      catalog = new Map(Object.entries(data.services).map(([name, instances]) => [name, new Map(instances.map((i) => [i.url, i]))]));
       down.clear();
     } else if (data.type === 'down' || data.type === 'up') {
       const key = data.name + ' ' + data.instance.url;
       if (data.type === 'down') down.add(key); else down.delete(key);
+    } else if (data.type === 'registered' || data.type === 'updated') {
+      if (!catalog.has(data.name)) catalog.set(data.name, new Map());
+      catalog.get(data.name).set(data.instance.url, data.instance);
     } else {
-      const others = (catalog[data.name] || []).filter((i) => i.url !== data.instance.url);
-      if (data.type === 'registered' || data.type === 'updated') catalog[data.name] = others.concat([data.instance]);
-      else if (others.length) catalog[data.name] = others;
-      else delete catalog[data.name];
+      const instances = catalog.get(data.name);
+      instances?.delete(data.instance.url);
+      if (instances?.size === 0) catalog.delete(data.name);
     }
-    render();
+    scheduleRender();
   }
 
   async function follow() {
     let retry = 500;
     for (;;) {
       try {
-        const response = await fetch('events', { headers: token ? { authorization: 'Bearer ' + token } : {} });
+        const response = await fetch('events', { headers: auth() });
         if (response.status === 401) {
           statusEl.className = 'down';
           statusEl.textContent = 'this registrar needs a token';
@@ -189,11 +277,18 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
         live = true;
         retry = 500;
         const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-        let buffer = '';
+        // Chunks are only joined once an event is complete: the snapshot of a big catalog is
+        // megabytes, and searching all of it again at every chunk would take the page seconds.
+        let pending = [];
         for (;;) {
           const { value, done } = await reader.read();
           if (done) break;
-          buffer += value;
+          const last = pending.length ? pending[pending.length - 1] : '';
+          if (!(last.endsWith('\\n') && value.startsWith('\\n')) && !value.includes('\\n\\n')) {
+            pending.push(value);
+            continue;
+          }
+          let buffer = pending.join('') + value;
           let end;
           while ((end = buffer.indexOf('\\n\\n')) !== -1) {
             const block = buffer.slice(0, end);
@@ -201,6 +296,7 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
             const data = block.split('\\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5).replace(/^ /, '')).join('\\n');
             if (data) apply(JSON.parse(data));
           }
+          pending = buffer ? [buffer] : [];
         }
         throw new Error('stream ended');
       } catch (error) {
@@ -220,8 +316,9 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
     authForm.classList.remove('shown');
     follow();
   });
+  filterEl.addEventListener('input', scheduleRender);
   setInterval(tick, 1000);
-  setInterval(refreshTimes, 2000);
+  refreshTimer = setTimeout(refreshTimes, REFRESH_MS);
   follow();
 })();
 </script>
