@@ -46,6 +46,7 @@ interface SetupOptions {
   hostPolicy?: HostPolicy;
   targetToken?: string;
   targetTokenFor?: string[];
+  maxEventBacklog?: number;
   logFormat?: LogFormat;
 }
 
@@ -77,6 +78,7 @@ function setup(options: SetupOptions = {}) {
     metrics,
     logger,
     shutdown: shutdown.signal,
+    maxEventBacklog: options.maxEventBacklog,
   });
   cleanups.push(() => shutdown.abort(), () => forwarder.close(), () => registry.close());
   /** The log lines written so far; the logger flushes on setImmediate, so wait for that first. */
@@ -506,6 +508,33 @@ async function openEvents(app: Hono, headers: Record<string, string> = {}): Prom
 type EventData = { type: string; name?: string; instance?: { url: string; metadata: Record<string, unknown> }; services?: Record<string, Array<{ url: string }>> };
 
 describe('GET /events', () => {
+  it('sends a watcher that stopped reading a fresh snapshot instead of every change it missed', async () => {
+    const { app } = setup({ maxEventBacklog: 5 });
+    await post(app, '/register', { service_name: 'first', service_url: 'http://127.0.0.1:6001' });
+    const events = await openEvents(app);
+    expect((await events.next())?.event).toBe('snapshot');
+
+    // The watcher reads nothing while 30 instances register.
+    for (let i = 0; i < 30; i++) await post(app, '/register', { service_name: 'burst', service_url: `http://127.0.0.1:${7000 + i}` });
+    const missed: string[] = [];
+    let resync: EventData | undefined;
+    for (let i = 0; i < 40 && !resync; i++) {
+      const event = await events.next();
+      if (event?.event === 'snapshot') resync = JSON.parse(event.data) as EventData;
+      else missed.push(event!.event);
+    }
+    // A few changes were already on their way; the registrar held no more than 5 of the others.
+    expect(missed.length).toBeLessThanOrEqual(8);
+    expect(resync?.services?.burst).toHaveLength(30);
+    expect(Object.keys(resync?.services ?? {}).sort()).toEqual(['burst', 'first']);
+
+    // And it carries on with changes, after the snapshot.
+    await post(app, '/register', { service_name: 'after', service_url: 'http://127.0.0.1:6002' });
+    const next = await events.next();
+    expect(next?.event).toBe('registered');
+    expect((JSON.parse(next!.data) as EventData).name).toBe('after');
+  });
+
   it('sends a snapshot first, then every change in order: registered, updated, deregistered, evicted, down, up', async () => {
     const { app, clock } = setup({ token: TOKEN });
     // Before anyone watches: `pre` (deregistered later) and `doomed` (evicted later), at T0.

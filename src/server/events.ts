@@ -5,24 +5,35 @@ import type { RegistryEvent } from '../registry/types.js';
 import { catalogJson, instanceJson } from './wire.js';
 
 const KEEPALIVE_MS = 15_000;
+/** Changes held for one watcher that is not reading, before it is sent a fresh snapshot instead. */
+export const DEFAULT_MAX_BACKLOG = 10_000;
 
 /**
  * `GET /events`: Server-Sent Events. A `snapshot` of the whole catalog comes first, so a watcher
  * needs no separate list call (and a reconnecting one simply starts over); then one event per
  * change. Each event's data carries its `type` too, so a script reading only the data lines
- * (`svcmesh services --watch --json`) still knows what happened. Ends when the client goes or
- * the server shuts down.
+ * (`svcmesh services --watch --json`) still knows what happened. A watcher too slow for the
+ * changes gets a new `snapshot` in their place. Ends when the client goes or the server shuts down.
  */
-export function eventStream(c: Context, registry: Registry, shutdown: AbortSignal): Response {
+export function eventStream(c: Context, registry: Registry, shutdown: AbortSignal, maxBacklog = DEFAULT_MAX_BACKLOG): Response {
   return streamSSE(c, async (stream) => {
     let id = 0;
+    const snapshotData = () => JSON.stringify({ type: 'snapshot', ...catalogJson(registry.all()) });
     // Taken before subscribing, in the same tick: reading the catalog evicts what has expired, and
     // those evictions belong before the snapshot (which no longer holds them), not after it.
-    const snapshot = JSON.stringify({ type: 'snapshot', ...catalogJson(registry.all()) });
-    const queue: RegistryEvent[] = [];
+    let snapshot: string | undefined = snapshotData();
+    let queue: RegistryEvent[] = [];
     let wake: (() => void) | undefined;
+    // A watcher that stopped reading (a suspended `--watch`, a frozen laptop) would otherwise
+    // hold every change from then on: past `maxBacklog` the changes are dropped, and the watcher
+    // gets a fresh snapshot when it reads again, as after a reconnect.
+    let behind = false;
     const unsubscribe = registry.subscribe((event) => {
-      queue.push(event);
+      if (behind) return;
+      if (queue.length >= maxBacklog) {
+        behind = true;
+        queue = [];
+      } else queue.push(event);
       wake?.();
     });
     const closed = new Promise<void>((resolve) => {
@@ -42,18 +53,33 @@ export function eventStream(c: Context, registry: Registry, shutdown: AbortSigna
       wake?.();
     }, KEEPALIVE_MS);
     try {
-      await stream.writeSSE({ event: 'snapshot', id: String(++id), data: snapshot });
       while (!isClosed && !stream.aborted) {
-        while (queue.length > 0) {
-          const event = queue.shift()!;
-          const data = JSON.stringify({ type: event.type, name: event.instance.name, instance: instanceJson(event.instance) });
-          await stream.writeSSE({ event: event.type, id: String(++id), data });
+        if (behind) {
+          // Taken in the same tick as the flag is cleared: changes from now on come after it.
+          behind = false;
+          queue = [];
+          snapshot = snapshotData();
+        }
+        if (snapshot !== undefined) {
+          const data = snapshot;
+          snapshot = undefined;
+          await stream.writeSSE({ event: 'snapshot', id: String(++id), data });
+        }
+        while (queue.length > 0 && !behind) {
+          const batch = queue;
+          queue = [];
+          for (const event of batch) {
+            // Fell behind while this batch was being written: the coming snapshot holds the rest.
+            if (behind) break;
+            const data = JSON.stringify({ type: event.type, name: event.instance.name, instance: instanceJson(event.instance) });
+            await stream.writeSSE({ event: event.type, id: String(++id), data });
+          }
         }
         if (quiet) {
           quiet = false;
           await stream.write(': keep-alive\n\n');
         }
-        if (queue.length === 0 && !isClosed) await new Promise<void>((resolve) => (wake = resolve));
+        if (queue.length === 0 && !behind && !isClosed) await new Promise<void>((resolve) => (wake = resolve));
         wake = undefined;
       }
     } finally {

@@ -30,6 +30,8 @@ export interface RegistrarDeps {
   logger?: Logger;
   /** Aborted when the server shuts down: ends the event streams so the drain is not held up. */
   shutdown?: AbortSignal;
+  /** Changes held for a watcher of /events that is not reading, before it gets a fresh snapshot. */
+  maxEventBacklog?: number;
 }
 
 const registerBody = z.object({
@@ -65,7 +67,7 @@ export function createRegistrarApp(deps: RegistrarDeps): Hono {
   const shutdown = deps.shutdown ?? new AbortController().signal;
 
   app.get('/', (c) => c.html(DASHBOARD_HTML));
-  app.get('/events', (c) => eventStream(c, registry, shutdown));
+  app.get('/events', (c) => eventStream(c, registry, shutdown, deps.maxEventBacklog));
   app.get('/metrics', async (c) => {
     if (!deps.metrics) throw new ApiError(404, 'Metrics are not enabled on this registrar');
     const { body, contentType } = await deps.metrics.render();
