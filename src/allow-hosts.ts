@@ -2,8 +2,8 @@ import { BlockList, isIP } from 'node:net';
 
 /**
  * Which hosts service URLs may point at: names matched literally (case-insensitive, no DNS) or
- * under a `*.` wildcard, IP addresses by CIDR or exact address. Without this, anyone who can register could make the
- * registrar forward into any address it can reach.
+ * under a `*.` wildcard, IP addresses by CIDR or exact address. Without this, anyone who can
+ * register could make the registrar forward into any address it can reach.
  */
 export interface HostPolicy {
   allows(hostname: string): boolean;

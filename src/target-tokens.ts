@@ -1,3 +1,5 @@
+import { serviceName } from './server/validation.js';
+
 /**
  * The bearer token the registrar sends to each target's `/receive`: one per service where a
  * service has its own (`--target-token-for name=secret`), else the default (`--target-token`).
@@ -20,7 +22,7 @@ export function parseTargetTokens(entries: readonly string[]): Map<string, strin
     if (at < 0) {
       throw new TargetTokenError('--target-token-for takes SERVICE=SECRET (e.g. ollama_service=<token>): an entry has no "=" (not shown, in case it is a secret)');
     }
-    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(name) || secret === '') {
+    if (!serviceName.safeParse(name).success || secret === '') {
       throw new TargetTokenError(`--target-token-for entry "${redact(entry)}" is not SERVICE=SECRET (e.g. ollama_service=<token>)`);
     }
     if (tokens.has(name)) throw new TargetTokenError(`--target-token-for names ${name} twice: give each service one token`);

@@ -32,14 +32,16 @@ describeBrowser('dashboard in headless Chromium', () => {
     expect(result, result.stderr).toMatchObject({ code: 0 });
     return result;
   };
-  const heartbeat = async (name: string, url: string) => {
-    const response = await fetch(new URL('/heartbeat', registrar.url), {
+  /** POSTs `{service_name, service_url}` to a registrar's `path`, which must answer 200. */
+  const postInstance = async (registrarUrl: string, path: string, name: string, url: string) => {
+    const response = await fetch(new URL(path, registrarUrl), {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ service_name: name, service_url: url }),
     });
     expect(response.status).toBe(200);
   };
+  const heartbeat = (name: string, url: string) => postInstance(registrar.url, '/heartbeat', name, url);
   /** Heartbeats every `url` of `name` every 500 ms until the returned stop() (which waits for the last one). */
   const keepAlive = (name: string, urls: string[]) => {
     let stopped = false;
@@ -190,14 +192,7 @@ describeBrowser('dashboard in headless Chromium', () => {
     const asked: string[] = [];
     bigPage.on('request', (request) => asked.push(new URL(request.url()).pathname));
     bigPage.on('pageerror', (error) => consoleErrors.push(`uncaught: ${error.message}`));
-    const register = async (name: string, url: string) => {
-      const response = await fetch(new URL('/register', big.url), {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ service_name: name, service_url: url }),
-      });
-      expect(response.status).toBe(200);
-    };
+    const register = (name: string, url: string) => postInstance(big.url, '/register', name, url);
     const fleet = [
       ...Array.from({ length: 600 }, (_, i) => ['big-a', `http://10.0.${Math.floor(i / 250)}.${i % 250}:8080`]),
       ...Array.from({ length: 10 }, (_, i) => ['big-b', `http://10.1.0.${i}:8080`]),
@@ -230,12 +225,7 @@ describeBrowser('dashboard in headless Chromium', () => {
       const url = 'http://10.1.0.3:8080';
       const before = Date.parse((await bigPage.getAttribute(row('big-b', url), 'data-last-heartbeat')) ?? '');
       await sleep(1_100);
-      const renewed = await fetch(new URL('/heartbeat', big.url), {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ service_name: 'big-b', service_url: url }),
-      });
-      expect(renewed.status).toBe(200);
+      await postInstance(big.url, '/heartbeat', 'big-b', url);
       await expect
         .poll(async () => Date.parse((await bigPage.getAttribute(row('big-b', url), 'data-last-heartbeat')) ?? ''), { timeout: SHOWN_MS })
         .toBeGreaterThan(before);
