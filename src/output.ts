@@ -57,10 +57,15 @@ export function table(headers: string[], rows: string[][]): string {
   return [render(headers.map((h) => style.bold(h))), ...rows.map(render)].join('\n');
 }
 
-/** "in 4m 12s", "12s ago": how a person reads a time close to now. */
-export function relative(iso: string, now = Date.now()): string {
+/**
+ * "in 4m 12s", "12s ago", "now": how a person reads a time close to now. A time that can only be
+ * past (a last heartbeat) never reads "in …": it is "just now" when it is this second, or when
+ * the registrar's clock runs a little ahead of this machine's.
+ */
+export function relative(iso: string, now = Date.now(), { past = false } = {}): string {
   const delta = Math.round((Date.parse(iso) - now) / 1000);
+  if (delta === 0 || (past && delta > 0)) return past ? 'just now' : 'now';
   const abs = Math.abs(delta);
   const text = abs >= 3600 ? `${Math.floor(abs / 3600)}h ${Math.floor((abs % 3600) / 60)}m` : abs >= 60 ? `${Math.floor(abs / 60)}m ${abs % 60}s` : `${abs}s`;
-  return delta >= 0 ? `in ${text}` : `${text} ago`;
+  return delta > 0 ? `in ${text}` : `${text} ago`;
 }

@@ -33,7 +33,7 @@ function renderCatalog(output: typeof import('../output.js'), services: Catalog,
     instances.map((instance) => [
       output.style.name(service),
       instance.url,
-      output.relative(instance.last_heartbeat),
+      output.relative(instance.last_heartbeat, Date.now(), { past: true }),
       output.relative(instance.expires_at),
     ]),
   );
