@@ -138,6 +138,34 @@ describe('the Ollama service from the command line', () => {
     await service.stop();
   });
 
+  it('asks with the message piped on standard input, like ollama run', async () => {
+    const service = await startSvcmesh([
+      'ollama', '--port', '0', '--host', '127.0.0.1', '--ollama-host', ollama.host, '--model', 'llama3.2',
+      '--name', 'piped_service', '--register', '--registrar', registrar.url,
+    ]);
+    await waitFor(() => service.output().includes('registered at'), 10_000, 'registration');
+    const question = 'Summarise these notes:\n- one\n- two';
+    const piped = await runSvcmesh(['ask', 'piped_service', '--registrar', registrar.url], { input: `${question}\n` });
+    expect(piped, piped.stderr).toMatchObject({ code: 0, stdout: `Answer to: ${question}\n` });
+    const dash = await runSvcmesh(['ask', 'piped_service', '-', '--stream', '--registrar', registrar.url], { input: question });
+    expect(dash, dash.stderr).toMatchObject({ code: 0, stdout: `Answer to: ${question}\n` });
+    // Words on the command line win: standard input is not even read.
+    const words = await runSvcmesh(['ask', 'piped_service', 'just', 'this', '--registrar', registrar.url], { input: 'not this' });
+    expect(words.stdout).toBe('Answer to: just this\n');
+    await service.stop();
+  });
+
+  it('refuses an empty or oversized piped message with exit 2, before contacting the registrar', async () => {
+    // Nothing listens here: a message that was sent would fail with exit 1 instead.
+    const nowhere = `http://127.0.0.1:${await freePort()}`;
+    const empty = await runSvcmesh(['ask', 'ollama_service', '--registrar', nowhere], { input: '\n' });
+    expect(empty.code).toBe(2);
+    expect(empty.stderr).toContain('standard input held no message');
+    const huge = await runSvcmesh(['ask', 'ollama_service', '-', '--registrar', nowhere], { input: 'a'.repeat(1024 * 1024 + 1) });
+    expect(huge.code).toBe(2);
+    expect(huge.stderr).toContain('over 1 MiB');
+  });
+
   it('reports Ollama unreachable, naming the host', async () => {
     const closed = `http://127.0.0.1:${await freePort()}`;
     const service = await startSvcmesh(['ollama', '--port', '0', '--host', '127.0.0.1', '--ollama-host', closed]);

@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { type ClientFlags, clientFrom, withClientOptions } from './shared.js';
+import { type ClientFlags, UsageError, clientFrom, withClientOptions } from './shared.js';
 
 interface AskFlags extends ClientFlags {
   stream?: boolean;
@@ -16,12 +16,12 @@ export function makeAskCommand(): Command {
     new Command('ask')
       .description('send a message to a service through the registrar and print its answer')
       .argument('<service>', 'service to ask, e.g. ollama_service')
-      .argument('<message...>', 'the message; several words are joined with spaces')
+      .argument('[message...]', 'the message; several words are joined with spaces; none, or "-", reads it from standard input')
       .option('--stream', 'print the answer as it is produced')
       .addOption(new Option('--from <name>', 'sender name passed to the service').default('svcmesh-cli')),
   ).action(async (service: string, words: string[], flags: AskFlags) => {
+    const message = await messageFrom(words);
     const client = await clientFrom(flags);
-    const message = words.join(' ');
     const controller = new AbortController();
     // Ctrl-C while an answer streams: stop it upstream too, then leave quietly.
     process.once('SIGINT', () => {
@@ -36,6 +36,36 @@ export function makeAskCommand(): Command {
     }
     process.stdout.write(`${answer.json.message}\n`);
   });
+}
+
+/** The registrar refuses a body over 1 MiB; a longer message is refused here before it is sent. */
+const MAX_MESSAGE_BYTES = 1024 * 1024;
+
+/**
+ * The words given, or standard input when there are none (or just "-"), as with `ollama run`:
+ * `cat notes.txt | svcmesh ask ollama_service`. Standard input is read only then, so a script
+ * that leaves it open while passing the message as words never hangs.
+ */
+async function messageFrom(words: string[]): Promise<string> {
+  const fromStdin = words.length === 0 || (words.length === 1 && words[0] === '-');
+  if (!fromStdin) return words.join(' ');
+  if (process.stdin.isTTY) {
+    throw new UsageError('missing message: give it after the service name (svcmesh ask ollama_service "What is AI?"), or pipe it in');
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of process.stdin as AsyncIterable<Buffer>) {
+    size += chunk.byteLength;
+    if (size > MAX_MESSAGE_BYTES) {
+      process.stdin.destroy();
+      throw new UsageError('the message on standard input is over 1 MiB, more than a registrar takes: send a shorter one');
+    }
+    chunks.push(chunk);
+  }
+  // `echo "What is AI?" | svcmesh ask …` ends with a line break that is not part of the question.
+  const message = Buffer.concat(chunks).toString('utf8').replace(/(\r?\n)+$/, '');
+  if (message.trim() === '') throw new UsageError('standard input held no message: pipe the question in, or give it after the service name');
+  return message;
 }
 
 async function streamAnswer(
