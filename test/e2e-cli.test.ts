@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeOllama, startFakeOllama } from './support/fake-ollama.js';
-import { freePort, removeTempDirs, runSvcmesh, startSvcmesh, stopAll, type SvcmeshProcess, tempDir, waitFor } from './support/processes.js';
+import { freePort, removeTempDirs, runSvcmesh, spawnSvcmesh, startSvcmesh, stopAll, type SvcmeshProcess, tempDir, waitFor } from './support/processes.js';
 
 let registrar: SvcmeshProcess;
 
@@ -37,6 +37,8 @@ describe('usage', () => {
     [['registrar', '--port', '0', '--allow-hosts', '127.0.0.1:5000']],
     [['registrar', '--port', '0', '--target-token-for', 'just-a-secret']],
     [['config', 'set', 'colour', 'blue']],
+    [['register', 'web', 'http://127.0.0.1:8080', '--heartbeat-interval', '5']],
+    [['register', 'web', 'http://127.0.0.1:8080', '--keep-alive', '--json']],
   ])('exits 2 for bad usage: svcmesh %j', async (args) => {
     const result = await runSvcmesh(args);
     expect(result.code).toBe(2);
@@ -112,6 +114,56 @@ describe('config', () => {
     const result = await runSvcmesh(['config', 'set', 'registrar', 'localhost']);
     expect(result.code).toBe(2);
     expect(result.stderr).toContain('Expected `registrar` to be an http(s) URL');
+  });
+});
+
+describe('register --keep-alive: a sidecar for a service that does not heartbeat itself', () => {
+  let shortTtl: SvcmeshProcess;
+  beforeAll(async () => {
+    shortTtl = await startSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1', '--ttl', '2']);
+  });
+
+  interface InstanceJson {
+    url: string;
+    registered_at: string;
+  }
+  const instancesOf = async (registrarUrl: string, name: string): Promise<InstanceJson[]> => {
+    const response = await fetch(`${registrarUrl}/services/${name}`);
+    return response.status === 404 ? [] : ((await response.json()) as { instances: InstanceJson[] }).instances;
+  };
+
+  it('keeps the instance registered past several TTLs by itself, and SIGTERM deregisters it', async () => {
+    const keeper = spawnSvcmesh(['register', 'sidecar_web', 'http://127.0.0.1:8080', '--keep-alive', '--registrar', shortTtl.url]);
+    await waitFor(() => keeper.stdout().includes('Heartbeat every'), 10_000, 'registration');
+    // No --heartbeat-interval: the default 120 s would be evicted here; a third of the TTL is not.
+    expect(keeper.stdout()).toContain('Service sidecar_web registered at http://127.0.0.1:8080');
+    const [first] = await instancesOf(shortTtl.url, 'sidecar_web');
+    expect(first?.url).toBe('http://127.0.0.1:8080');
+    await new Promise((resolve) => setTimeout(resolve, 5_000));
+    // The same registration, renewed: never evicted and registered again in between.
+    expect(await instancesOf(shortTtl.url, 'sidecar_web')).toEqual([expect.objectContaining({ registered_at: first!.registered_at })]);
+
+    keeper.child.kill('SIGTERM');
+    expect((await keeper.exited).code, keeper.stderr()).toBe(0);
+    expect(keeper.stdout()).toContain('Service sidecar_web deregistered (1 instance)');
+    expect(await instancesOf(shortTtl.url, 'sidecar_web')).toEqual([]);
+  });
+
+  it('warns when the interval given cannot keep up with the TTL', async () => {
+    const keeper = spawnSvcmesh(['register', 'slow_web', 'http://127.0.0.1:8081', '--keep-alive', '--heartbeat-interval', '5', '--registrar', shortTtl.url]);
+    await waitFor(() => keeper.stderr().includes('TTL'), 10_000, 'the warning');
+    expect(keeper.stderr()).toContain("--heartbeat-interval 5 s is not shorter than the registrar's TTL of 2 s");
+    keeper.child.kill('SIGINT');
+    expect((await keeper.exited).code).toBe(0);
+  });
+
+  it('gives up with exit 1 when the registrar refuses the registration (wrong token)', async () => {
+    const guarded = await startSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1', '--token', 'right']);
+    const result = await runSvcmesh(['register', 'web', 'http://127.0.0.1:8080', '--keep-alive', '--token', 'wrong', '--registrar', guarded.url], { timeoutMs: 10_000 });
+    expect(result.timedOut).toBe(false);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('401');
+    await guarded.stop();
   });
 });
 

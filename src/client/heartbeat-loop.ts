@@ -1,14 +1,26 @@
 import { HttpError } from './http.js';
 import type { RegistrarClient } from './registrar-client.js';
 
+/** The interval when none is given, unless the registrar's TTL asks for a shorter one. */
+export const DEFAULT_HEARTBEAT_INTERVAL_MS = 120_000;
+
 export interface HeartbeatLoopOptions {
   client: RegistrarClient;
   name: string;
   url: string;
   metadata?: Record<string, unknown>;
-  intervalMs: number;
+  /**
+   * The interval the user chose. Without it: 120 s, or a third of the registrar's TTL when that
+   * is shorter, so a registrar started with `--ttl 30` does not evict the instance between beats.
+   */
+  intervalMs?: number;
   /** After a failed call, the next try comes sooner than a full interval. */
   retryMs?: number;
+  /**
+   * A registration the registrar refused (400, 401, 403): retrying cannot fix a bad token or a
+   * refused host. Given this, the loop stops and hands the error over; without it, it retries.
+   */
+  onRefused?: (error: HttpError) => void;
   log: (line: string) => void;
   warn: (line: string) => void;
 }
@@ -24,9 +36,10 @@ export interface HeartbeatLoop {
  */
 export function startHeartbeatLoop(options: HeartbeatLoopOptions): HeartbeatLoop {
   const { client, name, url } = options;
-  const retryMs = Math.min(options.retryMs ?? 5_000, options.intervalMs);
+  let intervalMs = options.intervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS;
   let registered = false;
   let stopped = false;
+  let knownTtl: number | undefined;
   let timer: NodeJS.Timeout | undefined;
   let inFlight: Promise<void> = Promise.resolve();
 
@@ -34,6 +47,29 @@ export function startHeartbeatLoop(options: HeartbeatLoopOptions): HeartbeatLoop
     const answer = await client.register(name, url, options.metadata);
     registered = true;
     options.log(answer.json.message);
+    await fitIntervalToTtl();
+  }
+
+  /** Reads the registrar's TTL after each registration, to fit the interval to it or warn. */
+  async function fitIntervalToTtl() {
+    let ttl: unknown;
+    try {
+      ttl = (await client.health()).json.ttl_seconds;
+    } catch {
+      return; // An older registrar, or a moment's trouble: keep the interval there is.
+    }
+    if (typeof ttl !== 'number' || !(ttl > 0) || ttl === knownTtl) return;
+    knownTtl = ttl;
+    const ttlMs = ttl * 1000;
+    if (options.intervalMs === undefined) {
+      intervalMs = Math.max(250, Math.min(DEFAULT_HEARTBEAT_INTERVAL_MS, Math.floor(ttlMs / 3)));
+      options.log(`Heartbeat every ${seconds(intervalMs)} s (the registrar evicts after ${ttl} s without one)`);
+    } else if (options.intervalMs >= ttlMs) {
+      options.warn(
+        `--heartbeat-interval ${seconds(options.intervalMs)} s is not shorter than the registrar's TTL of ${ttl} s: ` +
+          `${name} will be evicted between heartbeats. Use ${seconds(Math.floor(ttlMs / 3))} s (a third of the TTL), or leave it out`,
+      );
+    }
   }
 
   async function beat() {
@@ -47,13 +83,20 @@ export function startHeartbeatLoop(options: HeartbeatLoopOptions): HeartbeatLoop
   }
 
   async function tick() {
-    let next = options.intervalMs;
+    // Read after the call: a registration may have just fitted the interval to the TTL.
+    let next: number;
     try {
       await (registered ? beat() : register());
+      next = intervalMs;
     } catch (error) {
-      next = retryMs;
+      if (options.onRefused && error instanceof HttpError && isRefusal(error.status)) {
+        stopped = true;
+        options.onRefused(error);
+        return;
+      }
+      next = Math.min(options.retryMs ?? 5_000, intervalMs);
       const what = registered ? 'Heartbeat' : 'Registration';
-      options.warn(`${what} failed: ${(error as Error).message}. Trying again in ${Math.round(next / 1000)} s`);
+      options.warn(`${what} failed: ${(error as Error).message}. Trying again in ${seconds(next)} s`);
     }
     if (!stopped) {
       timer = setTimeout(run, next);
@@ -72,4 +115,12 @@ export function startHeartbeatLoop(options: HeartbeatLoopOptions): HeartbeatLoop
       await inFlight;
     },
   };
+}
+
+function isRefusal(status: number | undefined): boolean {
+  return status === 400 || status === 401 || status === 403;
+}
+
+function seconds(ms: number): string {
+  return String(Math.round(ms / 100) / 10);
 }

@@ -1,6 +1,13 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { isHttpUrl } from '../http-url.js';
-import { type ClientFlags, UsageError, clientFrom, withClientOptions } from './shared.js';
+import type { RegistrarClient } from '../client/registrar-client.js';
+import { type ClientFlags, UsageError, clientFrom, parseSeconds, withClientOptions } from './shared.js';
+
+interface RegisterFlags extends ClientFlags {
+  metadata?: Record<string, unknown>;
+  keepAlive?: boolean;
+  heartbeatInterval?: number;
+}
 
 function parseMetadata(value: string): Record<string, unknown> {
   let parsed: unknown;
@@ -16,17 +23,62 @@ function parseMetadata(value: string): Record<string, unknown> {
 export function makeRegisterCommand(): Command {
   return withClientOptions(
     new Command('register')
-      .description('register a service instance by hand')
+      .description('register a service instance by hand (--keep-alive keeps it registered while the command runs)')
       .argument('<name>', 'service name')
       .argument('<url>', 'where the service answers, e.g. http://127.0.0.1:5000')
-      .addOption(new Option('--metadata <json>', 'a JSON object stored with the instance').argParser(parseMetadata)),
-  ).action(async (name: string, url: string, flags: ClientFlags & { metadata?: Record<string, unknown> }) => {
+      .addOption(new Option('--metadata <json>', 'a JSON object stored with the instance').argParser(parseMetadata))
+      .option('--keep-alive', 'stay running: heartbeat, register again after a registrar restart, deregister on Ctrl-C or SIGTERM')
+      .addOption(
+        new Option('--heartbeat-interval <seconds>', "with --keep-alive: seconds between heartbeats (default: 120, or a third of the registrar's TTL when shorter)").argParser(parseSeconds),
+      ),
+  ).action(async (name: string, url: string, flags: RegisterFlags) => {
     if (!isHttpUrl(url)) throw new UsageError(`"${url}" is not an http(s) URL: give the address the service answers on, e.g. http://127.0.0.1:8080`);
+    if (flags.heartbeatInterval !== undefined && !flags.keepAlive) {
+      throw new UsageError('--heartbeat-interval only applies with --keep-alive: add --keep-alive, or leave the interval out');
+    }
+    if (flags.keepAlive && flags.json) {
+      throw new UsageError('--json prints one answer, but --keep-alive keeps running: leave one of them out');
+    }
     const client = await clientFrom(flags);
+    if (flags.keepAlive) return keepRegistered(client, name, url, flags);
     const answer = await client.register(name, url, flags.metadata);
     const output = await import('../output.js');
     if (flags.json) output.printJson(answer.text);
     else output.print(answer.json.message);
+  });
+}
+
+/**
+ * A sidecar for a service that does not speak to the registrar itself, as `svcmesh ollama
+ * --register` does for the Ollama service: `python app.py & svcmesh register web URL --keep-alive`.
+ * Runs until a signal, which deregisters the instance, or until the registrar refuses it.
+ */
+async function keepRegistered(client: RegistrarClient, name: string, url: string, flags: RegisterFlags): Promise<void> {
+  const [output, { startHeartbeatLoop }, { onShutdownSignal }] = await Promise.all([
+    import('../output.js'),
+    import('../client/heartbeat-loop.js'),
+    import('../server/shutdown.js'),
+  ]);
+  await new Promise<void>((_resolve, reject) => {
+    const loop = startHeartbeatLoop({
+      client,
+      name,
+      url,
+      metadata: flags.metadata,
+      intervalMs: flags.heartbeatInterval === undefined ? undefined : flags.heartbeatInterval * 1000,
+      onRefused: reject,
+      log: (line) => output.print(line),
+      warn: (line) => output.warn(line),
+    });
+    onShutdownSignal(async () => {
+      // Heartbeats stop first (waiting for one in flight), so none registers it again afterwards.
+      await loop.stop();
+      try {
+        output.print((await client.deregister(name, url)).json.message);
+      } catch (error) {
+        output.warn(`Could not deregister ${name} at ${url}: ${(error as Error).message}`);
+      }
+    });
   });
 }
 
