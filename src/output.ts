@@ -65,7 +65,15 @@ export function table(headers: string[], rows: string[][]): string {
 export function relative(iso: string, now = Date.now(), { past = false } = {}): string {
   const delta = Math.round((Date.parse(iso) - now) / 1000);
   if (delta === 0 || (past && delta > 0)) return past ? 'just now' : 'now';
-  const abs = Math.abs(delta);
-  const text = abs >= 3600 ? `${Math.floor(abs / 3600)}h ${Math.floor((abs % 3600) / 60)}m` : abs >= 60 ? `${Math.floor(abs / 60)}m ${abs % 60}s` : `${abs}s`;
+  const text = duration(Math.abs(delta));
   return delta > 0 ? `in ${text}` : `${text} ago`;
+}
+
+/** "45s", "12m 3s", "5h 2m", "3d 4h": a length of time to the two units a person cares about. */
+export function duration(totalSeconds: number): string {
+  const s = Math.max(0, Math.round(totalSeconds));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ${s % 60}s`;
+  if (s < 86_400) return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
+  return `${Math.floor(s / 86_400)}d ${Math.floor((s % 86_400) / 3600)}h`;
 }

@@ -6,6 +6,7 @@ import { makeOllamaCommand } from './commands/ollama.js';
 import { makeDeregisterCommand, makeRegisterCommand } from './commands/register.js';
 import { makeRegistrarCommand } from './commands/registrar.js';
 import { makeServicesCommand } from './commands/services.js';
+import { makeStatusCommand } from './commands/status.js';
 import { VERSION } from './version.js';
 
 /** The whole command tree. Every command reports usage errors instead of exiting by itself. */
@@ -18,6 +19,7 @@ export function buildProgram(): Command {
     makeRegistrarCommand,
     makeOllamaCommand,
     makeServicesCommand,
+    makeStatusCommand,
     makeHeartbeatCommand,
     makeRegisterCommand,
     makeDeregisterCommand,

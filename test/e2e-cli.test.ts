@@ -117,6 +117,26 @@ describe('config', () => {
   });
 });
 
+describe('status', () => {
+  it("shows the registrar's health for a person, the server's JSON for a script, exit 0 when ok", async () => {
+    const own = await startSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1', '--ttl', '45']);
+    await runSvcmesh(['register', 'status_web', 'http://127.0.0.1:8080', '--registrar', own.url]);
+    const text = await runSvcmesh(['status', '--registrar', own.url]);
+    expect(text.code, text.stderr).toBe(0);
+    expect(text.stdout).toMatch(new RegExp(`^Registrar +${own.url}$`, 'm'));
+    expect(text.stdout).toMatch(/^Status +ok$/m);
+    expect(text.stdout).toMatch(/^Store +memory$/m);
+    expect(text.stdout).toMatch(/^TTL +45 s$/m);
+    expect(text.stdout).toMatch(/^Catalog +1 service, 1 instance$/m);
+    const json = await runSvcmesh(['status', '--json', '--registrar', own.url]);
+    expect(JSON.parse(json.stdout)).toMatchObject({ status: 'ok', store: 'memory', ttl_seconds: 45, services: 1, instances: 1 });
+    await own.stop();
+    const gone = await runSvcmesh(['status', '--registrar', own.url]);
+    expect(gone.code).toBe(1);
+    expect(gone.stderr).toContain(`Cannot reach ${own.url}/health`);
+  });
+});
+
 describe('register --keep-alive: a sidecar for a service that does not heartbeat itself', () => {
   let shortTtl: SvcmeshProcess;
   beforeAll(async () => {

@@ -283,6 +283,10 @@ describeEtcd('several registrars on one etcd cluster (end to end)', () => {
       const refusedCli = await cliAnswer;
       expect(refusedCli.code).not.toBe(0);
       expect(refusedCli.stderr).toMatch(/etcd/);
+      // `svcmesh status` as a health check: exit 1, and the reason on its Status line.
+      const status = await runSvcmesh(['status', '--registrar', c.url]);
+      expect(status.code).toBe(1);
+      expect(status.stdout).toMatch(/^Status +degraded \(.*etcd.*last known catalog.*\)$/m);
     } finally {
       // One member alone has no quorum: they come back together.
       await Promise.all([0, 1, 2].map((i) => cluster.startMember(i)));
