@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { makeAskCommand } from './commands/ask.js';
+import { makeCompletionCommand, makeServiceNamesCommand } from './commands/completion.js';
 import { makeConfigCommand } from './commands/config.js';
 import { makeHeartbeatCommand } from './commands/heartbeat.js';
 import { makeOllamaCommand } from './commands/ollama.js';
@@ -25,9 +26,11 @@ export function buildProgram(): Command {
     makeDeregisterCommand,
     makeAskCommand,
     makeConfigCommand,
+    makeCompletionCommand,
   ]) {
     program.addCommand(make());
   }
+  program.addCommand(makeServiceNamesCommand(), { hidden: true });
   // Usage errors must exit 2 (commander's default is 1), so every command reports instead of exiting.
   const override = (command: Command) => {
     command.exitOverride();

@@ -1,9 +1,10 @@
 /** The CLI as a user and a shell script meet it: exit codes, messages, settings, --json. */
-import { writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { chmodSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeOllama, startFakeOllama } from './support/fake-ollama.js';
-import { freePort, removeTempDirs, runSvcmesh, spawnSvcmesh, startSvcmesh, stopAll, type SvcmeshProcess, tempDir, waitFor } from './support/processes.js';
+import { binPath, freePort, removeTempDirs, runSvcmesh, spawnSvcmesh, startSvcmesh, stopAll, type SvcmeshProcess, tempDir, waitFor } from './support/processes.js';
 
 let registrar: SvcmeshProcess;
 
@@ -39,6 +40,7 @@ describe('usage', () => {
     [['config', 'set', 'colour', 'blue']],
     [['register', 'web', 'http://127.0.0.1:8080', '--heartbeat-interval', '5']],
     [['register', 'web', 'http://127.0.0.1:8080', '--keep-alive', '--json']],
+    [['completion', 'fish']],
   ])('exits 2 for bad usage: svcmesh %j', async (args) => {
     const result = await runSvcmesh(args);
     expect(result.code).toBe(2);
@@ -134,6 +136,46 @@ describe('status', () => {
     const gone = await runSvcmesh(['status', '--registrar', own.url]);
     expect(gone.code).toBe(1);
     expect(gone.stderr).toContain(`Cannot reach ${own.url}/health`);
+  });
+});
+
+describe('shell completion (bash)', () => {
+  /** What bash offers on Tab at the end of `line`, with the script `svcmesh completion bash` printed. */
+  async function completions(scriptFile: string, pathDir: string, line: string): Promise<string[]> {
+    const stdout = await new Promise<string>((resolve, reject) => {
+      execFile(
+        'bash',
+        ['-c', 'source "$0"; COMP_LINE="$1"; COMP_POINT=${#1}; _svcmesh; printf "%s\\n" "${COMPREPLY[@]}"', scriptFile, line],
+        { env: { PATH: `${pathDir}:${process.env.PATH}`, HOME: process.env.HOME, SVCMESH_CONFIG_DIR: tempDir('svcmesh-config-') }, timeout: 15_000 },
+        (error, out) => (error ? reject(error) : resolve(out)),
+      );
+    });
+    return stdout.split('\n').filter(Boolean);
+  }
+
+  it('completes commands, options, option choices, config keys and registered service names', async () => {
+    await runSvcmesh(['register', 'complete_me', 'http://127.0.0.1:8080', '--registrar', registrar.url]);
+    await runSvcmesh(['register', 'compass', 'http://127.0.0.1:8081', '--registrar', registrar.url]);
+    // `svcmesh` on PATH, as after `npm i -g`: the script calls it for the names.
+    const pathDir = tempDir('svcmesh-path-');
+    writeFileSync(path.join(pathDir, 'svcmesh'), `#!/bin/sh\nexec node ${binPath} "$@"\n`);
+    chmodSync(path.join(pathDir, 'svcmesh'), 0o755);
+    const printed = await runSvcmesh(['completion', 'bash']);
+    expect(printed.code).toBe(0);
+    const scriptFile = path.join(tempDir('svcmesh-completion-'), 'svcmesh.bash');
+    writeFileSync(scriptFile, printed.stdout);
+    const tab = (line: string) => completions(scriptFile, pathDir, line);
+
+    expect(await tab('svcmesh as')).toEqual(['ask']);
+    expect(await tab('svcmesh ask --st')).toEqual(['--stream']);
+    expect(await tab('svcmesh registrar --log-format ')).toEqual(['text', 'json']);
+    expect(await tab('svcmesh config set re')).toEqual(['registrar']);
+    // Names from the registrar named on the line; its URL's colons do not confuse the count.
+    expect((await tab(`svcmesh ask --registrar ${registrar.url} comp`)).sort()).toEqual(['compass', 'complete_me']);
+    expect(await tab(`svcmesh heartbeat --registrar ${registrar.url} complete_`)).toEqual(['complete_me']);
+    // After the name comes the message: nothing to offer; nor when the registrar is away.
+    expect(await tab(`svcmesh ask --registrar ${registrar.url} compass `)).toEqual([]);
+    expect(await tab(`svcmesh ask --registrar http://127.0.0.1:${await freePort()} comp`)).toEqual([]);
   });
 });
 

@@ -41,12 +41,12 @@ export function withClientOptions(command: Command): Command {
 }
 
 /** Builds a registrar client from flags, environment and stored settings, in that order. */
-export async function clientFrom(flags: ClientFlags) {
+export async function clientFrom(flags: ClientFlags, options: { timeoutMs?: number } = {}) {
   const baseUrl = (await resolveSetting('registrar', flags.registrar, 'SVCMESH_REGISTRAR', DEFAULT_REGISTRAR)) as string;
   if (!isHttpUrl(baseUrl)) {
     throw new UsageError(`The registrar URL "${baseUrl}" is not an http(s) URL: fix SVCMESH_REGISTRAR or \`svcmesh config set registrar <url>\``);
   }
   const token = await resolveSetting('token', flags.token, 'SVCMESH_TOKEN');
   const { createRegistrarClient } = await import('../client/registrar-client.js');
-  return createRegistrarClient({ baseUrl, token });
+  return createRegistrarClient({ baseUrl, token, timeoutMs: options.timeoutMs });
 }
