@@ -1,9 +1,10 @@
 /** The CLI as a user and a shell script meet it: exit codes, messages, settings, --json. */
-import { execFile } from 'node:child_process';
+import { execFile, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeOllama, startFakeOllama } from './support/fake-ollama.js';
+import { describeIfInstalled } from './support/requires.js';
 import { binPath, freePort, removeTempDirs, runSvcmesh, spawnSvcmesh, startSvcmesh, stopAll, type SvcmeshProcess, tempDir, waitFor } from './support/processes.js';
 
 let registrar: SvcmeshProcess;
@@ -278,6 +279,53 @@ describe('the Ollama service from the command line', () => {
     const huge = await runSvcmesh(['ask', 'ollama_service', '-', '--registrar', nowhere], { input: 'a'.repeat(1024 * 1024 + 1) });
     expect(huge.code).toBe(2);
     expect(huge.stderr).toContain('over 1 MiB');
+  });
+
+  describeIfInstalled('ask at a terminal', spawnSync('script', ['--version']).status === 0, 'util-linux `script` (Debian: bsdutils) is needed to give ask a terminal', () => {
+    it('prompts like ollama run: answers each message, Ctrl-C stops an answer, errors do not end it, /bye leaves', async () => {
+      const service = await startSvcmesh([
+        'ollama', '--port', '0', '--host', '127.0.0.1', '--ollama-host', ollama.host, '--model', 'llama3.2',
+        '--name', 'terminal_service', '--register', '--registrar', registrar.url,
+      ]);
+      await waitFor(() => service.output().includes('registered at'), 10_000, 'registration');
+      // `script` runs ask on a pseudo-terminal, as a person at a shell would.
+      const command = `'${process.execPath}' '${binPath}' ask terminal_service --registrar ${registrar.url}`;
+      const session = spawn('script', ['-qfec', command, '/dev/null'], {
+        env: { ...process.env, NO_COLOR: '1', SVCMESH_CONFIG_DIR: tempDir('svcmesh-config-') },
+      });
+      let screen = '';
+      session.stdout.on('data', (chunk: Buffer) => (screen += chunk.toString('utf8')));
+      const exited = new Promise<number | null>((resolve) => session.once('close', (code) => resolve(code)));
+      const prompts = () => screen.split('>>> ').length - 1;
+      try {
+        await waitFor(() => prompts() >= 1, 10_000, 'the first prompt');
+        expect(screen).toContain('Each message is answered on its own');
+
+        session.stdin.write('What is AI?\r');
+        await waitFor(() => screen.includes('Answer to: What is AI?') && prompts() >= 2, 10_000, 'the answer, then a prompt');
+
+        ollama.config.tokenDelayMs = 300;
+        const abortedBefore = ollama.stats.aborted;
+        session.stdin.write('tell me a long story\r');
+        await waitFor(() => screen.split('Answer to:').length - 1 >= 2, 10_000, 'the first words of the second answer');
+        session.stdin.write('\x03');
+        await waitFor(() => ollama.stats.aborted > abortedBefore, 10_000, 'Ollama told to stop');
+        await waitFor(() => prompts() >= 3, 10_000, 'a prompt after Ctrl-C');
+        expect(screen).not.toContain('Answer to: tell me a long story');
+        ollama.config.tokenDelayMs = 0;
+
+        await service.stop();
+        session.stdin.write('anyone there?\r');
+        await waitFor(() => prompts() >= 4, 10_000, 'a prompt after the error');
+        expect(screen).toMatch(/error .*terminal_service is not registered/);
+
+        session.stdin.write('/bye\r');
+        expect(await exited).toBe(0);
+      } finally {
+        ollama.config.tokenDelayMs = 0;
+        session.kill('SIGKILL');
+      }
+    });
   });
 
   it('reports Ollama unreachable, naming the host', async () => {

@@ -1,25 +1,20 @@
 import { Command, Option } from 'commander';
-import { type ClientFlags, UsageError, clientFrom, withClientOptions } from './shared.js';
-
-interface AskFlags extends ClientFlags {
-  stream?: boolean;
-  from: string;
-}
-
-/** A registrar or target answered with something other than the answer it promised. */
-class BadAnswerError extends Error {
-  override readonly name = 'BadAnswerError';
-}
+import { type AskFlags, BadAnswerError, streamAnswer } from './answer-stream.js';
+import { UsageError, clientFrom, withClientOptions } from './shared.js';
 
 export function makeAskCommand(): Command {
   return withClientOptions(
     new Command('ask')
       .description('send a message to a service through the registrar and print its answer')
       .argument('<service>', 'service to ask, e.g. ollama_service')
-      .argument('[message...]', 'the message; several words are joined with spaces; none, or "-", reads it from standard input')
+      .argument('[message...]', 'the message; several words are joined with spaces; none, or "-", reads it from standard input (at a terminal: asks one message after another)')
       .option('--stream', 'print the answer as it is produced')
       .addOption(new Option('--from <name>', 'sender name passed to the service').default('svcmesh-cli')),
   ).action(async (service: string, words: string[], flags: AskFlags) => {
+    if (words.length === 0 && process.stdin.isTTY) {
+      const { askInteractively } = await import('./ask-session.js');
+      return askInteractively(await clientFrom(flags), flags, service);
+    }
     const message = await messageFrom(words);
     const client = await clientFrom(flags);
     const controller = new AbortController();
@@ -50,7 +45,7 @@ async function messageFrom(words: string[]): Promise<string> {
   const fromStdin = words.length === 0 || (words.length === 1 && words[0] === '-');
   if (!fromStdin) return words.join(' ');
   if (process.stdin.isTTY) {
-    throw new UsageError('missing message: give it after the service name (svcmesh ask ollama_service "What is AI?"), or pipe it in');
+    throw new UsageError('"-" reads the message from standard input, but that is a terminal: pipe the message in, or give it after the service name');
   }
   const chunks: Buffer[] = [];
   let size = 0;
@@ -66,35 +61,4 @@ async function messageFrom(words: string[]): Promise<string> {
   const message = Buffer.concat(chunks).toString('utf8').replace(/(\r?\n)+$/, '');
   if (message.trim() === '') throw new UsageError('standard input held no message: pipe the question in, or give it after the service name');
   return message;
-}
-
-async function streamAnswer(
-  client: Awaited<ReturnType<typeof clientFrom>>,
-  flags: AskFlags,
-  service: string,
-  message: string,
-  signal: AbortSignal,
-): Promise<void> {
-  let wroteText = false;
-  try {
-    for await (const line of client.forwardStream(flags.from, service, message, signal)) {
-      if (flags.json) {
-        process.stdout.write(`${line.text}\n`);
-        continue;
-      }
-      const value = line.value as { message?: unknown; error?: unknown };
-      if (typeof value.error === 'string') {
-        if (wroteText) process.stdout.write('\n');
-        throw new BadAnswerError(`${service} failed in the middle of the answer: ${value.error}`);
-      }
-      if (typeof value.message === 'string') {
-        process.stdout.write(value.message);
-        wroteText = true;
-      }
-    }
-  } catch (error) {
-    if (signal.aborted) return;
-    throw error;
-  }
-  if (!flags.json) process.stdout.write('\n');
 }
