@@ -22,10 +22,11 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-function registrar(options: { token?: string } = {}) {
-  const registry = new Registry(new MemoryStore({ ttlSeconds: 300 }));
+function registrar(options: { token?: string; ttlSeconds?: number } = {}) {
+  const ttlSeconds = options.ttlSeconds ?? 300;
+  const registry = new Registry(new MemoryStore({ ttlSeconds }));
   const forwarder = createForwarder({ registry, timeoutMs: 5_000 });
-  const app = createRegistrarApp({ registry, forwarder, ttlSeconds: 300, token: options.token });
+  const app = createRegistrarApp({ registry, forwarder, ttlSeconds, token: options.token });
   cleanups.push(() => forwarder.close(), () => registry.close());
   return { app, registry };
 }
@@ -203,6 +204,24 @@ describe('startHeartbeatLoop', () => {
     expect(warnings[0]).toContain(`Cannot reach ${BASE}/register`);
     down = false;
     await waitFor(() => registry.instances(NAME).length === 1, 5_000, 'the registration');
+  });
+
+  it("fits its interval to the registrar's TTL, and again after a restart with another TTL", async () => {
+    const before = registrar({ ttlSeconds: 0.9 });
+    const after = registrar({ ttlSeconds: 1.5 });
+    let app = before.app;
+    const logs: string[] = [];
+    const client = createRegistrarClient({ baseUrl: BASE, fetch: async (url, init) => app.fetch(new Request(url, init)) });
+    // No interval given: 120 s would let a 0.9 s TTL evict the instance between beats.
+    const running = startHeartbeatLoop({ client, name: NAME, url: URL_, log: (line) => logs.push(line), warn: noop });
+    cleanups.push(() => running.stop());
+    await waitFor(() => logs.includes('Heartbeat every 0.3 s (the registrar evicts after 0.9 s without one)'), 5_000, 'an interval of a third of 0.9 s');
+    expect(before.registry.instances(NAME)).toHaveLength(1);
+
+    // A restart with --ttl 1.5: the instance comes back from a heartbeat, and the interval follows.
+    app = after.app;
+    await waitFor(() => logs.includes('Heartbeat every 0.5 s (the registrar evicts after 1.5 s without one)'), 10_000, 'an interval of a third of 1.5 s');
+    expect(after.registry.instances(NAME)).toHaveLength(1);
   });
 
   it('stops: stop() resolves and no call happens afterwards', async () => {

@@ -4,6 +4,9 @@ import type { RegistrarClient } from './registrar-client.js';
 /** The interval when none is given, unless the registrar's TTL asks for a shorter one. */
 export const DEFAULT_HEARTBEAT_INTERVAL_MS = 120_000;
 
+/** Heartbeats between two looks at the registrar's TTL (one small GET /health). */
+const RECHECK_TTL_EVERY = 10;
+
 export interface HeartbeatLoopOptions {
   client: RegistrarClient;
   name: string;
@@ -40,6 +43,7 @@ export function startHeartbeatLoop(options: HeartbeatLoopOptions): HeartbeatLoop
   let registered = false;
   let stopped = false;
   let knownTtl: number | undefined;
+  let beats = 0;
   let timer: NodeJS.Timeout | undefined;
   let inFlight: Promise<void> = Promise.resolve();
 
@@ -50,7 +54,7 @@ export function startHeartbeatLoop(options: HeartbeatLoopOptions): HeartbeatLoop
     await fitIntervalToTtl();
   }
 
-  /** Reads the registrar's TTL after each registration, to fit the interval to it or warn. */
+  /** Reads the registrar's TTL (after a registration, and every few beats) to fit the interval to it, or warn. */
   async function fitIntervalToTtl() {
     let ttl: unknown;
     try {
@@ -75,6 +79,10 @@ export function startHeartbeatLoop(options: HeartbeatLoopOptions): HeartbeatLoop
   async function beat() {
     try {
       await client.heartbeat(name, url);
+      // A registrar that restarted with another --ttl heals the instance from the heartbeat's URL
+      // without a registration: look at its TTL again now and then.
+      beats += 1;
+      if (beats % RECHECK_TTL_EVERY === 0) await fitIntervalToTtl();
     } catch (error) {
       // An older registrar that does not heal from the URL says 404: register again.
       if (error instanceof HttpError && error.status === 404) return register();
