@@ -206,6 +206,16 @@ describe('startHeartbeatLoop', () => {
     await waitFor(() => registry.instances(NAME).length === 1, 5_000, 'the registration');
   });
 
+  it("keeps the documented 120 s against the default TTL of 300 s", async () => {
+    const { app } = registrar();
+    const logs: string[] = [];
+    const client = createRegistrarClient({ baseUrl: BASE, fetch: inProcess(app) });
+    const running = startHeartbeatLoop({ client, name: NAME, url: URL_, log: (line) => logs.push(line), warn: noop });
+    cleanups.push(() => running.stop());
+    await waitFor(() => logs.length >= 2, 5_000, 'the registration and the interval');
+    expect(logs[1]).toBe('Heartbeat every 120 s (the registrar evicts after 300 s without one)');
+  });
+
   it("fits its interval to the registrar's TTL, and again after a restart with another TTL", async () => {
     const before = registrar({ ttlSeconds: 0.9 });
     const after = registrar({ ttlSeconds: 1.5 });

@@ -13,8 +13,9 @@ export interface HeartbeatLoopOptions {
   url: string;
   metadata?: Record<string, unknown>;
   /**
-   * The interval the user chose. Without it: 120 s, or a third of the registrar's TTL when that
-   * is shorter, so a registrar started with `--ttl 30` does not evict the instance between beats.
+   * The interval the user chose. Without it: 120 s (the documented default, two and a half beats
+   * per default TTL of 300 s), or a third of the registrar's TTL when that TTL is under 240 s, so
+   * a registrar started with `--ttl 30` does not evict the instance between beats.
    */
   intervalMs?: number;
   /** After a failed call, the next try comes sooner than a full interval. */
@@ -66,7 +67,7 @@ export function startHeartbeatLoop(options: HeartbeatLoopOptions): HeartbeatLoop
     knownTtl = ttl;
     const ttlMs = ttl * 1000;
     if (options.intervalMs === undefined) {
-      intervalMs = Math.max(250, Math.min(DEFAULT_HEARTBEAT_INTERVAL_MS, Math.floor(ttlMs / 3)));
+      intervalMs = ttlMs >= 2 * DEFAULT_HEARTBEAT_INTERVAL_MS ? DEFAULT_HEARTBEAT_INTERVAL_MS : Math.max(250, Math.floor(ttlMs / 3));
       options.log(`Heartbeat every ${seconds(intervalMs)} s (the registrar evicts after ${ttl} s without one)`);
     } else if (options.intervalMs >= ttlMs) {
       options.warn(

@@ -27,7 +27,7 @@ export function makeOllamaCommand(): Command {
     .addOption(new Option('--ollama-host <url>', 'where Ollama runs').env('OLLAMA_HOST').default('http://127.0.0.1:11434'))
     .option('--register', 'register with the registrar and keep the registration alive with heartbeats')
     .addOption(new Option('--advertise-url <url>', 'URL others reach this service by (default http://127.0.0.1:<port>)').argParser(parseHttpUrl))
-    .addOption(new Option('--heartbeat-interval <seconds>', "seconds between heartbeats (default: 120, or a third of the registrar's TTL when shorter)").argParser(parseSeconds))
+    .addOption(new Option('--heartbeat-interval <seconds>', "seconds between heartbeats (default: 120, or a third of the registrar's TTL when that is under 240)").argParser(parseSeconds))
     .addOption(new Option('--registrar <url>', `registrar URL (env SVCMESH_REGISTRAR, setting \`registrar\`, default ${DEFAULT_REGISTRAR})`).argParser(parseHttpUrl))
     .addOption(new Option('--token <token>', "the registrar's token (env SVCMESH_TOKEN, setting `token`)"))
     .addOption(new Option('--receive-token <secret>', 'require Authorization: Bearer <secret> on /receive').env('SVCMESH_RECEIVE_TOKEN'))

@@ -29,7 +29,7 @@ export function makeRegisterCommand(): Command {
       .addOption(new Option('--metadata <json>', 'a JSON object stored with the instance').argParser(parseMetadata))
       .option('--keep-alive', 'stay running: heartbeat, register again after a registrar restart, deregister on Ctrl-C or SIGTERM')
       .addOption(
-        new Option('--heartbeat-interval <seconds>', "with --keep-alive: seconds between heartbeats (default: 120, or a third of the registrar's TTL when shorter)").argParser(parseSeconds),
+        new Option('--heartbeat-interval <seconds>', "with --keep-alive: seconds between heartbeats (default: 120, or a third of the registrar's TTL when that is under 240)").argParser(parseSeconds),
       ),
   ).action(async (name: string, url: string, flags: RegisterFlags) => {
     if (!isHttpUrl(url)) throw new UsageError(`"${url}" is not an http(s) URL: give the address the service answers on, e.g. http://127.0.0.1:8080`);
