@@ -120,6 +120,53 @@ describe('config', () => {
   });
 });
 
+describe('services', () => {
+  it('shows metadata in its own column, only when some instance has any', async () => {
+    const own = await startSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1']);
+    await runSvcmesh(['register', 'plain', 'http://127.0.0.1:8080', '--registrar', own.url]);
+    const without = await runSvcmesh(['services', '--registrar', own.url]);
+    expect(without.stdout.split('\n')[0]).toMatch(/^SERVICE +URL +LAST HEARTBEAT +EXPIRES$/);
+    await runSvcmesh(['register', 'tagged', 'http://127.0.0.1:8081', '--metadata', '{"model":"llama3.2","zone":"eu west"}', '--registrar', own.url]);
+    const withMetadata = await runSvcmesh(['services', '--registrar', own.url]);
+    expect(withMetadata.stdout.split('\n')[0]).toMatch(/^SERVICE +URL +LAST HEARTBEAT +EXPIRES +METADATA$/);
+    expect(withMetadata.stdout).toMatch(/^tagged +http:\/\/127\.0\.0\.1:8081 +(just now|1s ago) +in \dm \d+s +model=llama3\.2 zone="eu west"$/m);
+    await own.stop();
+  });
+
+  describeIfInstalled('services --watch at a terminal', spawnSync('script', ['--version']).status === 0, 'util-linux `script` (Debian: bsdutils) is needed to give the watch a terminal', () => {
+    it('keeps heartbeat times fresh, marks an instance a forward could not reach, and leaves on Ctrl-C', async () => {
+      const own = await startSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1']);
+      await runSvcmesh(['register', 'watched', 'http://127.0.0.1:8080', '--registrar', own.url]);
+      await runSvcmesh(['register', 'gone', `http://127.0.0.1:${await freePort()}`, '--registrar', own.url]);
+      const session = spawn('script', ['-qfec', `'${process.execPath}' '${binPath}' services --watch --registrar ${own.url}`, '/dev/null'], {
+        env: { ...process.env, NO_COLOR: '1', SVCMESH_CONFIG_DIR: tempDir('svcmesh-config-') },
+      });
+      let screen = '';
+      session.stdout.on('data', (chunk: Buffer) => (screen += chunk.toString('utf8')));
+      const exited = new Promise<number | null>((resolve) => session.once('close', (code) => resolve(code)));
+      // The screen as last drawn: each redraw starts at the top left.
+      const lastFrame = () => screen.split('\x1b[H').at(-1) ?? '';
+      const row = (name: string) => lastFrame().split('\n').find((line) => line.startsWith(`${name} `)) ?? '';
+      try {
+        await waitFor(() => /\b[3-9]s ago/.test(row('watched')), 10_000, 'the last heartbeat to age on screen');
+        await runSvcmesh(['heartbeat', 'watched', '--registrar', own.url]);
+        await waitFor(() => /just now|\b[12]s ago/.test(row('watched')), 10_000, 'the heartbeat to show without an event');
+
+        const failed = await fetch(`${own.url}/forward`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ to: 'gone', message: 'hi' }) });
+        expect(failed.status).toBe(502);
+        await waitFor(() => row('gone').includes('unreachable'), 10_000, 'the unreachable mark');
+        expect(row('watched')).not.toContain('unreachable');
+
+        session.stdin.write('\x03');
+        expect(await exited).toBe(0);
+      } finally {
+        session.kill('SIGKILL');
+        await own.stop();
+      }
+    });
+  });
+});
+
 describe('status', () => {
   it("shows the registrar's health for a person, the server's JSON for a script, exit 0 when ok", async () => {
     const own = await startSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1', '--ttl', '45']);

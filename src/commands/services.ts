@@ -28,18 +28,41 @@ export function makeServicesCommand(): Command {
   });
 }
 
-function renderCatalog(output: typeof import('../output.js'), services: Catalog, baseUrl: string): string {
+/** Instances a forward found unreachable (from the events' `down` and `up`), as "name url". */
+type DownSet = ReadonlySet<string>;
+
+function renderCatalog(output: typeof import('../output.js'), services: Catalog, baseUrl: string, down: DownSet = new Set()): string {
+  // A METADATA column only when something has metadata (the Ollama service's model, say).
+  const withMetadata = Object.values(services).some((instances) => instances.some((i) => Object.keys(i.metadata ?? {}).length > 0));
   const rows = Object.entries(services).flatMap(([service, instances]) =>
     instances.map((instance) => [
       output.style.name(service),
-      instance.url,
+      down.has(`${service} ${instance.url}`) ? `${instance.url} ${output.style.bad('unreachable')}` : instance.url,
       output.relative(instance.last_heartbeat, Date.now(), { past: true }),
       output.relative(instance.expires_at),
+      ...(withMetadata ? [metadataText(instance.metadata)] : []),
     ]),
   );
   if (rows.length === 0) return output.style.dim(`No services registered at ${baseUrl}`);
-  return output.table(['SERVICE', 'URL', 'LAST HEARTBEAT', 'EXPIRES'], rows);
+  return output.table(['SERVICE', 'URL', 'LAST HEARTBEAT', 'EXPIRES', ...(withMetadata ? ['METADATA'] : [])], rows);
 }
+
+/** `model=llama3.2 zone=eu`: short values as they are, others as JSON, the whole cut at 60 characters. */
+function metadataText(metadata: Record<string, unknown> | undefined): string {
+  const text = Object.entries(metadata ?? {})
+    .map(([key, value]) => `${key}=${typeof value === 'string' && /^\S+$/.test(value) ? value : JSON.stringify(value)}`)
+    .join(' ');
+  return text.length > 60 ? `${text.slice(0, 59)}…` : text;
+}
+
+/** How often a live view ticks its relative times. */
+const TICK_MS = 1_000;
+/**
+ * Fresh heartbeat times come from /catalog every 2 s per 500 instances shown (as the dashboard
+ * does); past 5000 instances, from the events only: a watcher must never weigh on the registrar.
+ */
+const REFRESH_MS_PER_500 = 2_000;
+const REFRESH_MAX_INSTANCES = 5_000;
 
 async function watch(client: Awaited<ReturnType<typeof clientFrom>>, flags: ServicesFlags, only: string | undefined): Promise<void> {
   const [output, { watchEvents }] = await Promise.all([import('../output.js'), import('../client/event-stream.js')]);
@@ -47,33 +70,75 @@ async function watch(client: Awaited<ReturnType<typeof clientFrom>>, flags: Serv
   process.once('SIGINT', () => controller.abort());
   const live = output.isInteractive() && !flags.json;
   let catalog: Catalog = {};
+  const down = new Set<string>();
   let lastChange = '';
   const redraw = () => {
     const shown = only ? { [only]: catalog[only] ?? [] } : catalog;
-    process.stdout.write(`\x1b[2J\x1b[H${renderCatalog(output, shown, client.baseUrl)}\n\n${output.style.dim(`watching ${client.baseUrl}/events — Ctrl-C to stop`)}\n${lastChange}\n`);
+    const screen = `${renderCatalog(output, shown, client.baseUrl, down)}\n\n${output.style.dim(`watching ${client.baseUrl}/events — Ctrl-C to stop`)}\n${lastChange}`;
+    // Drawn over the last screen line by line (home, each line cleared to its end, the rest
+    // cleared), not after clearing it all: a redraw every second must not flicker.
+    process.stdout.write(`\x1b[H${screen.split('\n').join('\x1b[K\n')}\x1b[K\n\x1b[J`);
   };
+  // Heartbeats are not events: without these, "last heartbeat" would only ever grow on screen.
+  const ticker = live ? setInterval(redraw, TICK_MS) : undefined;
+  let refresher: NodeJS.Timeout | undefined;
+  const refreshLater = () => {
+    if (controller.signal.aborted) return;
+    const instances = Object.values(catalog).reduce((sum, list) => sum + list.length, 0);
+    refresher = setTimeout(() => void refreshTimes().finally(refreshLater), REFRESH_MS_PER_500 * Math.max(1, Math.ceil(instances / 500)));
+  };
+  if (live) refreshLater();
+  async function refreshTimes() {
+    if (Object.values(catalog).reduce((sum, instances) => sum + instances.length, 0) > REFRESH_MAX_INSTANCES) return;
+    try {
+      const fresh = (await client.catalog()).json.services;
+      catalog = Object.fromEntries(
+        Object.entries(catalog).map(([name, instances]) => [
+          name,
+          instances.map((instance) => {
+            const now = fresh[name]?.find((f) => f.url === instance.url);
+            return now && now.last_heartbeat > instance.last_heartbeat ? { ...instance, last_heartbeat: now.last_heartbeat, expires_at: now.expires_at } : instance;
+          }),
+        ]),
+      );
+    } catch {
+      // The event stream reports a registrar that is away; the next round tries again.
+    }
+  }
   const events = watchEvents({
     url: `${client.baseUrl}/events`,
     headers: client.authHeaders,
     signal: controller.signal,
     onDisconnect: (error, retryMs) => output.warn(`lost ${client.baseUrl}/events (${error.message}); reconnecting in ${Math.round(retryMs / 100) / 10} s`),
   });
-  for await (const event of events) {
-    const data = JSON.parse(event.data) as { type: string; services?: Catalog; name?: string; instance?: InstanceJson };
-    if (only && data.name !== undefined && data.name !== only) continue;
-    if (flags.json) {
-      output.printJson(event.data);
-      continue;
+  try {
+    for await (const event of events) {
+      const data = JSON.parse(event.data) as { type: string; services?: Catalog; name?: string; instance?: InstanceJson };
+      if (only && data.name !== undefined && data.name !== only) continue;
+      if (flags.json) {
+        output.printJson(event.data);
+        continue;
+      }
+      if (data.type === 'snapshot') {
+        catalog = data.services ?? {};
+        down.clear();
+      } else if (data.name && data.instance) {
+        const key = `${data.name} ${data.instance.url}`;
+        if (data.type === 'down') down.add(key);
+        else if (data.type === 'up' || data.type === 'deregistered' || data.type === 'evicted') down.delete(key);
+        catalog = applyChange(catalog, data.type, data.name, data.instance);
+      }
+      const change = data.type === 'snapshot' ? `snapshot: ${Object.keys(catalog).length} services` : `${data.type}: ${data.name} at ${data.instance?.url}`;
+      if (live) {
+        lastChange = output.style.dim(`${new Date().toLocaleTimeString()} ${change}`);
+        redraw();
+      } else {
+        output.print(`${new Date().toISOString()} ${change}`);
+      }
     }
-    if (data.type === 'snapshot') catalog = data.services ?? {};
-    else if (data.name && data.instance) catalog = applyChange(catalog, data.type, data.name, data.instance);
-    const change = data.type === 'snapshot' ? `snapshot: ${Object.keys(catalog).length} services` : `${data.type}: ${data.name} at ${data.instance?.url}`;
-    if (live) {
-      lastChange = output.style.dim(`${new Date().toLocaleTimeString()} ${change}`);
-      redraw();
-    } else {
-      output.print(`${new Date().toISOString()} ${change}`);
-    }
+  } finally {
+    clearInterval(ticker);
+    clearTimeout(refresher);
   }
 }
 
