@@ -127,6 +127,30 @@ describeBrowser('dashboard in headless Chromium', () => {
     await page.waitForSelector(section('billing'), { state: 'detached', timeout: SHOWN_MS });
   });
 
+  it("shows an instance's metadata, in a column only a service with metadata has", async () => {
+    const tagged = 'http://127.0.0.1:7010';
+    const plain = 'http://127.0.0.1:7011';
+    const stops: (() => Promise<void>)[] = [];
+    try {
+      await svcmesh('register', 'tagged_ai', tagged, '--metadata', '{"model":"llama3.2","zone":"eu west"}');
+      stops.push(keepAlive('tagged_ai', [tagged]));
+      await svcmesh('register', 'untagged', plain);
+      stops.push(keepAlive('untagged', [plain]));
+      await page.waitForSelector(row('tagged_ai', tagged), { timeout: SHOWN_MS });
+      await page.waitForSelector(row('untagged', plain), { timeout: SHOWN_MS });
+      const cells = await page.locator(`${row('tagged_ai', tagged)} td`).allTextContents();
+      expect(cells[3]).toBe('model=llama3.2 zone="eu west"');
+      expect(await page.locator(`${section('tagged_ai')} th`).allTextContents()).toEqual(['URL', 'Last heartbeat', 'Expires in', 'Metadata']);
+      expect(await page.locator(`${row('untagged', plain)} td`).count()).toBe(3);
+      await expectFitsPhone();
+    } finally {
+      await Promise.all(stops.map((stop) => stop()));
+    }
+    await svcmesh('deregister', 'tagged_ai');
+    await svcmesh('deregister', 'untagged');
+    await page.waitForSelector(section('untagged'), { state: 'detached', timeout: SHOWN_MS });
+  });
+
   it('refreshes the last heartbeat of a live instance, and drops one that stopped heartbeating after the TTL', async () => {
     const [a, b] = ['http://127.0.0.1:7101', 'http://127.0.0.1:7102'];
     await svcmesh('register', 'ollama_service', a);

@@ -49,6 +49,14 @@ describe('usage', () => {
     expect(result.stdout).toBe('');
   });
 
+  it('names the dashboard when the registrar starts, and it is there', async () => {
+    const line = registrar.output().split('\n').find((l) => l.includes('listening on')) ?? '';
+    expect(line).toContain(`dashboard: ${registrar.url}/`);
+    const page = await fetch(`${registrar.url}/`);
+    expect(page.headers.get('content-type')).toContain('text/html');
+    expect(await page.text()).toContain('<title>svcmesh registrar</title>');
+  });
+
   it('explains a port already in use and exits 1', async () => {
     const result = await runSvcmesh(['registrar', '--host', '127.0.0.1', '--port', String(registrar.port)]);
     expect(result.code).toBe(1);

@@ -100,8 +100,10 @@ export function makeRegistrarCommand(): Command {
       if ((flags.targetToken || tokensByService.size > 0) && !flags.token) {
         console.error('svcmesh registrar: warning: target tokens without --token: anyone who can reach this registrar can register a URL and receive a target token');
       }
+      // Listening on every address, the browser on this machine still wants a loopback URL.
+      const local = flags.host === '0.0.0.0' ? `http://127.0.0.1:${server.port}` : flags.host === '::' ? `http://[::1]:${server.port}` : server.url;
       console.log(
-        `svcmesh registrar listening on ${server.url} (store: ${store.description}, ttl: ${flags.ttl} s${flags.token ? ', token required' : ''})`,
+        `svcmesh registrar listening on ${server.url} (store: ${store.description}, ttl: ${flags.ttl} s${flags.token ? ', token required' : ''}); dashboard: ${local}/`,
       );
       onShutdownSignal(async (signal) => {
         console.log(`svcmesh registrar: ${signal} received, finishing answers in flight`);

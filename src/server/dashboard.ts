@@ -39,7 +39,7 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
   table { width: 100%; border-collapse: collapse; }
   th, td { text-align: left; padding: .35rem .5rem; border-top: 1px solid var(--line); vertical-align: top; }
   th { font-size: .75rem; text-transform: uppercase; letter-spacing: .04em; color: var(--dim); font-weight: 600; }
-  td.url { font-family: ui-monospace, monospace; word-break: break-all; }
+  td.url, td.meta { font-family: ui-monospace, monospace; word-break: break-all; }
   td.time { white-space: nowrap; font-variant-numeric: tabular-nums; }
   .soon { color: var(--warn); }
   .instance-down td.url::after { content: " unreachable"; color: var(--bad); font-family: system-ui, sans-serif; font-size: .8rem; }
@@ -100,6 +100,11 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
     if (cls) td.className = cls;
     return td;
   };
+  // model=llama3.2 zone="eu west": plain words as they are, anything else as JSON.
+  const metadataText = (metadata) =>
+    Object.entries(metadata || {})
+      .map(([key, value]) => key + '=' + (typeof value === 'string' && /^\\S+$/.test(value) ? value : JSON.stringify(value)))
+      .join(' ');
   const totalInstances = () => {
     let total = 0;
     for (const instances of catalog.values()) total += instances.size;
@@ -163,7 +168,9 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
       if (details.open) {
         const sorted = [...instances.values()].sort((a, b) => (a.url < b.url ? -1 : a.url > b.url ? 1 : 0));
         const table = document.createElement('table');
-        table.innerHTML = '<thead><tr><th>URL</th><th>Last heartbeat</th><th>Expires in</th></tr></thead>';
+        // A Metadata column only where an instance has some (the Ollama service's model, say).
+        const withMetadata = sorted.some((i) => i.metadata && Object.keys(i.metadata).length > 0);
+        table.innerHTML = '<thead><tr><th>URL</th><th>Last heartbeat</th><th>Expires in</th>' + (withMetadata ? '<th>Metadata</th>' : '') + '</tr></thead>';
         const body = document.createElement('tbody');
         for (const instance of sorted.slice(0, ROWS_MAX)) {
           const tr = document.createElement('tr');
@@ -172,6 +179,7 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
           const heartbeatCell = cell('Last heartbeat', '', 'time');
           const expiryCell = cell('Expires in', '', 'time');
           tr.append(cell('URL', instance.url, 'url'), heartbeatCell, expiryCell);
+          if (withMetadata) tr.append(cell('Metadata', metadataText(instance.metadata), 'meta'));
           rows.push({ tr, instance, heartbeatCell, expiryCell });
           body.append(tr);
         }
