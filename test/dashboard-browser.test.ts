@@ -7,7 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeBrowser, launchChromium } from './support/browser.js';
-import { removeTempDirs, runSvcmesh, startSvcmesh, stopAll, type SvcmeshProcess } from './support/processes.js';
+import { freePort, removeTempDirs, runSvcmesh, startSvcmesh, stopAll, type SvcmeshProcess } from './support/processes.js';
 
 const TTL_SECONDS = 3;
 /** Bound on the page showing a change the registrar has made (events are pushed at once). */
@@ -149,6 +149,31 @@ describeBrowser('dashboard in headless Chromium', () => {
     await svcmesh('deregister', 'tagged_ai');
     await svcmesh('deregister', 'untagged');
     await page.waitForSelector(section('untagged'), { state: 'detached', timeout: SHOWN_MS });
+  });
+
+  it('marks an instance a forward could not reach, live and for a page opened afterwards', async () => {
+    const dead = `http://127.0.0.1:${await freePort()}`;
+    const stop = keepAlive('gone_dash', [dead]);
+    try {
+      await svcmesh('register', 'gone_dash', dead);
+      await page.waitForSelector(row('gone_dash', dead), { timeout: SHOWN_MS });
+      expect(await page.locator(`${row('gone_dash', dead)}.instance-down`).count()).toBe(0);
+      const failed = await fetch(`${registrar.url}/forward`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ to: 'gone_dash', message: 'hi' }) });
+      expect(failed.status).toBe(502);
+      await page.waitForSelector(`${row('gone_dash', dead)}.instance-down`, { timeout: SHOWN_MS });
+      // A page opened after the `down` event learns of it from the snapshot.
+      const late = await context!.newPage();
+      try {
+        await late.goto(registrar.url, { waitUntil: 'load', timeout: 10_000 });
+        await late.waitForSelector(`${row('gone_dash', dead)}.instance-down`, { timeout: SHOWN_MS });
+      } finally {
+        await late.close();
+      }
+    } finally {
+      await stop();
+    }
+    await svcmesh('deregister', 'gone_dash');
+    await page.waitForSelector(section('gone_dash'), { state: 'detached', timeout: SHOWN_MS });
   });
 
   it('refreshes the last heartbeat of a live instance, and drops one that stopped heartbeating after the TTL', async () => {

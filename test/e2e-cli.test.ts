@@ -141,6 +141,34 @@ describe('services', () => {
     await own.stop();
   });
 
+  it('marks an instance the last forward could not reach: in the table, in /services/NAME, in a later snapshot', async () => {
+    const own = await startSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1']);
+    const deadUrl = `http://127.0.0.1:${await freePort()}`;
+    await runSvcmesh(['register', 'flaky', deadUrl, '--registrar', own.url]);
+    await runSvcmesh(['register', 'steady', 'http://127.0.0.1:8080', '--registrar', own.url]);
+    const before = await runSvcmesh(['services', '--registrar', own.url]);
+    expect(before.stdout).not.toContain('unreachable');
+
+    const failed = await fetch(`${own.url}/forward`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ to: 'flaky', message: 'hi' }) });
+    expect(failed.status).toBe(502);
+    const table = await runSvcmesh(['services', '--registrar', own.url]);
+    expect(table.stdout).toMatch(new RegExp(`^flaky +${deadUrl} unreachable +`, 'm'));
+    expect(table.stdout).toMatch(/^steady +http:\/\/127\.0\.0\.1:8080 +(just now|\d+s ago)/m);
+    const one = (await (await fetch(`${own.url}/services/flaky`)).json()) as { instances: Array<{ down?: boolean }> };
+    expect(one.instances[0]?.down).toBe(true);
+
+    // A watcher that connects after the `down` event still learns of it, from the snapshot.
+    const watcher = spawnSvcmesh(['services', '--watch', '--json', '--registrar', own.url]);
+    await waitFor(() => watcher.stdout().includes('\n'), 10_000, 'the snapshot');
+    const snapshot = JSON.parse(watcher.stdout().split('\n')[0]!) as { type: string; services: Record<string, Array<{ down?: boolean }>> };
+    expect(snapshot.type).toBe('snapshot');
+    expect(snapshot.services.flaky?.[0]?.down).toBe(true);
+    expect(snapshot.services.steady?.[0]?.down).toBeUndefined();
+    watcher.child.kill('SIGINT');
+    expect((await watcher.exited).code).toBe(0);
+    await own.stop();
+  });
+
   describeIfInstalled('services --watch at a terminal', spawnSync('script', ['--version']).status === 0, 'util-linux `script` (Debian: bsdutils) is needed to give the watch a terminal', () => {
     it('keeps heartbeat times fresh, marks an instance a forward could not reach, and leaves on Ctrl-C', async () => {
       const own = await startSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1']);

@@ -16,6 +16,8 @@ export interface InstanceJson {
   last_heartbeat: string;
   expires_at: string;
   metadata: Record<string, unknown>;
+  /** Only while the registrar's last forward to it could not reach it. */
+  down?: boolean;
 }
 
 /** What a call returned: the parsed JSON and its text exactly as the server sent it. */

@@ -28,16 +28,14 @@ export function makeServicesCommand(): Command {
   });
 }
 
-/** Instances a forward found unreachable (from the events' `down` and `up`), as "name url". */
-type DownSet = ReadonlySet<string>;
-
-function renderCatalog(output: typeof import('../output.js'), services: Catalog, baseUrl: string, down: DownSet = new Set()): string {
+function renderCatalog(output: typeof import('../output.js'), services: Catalog, baseUrl: string): string {
   // A METADATA column only when something has metadata (the Ollama service's model, say).
   const withMetadata = Object.values(services).some((instances) => instances.some((i) => Object.keys(i.metadata ?? {}).length > 0));
   const rows = Object.entries(services).flatMap(([service, instances]) =>
     instances.map((instance) => [
       output.style.name(service),
-      down.has(`${service} ${instance.url}`) ? `${instance.url} ${output.style.bad('unreachable')}` : instance.url,
+      // The registrar's last forward to it failed: the first thing to look at when asks fail.
+      instance.down ? `${instance.url} ${output.style.bad('unreachable')}` : instance.url,
       output.relative(instance.last_heartbeat, Date.now(), { past: true }),
       output.relative(instance.expires_at),
       ...(withMetadata ? [metadataText(instance.metadata)] : []),
@@ -70,11 +68,10 @@ async function watch(client: Awaited<ReturnType<typeof clientFrom>>, flags: Serv
   process.once('SIGINT', () => controller.abort());
   const live = output.isInteractive() && !flags.json;
   let catalog: Catalog = {};
-  const down = new Set<string>();
   let lastChange = '';
   const redraw = () => {
     const shown = only ? { [only]: catalog[only] ?? [] } : catalog;
-    const screen = `${renderCatalog(output, shown, client.baseUrl, down)}\n\n${output.style.dim(`watching ${client.baseUrl}/events — Ctrl-C to stop`)}\n${lastChange}`;
+    const screen = `${renderCatalog(output, shown, client.baseUrl)}\n\n${output.style.dim(`watching ${client.baseUrl}/events — Ctrl-C to stop`)}\n${lastChange}`;
     // Drawn over the last screen line by line (home, each line cleared to its end, the rest
     // cleared), not after clearing it all: a redraw every second must not flicker.
     process.stdout.write(`\x1b[H${screen.split('\n').join('\x1b[K\n')}\x1b[K\n\x1b[J`);
@@ -119,15 +116,8 @@ async function watch(client: Awaited<ReturnType<typeof clientFrom>>, flags: Serv
         output.printJson(event.data);
         continue;
       }
-      if (data.type === 'snapshot') {
-        catalog = data.services ?? {};
-        down.clear();
-      } else if (data.name && data.instance) {
-        const key = `${data.name} ${data.instance.url}`;
-        if (data.type === 'down') down.add(key);
-        else if (data.type === 'up' || data.type === 'deregistered' || data.type === 'evicted') down.delete(key);
-        catalog = applyChange(catalog, data.type, data.name, data.instance);
-      }
+      if (data.type === 'snapshot') catalog = data.services ?? {};
+      else if (data.name && data.instance) catalog = applyChange(catalog, data.type, data.name, data.instance);
       const change = data.type === 'snapshot' ? `snapshot: ${Object.keys(catalog).length} services` : `${data.type}: ${data.name} at ${data.instance?.url}`;
       if (live) {
         lastChange = output.style.dim(`${new Date().toLocaleTimeString()} ${change}`);
@@ -148,7 +138,8 @@ function applyChange(catalog: Catalog, type: string, name: string, instance: Ins
   if (type === 'deregistered' || type === 'evicted') {
     if (others.length > 0) next[name] = others;
     else delete next[name];
-  } else if (type === 'registered' || type === 'updated') {
+  } else if (type === 'registered' || type === 'updated' || type === 'down' || type === 'up') {
+    // The event's instance is the registrar's view now, its down mark included.
     next[name] = [...others, instance];
   }
   return next;

@@ -66,6 +66,11 @@ export class Registry {
     return () => this.#listeners.delete(listener);
   }
 
+  /** Whether the last forward that tried this instance could not reach it (and none has since). */
+  isDown(instance: Instance): boolean {
+    return this.#down.size > 0 && this.#down.has(key(instance));
+  }
+
   /** What a forward learnt about an instance: only a change is news. */
   reportReachable(instance: Instance, reachable: boolean): void {
     const k = key(instance);

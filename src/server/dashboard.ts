@@ -254,6 +254,8 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
     if (data.type === 'snapshot') {
       catalog = new Map(Object.entries(data.services).map(([name, instances]) => [name, new Map(instances.map((i) => [i.url, i]))]));
       down.clear();
+      // Marks made before this page (re)connected come with the snapshot.
+      for (const [name, instances] of catalog) for (const i of instances.values()) if (i.down) down.add(name + ' ' + i.url);
     } else if (data.type === 'down' || data.type === 'up') {
       const key = data.name + ' ' + data.instance.url;
       if (data.type === 'down') down.add(key); else down.delete(key);

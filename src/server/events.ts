@@ -18,7 +18,7 @@ export const DEFAULT_MAX_BACKLOG = 10_000;
 export function eventStream(c: Context, registry: Registry, shutdown: AbortSignal, maxBacklog = DEFAULT_MAX_BACKLOG): Response {
   return streamSSE(c, async (stream) => {
     let id = 0;
-    const snapshotData = () => JSON.stringify({ type: 'snapshot', ...catalogJson(registry.all()) });
+    const snapshotData = () => JSON.stringify({ type: 'snapshot', ...catalogJson(registry.all(), registry) });
     // Taken before subscribing, in the same tick: reading the catalog evicts what has expired, and
     // those evictions belong before the snapshot (which no longer holds them), not after it.
     let snapshot: string | undefined = snapshotData();
@@ -71,7 +71,7 @@ export function eventStream(c: Context, registry: Registry, shutdown: AbortSigna
           for (const event of batch) {
             // Fell behind while this batch was being written: the coming snapshot holds the rest.
             if (behind) break;
-            const data = JSON.stringify({ type: event.type, name: event.instance.name, instance: instanceJson(event.instance) });
+            const data = JSON.stringify({ type: event.type, name: event.instance.name, instance: instanceJson(event.instance, registry) });
             await stream.writeSSE({ event: event.type, id: String(++id), data });
           }
         }

@@ -93,10 +93,10 @@ export function createRegistrarApp(deps: RegistrarDeps): Hono {
     const name = c.req.param('name');
     const instances = registry.instances(name);
     if (instances.length === 0) throw new ApiError(404, `Service ${name} is not registered`);
-    return c.json({ name, instances: instances.map(instanceJson) });
+    return c.json({ name, instances: instances.map((instance) => instanceJson(instance, registry)) });
   });
 
-  app.get('/catalog', (c) => c.json(catalogJson(registry.all())));
+  app.get('/catalog', (c) => c.json(catalogJson(registry.all(), registry)));
 
   // Behind a real server the fast path answers /heartbeat; this route serves app.request().
   app.post('/heartbeat', async (c) => c.json(await acceptHeartbeat(deps, await parseJsonBody(c, heartbeatBody))));

@@ -1,23 +1,41 @@
 import { createHash } from 'node:crypto';
 import type { Instance } from '../registry/types.js';
 
+/** What the registry knows of an instance beyond the store: whether forwards find it down. */
+export interface Reachability {
+  isDown(instance: Instance): boolean;
+}
+
+export interface InstanceJson {
+  url: string;
+  registered_at: string;
+  last_heartbeat: string;
+  expires_at: string;
+  metadata: Record<string, unknown>;
+  /** Present (true) only while the last forward to try it could not reach it. */
+  down?: true;
+}
+
 /** The wire shape of an instance: snake_case and ISO times, like the seed's API. */
-export function instanceJson(instance: Instance) {
-  return {
+export function instanceJson(instance: Instance, reachability?: Reachability): InstanceJson {
+  const json: InstanceJson = {
     url: instance.url,
     registered_at: new Date(instance.registeredAt).toISOString(),
     last_heartbeat: new Date(instance.lastHeartbeat).toISOString(),
     expires_at: new Date(instance.expiresAt).toISOString(),
     metadata: instance.metadata,
   };
+  if (reachability?.isDown(instance)) json.down = true;
+  return json;
 }
 
-export type InstanceJson = ReturnType<typeof instanceJson>;
-
-/** Every instance, grouped by service name: the body of `/catalog` and the events' snapshot. */
-export function catalogJson(all: ReadonlyMap<string, readonly Instance[]>): { services: Record<string, InstanceJson[]> } {
+/**
+ * Every instance, grouped by service name: the body of `/catalog` and the events' snapshot. With
+ * the down marks, so a watcher that (re)connects after a `down` event still sees it.
+ */
+export function catalogJson(all: ReadonlyMap<string, readonly Instance[]>, reachability?: Reachability): { services: Record<string, InstanceJson[]> } {
   const services: Record<string, InstanceJson[]> = {};
-  for (const [name, instances] of all) services[name] = instances.map(instanceJson);
+  for (const [name, instances] of all) services[name] = instances.map((instance) => instanceJson(instance, reachability));
   return { services };
 }
 
