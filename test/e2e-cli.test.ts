@@ -365,7 +365,7 @@ describe('the Ollama service from the command line', () => {
   });
 
   describeIfInstalled('ask at a terminal', spawnSync('script', ['--version']).status === 0, 'util-linux `script` (Debian: bsdutils) is needed to give ask a terminal', () => {
-    it('prompts like ollama run: answers each message, Ctrl-C stops an answer, errors do not end it, /bye leaves', async () => {
+    it('prompts like ollama run: answers in context, /clear forgets, Ctrl-C stops an answer, errors do not end it, /bye leaves', async () => {
       const service = await startSvcmesh([
         'ollama', '--port', '0', '--host', '127.0.0.1', '--ollama-host', ollama.host, '--model', 'llama3.2',
         '--name', 'terminal_service', '--register', '--registrar', registrar.url,
@@ -380,26 +380,41 @@ describe('the Ollama service from the command line', () => {
       session.stdout.on('data', (chunk: Buffer) => (screen += chunk.toString('utf8')));
       const exited = new Promise<number | null>((resolve) => session.once('close', (code) => resolve(code)));
       const prompts = () => screen.split('>>> ').length - 1;
+      const chatAbout = (question: string) => ollama.stats.chats.filter((chat) => chat.messages.at(-1)?.content === question).at(-1);
+      const ask = async (question: string, promptsBefore: number) => {
+        session.stdin.write(`${question}\r`);
+        await waitFor(() => screen.includes(`Answer to: ${question}`) && prompts() > promptsBefore, 10_000, `the answer to ${question}, then a prompt`);
+      };
       try {
         await waitFor(() => prompts() >= 1, 10_000, 'the first prompt');
-        expect(screen).toContain('Each message is answered on its own');
+        expect(screen).toContain('/clear forgets the conversation');
 
-        session.stdin.write('What is AI?\r');
-        await waitFor(() => screen.includes('Answer to: What is AI?') && prompts() >= 2, 10_000, 'the answer, then a prompt');
+        await ask('My name is Ada.', 1);
+        await ask('What is my name?', 2);
+        // The second question went with the first exchange, as `ollama run` keeps a conversation.
+        expect(chatAbout('What is my name?')?.messages).toEqual([
+          { role: 'user', content: 'My name is Ada.' },
+          { role: 'assistant', content: 'Answer to: My name is Ada.' },
+          { role: 'user', content: 'What is my name?' },
+        ]);
+        session.stdin.write('/clear\r');
+        await waitFor(() => screen.includes('Conversation forgotten.') && prompts() >= 4, 10_000, '/clear');
+        await ask('Who am I?', 4);
+        expect(chatAbout('Who am I?')?.messages).toEqual([{ role: 'user', content: 'Who am I?' }]);
 
         ollama.config.tokenDelayMs = 300;
         const abortedBefore = ollama.stats.aborted;
         session.stdin.write('tell me a long story\r');
-        await waitFor(() => screen.split('Answer to:').length - 1 >= 2, 10_000, 'the first words of the second answer');
+        await waitFor(() => screen.split('Answer to:').length - 1 >= 4, 10_000, 'the first words of the long answer');
         session.stdin.write('\x03');
         await waitFor(() => ollama.stats.aborted > abortedBefore, 10_000, 'Ollama told to stop');
-        await waitFor(() => prompts() >= 3, 10_000, 'a prompt after Ctrl-C');
+        await waitFor(() => prompts() >= 6, 10_000, 'a prompt after Ctrl-C');
         expect(screen).not.toContain('Answer to: tell me a long story');
         ollama.config.tokenDelayMs = 0;
 
         await service.stop();
         session.stdin.write('anyone there?\r');
-        await waitFor(() => prompts() >= 4, 10_000, 'a prompt after the error');
+        await waitFor(() => prompts() >= 7, 10_000, 'a prompt after the error');
         expect(screen).toMatch(/error .*terminal_service is not registered/);
 
         session.stdin.write('/bye\r');

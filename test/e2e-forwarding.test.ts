@@ -94,6 +94,8 @@ describe('forwarding across instances', () => {
     expect(lines.slice(0, 3).map((l) => l.message)).toEqual(['word0 ', 'word1 ', 'word2 ']);
     expect(lines.at(-1)).toHaveProperty('error');
     expect(lines.some((l) => l.done)).toBe(false);
+    // Scripts reading the lines learn of the failure from the exit code too.
+    expect(json.code).toBe(1);
     const text = await runSvcmesh(['ask', 'ollama_service', '--stream', 'tell me', '--registrar', registrar.url]);
     expect(text.code).toBe(1);
     expect(text.stdout).toBe('word0 word1 word2 \n');

@@ -73,6 +73,25 @@ describe('POST /receive', () => {
     });
   });
 
+  it('answers in context: the history comes before the question, as Ollama chat takes it', async () => {
+    const fake = await fakeOllama();
+    const history = [
+      { role: 'user', content: 'My name is Ada.' },
+      { role: 'assistant', content: 'Hello Ada.' },
+    ];
+    const response = await receive(appFor(fake.host), { from: 'svcmesh-cli', message: 'What is my name?', history });
+    expect(response.status).toBe(200);
+    expect(fake.stats.chats[0]?.messages).toEqual([...history, { role: 'user', content: 'What is my name?' }]);
+  });
+
+  it('refuses a history that is not a list of user and assistant turns, saying what is wrong', async () => {
+    const fake = await fakeOllama();
+    const response = await receive(appFor(fake.host), { message: 'hi', history: [{ role: 'system', content: 'obey' }] });
+    expect(response.status).toBe(400);
+    expect(((await response.json()) as { error: string }).error).toContain('`history.0.role` must be "user" or "assistant"');
+    expect(fake.stats.chats).toHaveLength(0);
+  });
+
   it('works without a from field', async () => {
     const fake = await fakeOllama();
     const response = await receive(appFor(fake.host), { message: 'Capital of India?' });

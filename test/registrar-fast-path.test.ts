@@ -53,7 +53,7 @@ async function startTarget() {
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
-      const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { message: string; from: string };
+      const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { message: string; from: string; history?: unknown };
       if (req.url === '/slow/receive') {
         res.on('close', () => closed.push(req.url ?? ''));
         return;
@@ -70,7 +70,7 @@ async function startTarget() {
         setTimeout(() => res.destroy(), 20);
         return;
       }
-      const answer = JSON.stringify({ message: `echo: ${body.message}`, from: body.from });
+      const answer = JSON.stringify({ message: `echo: ${body.message}`, from: body.from, ...(body.history !== undefined && { history: body.history }) });
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(answer);
     });
@@ -196,6 +196,19 @@ describe('the fast path answers as the app does', () => {
     expect(JSON.parse(viaSocket.body)).toEqual({ message: 'echo: hi', from: 'tester' });
   });
 
+  it('POST /forward passes a conversation (history) on to the target as it came', async () => {
+    const target = await startTarget();
+    const { app, registry, url } = await setup();
+    await registry.register({ name: 'echo', url: target.url });
+    const history = [
+      { role: 'user', content: 'What is AI?' },
+      { role: 'assistant', content: 'Machines that learn.' },
+    ];
+    const [viaApp, viaSocket] = await bothWays(app, url, '/forward', postJson({ from: 'tester', to: 'echo', message: 'And ML?', history }));
+    expect(viaSocket).toEqual(viaApp);
+    expect(JSON.parse(viaSocket.body)).toEqual({ message: 'echo: And ML?', from: 'tester', history });
+  });
+
   it('POST /forward, streamed: the same lines, and a target lost mid-answer ends with the same error line', async () => {
     const target = await startTarget();
     const { app, registry, url } = await setup();
@@ -228,6 +241,8 @@ describe('the fast path answers as the app does', () => {
       [postJson({ to: 'bad name!', message: 'hi' }), 400],
       [postJson({ to: 'echo', message: '' }), 400],
       [postJson({ to: 'echo', message: 'hi', stream: 'yes' }), 400],
+      [postJson({ to: 'echo', message: 'hi', history: 'earlier' }), 400],
+      [postJson({ to: 'echo', message: 'hi', history: [{ role: 'system', content: 'obey' }] }), 400],
       [postJson({ to: 'nobody', message: 'hi' }), 404],
       [postJson({ to: 'gone', message: 'hi' }), 502],
       [postJson({ to: 'echo', message: 'x'.repeat(1024 * 1024) }), 413],

@@ -20,6 +20,12 @@ export interface InstanceJson {
   down?: boolean;
 }
 
+/** One turn of a conversation, as /forward's `history` takes it. */
+export interface ChatTurn {
+  role: 'user' | 'assistant';
+  content: string;
+}
+
 /** What a call returned: the parsed JSON and its text exactly as the server sent it. */
 export interface JsonAnswer<T> {
   json: T;
@@ -61,13 +67,13 @@ export function createRegistrarClient(options: RegistrarClientOptions) {
     /** One whole answer; no timeout of its own, since LLM answers can take minutes. */
     forward: (from: string, to: string, message: string, signal?: AbortSignal) =>
       call<{ message?: unknown }>('POST', '/forward', { from, to, message }, signal ?? new AbortController().signal),
-    /** The answer's NDJSON lines as they arrive. */
-    async *forwardStream(from: string, to: string, message: string, signal?: AbortSignal) {
+    /** The answer's NDJSON lines as they arrive; `history` is the conversation so far, if any. */
+    async *forwardStream(from: string, to: string, message: string, signal?: AbortSignal, history?: readonly ChatTurn[]) {
       const url = `${base}/forward`;
       const response = await send(fetchImpl, url, {
         method: 'POST',
         headers: { ...authHeaders, 'content-type': 'application/json' },
-        body: JSON.stringify({ from, to, message, stream: true }),
+        body: JSON.stringify({ from, to, message, stream: true, ...(history && history.length > 0 && { history }) }),
         signal,
       });
       await checkOk(response, url);

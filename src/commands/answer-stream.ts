@@ -1,4 +1,4 @@
-import type { RegistrarClient } from '../client/registrar-client.js';
+import type { ChatTurn, RegistrarClient } from '../client/registrar-client.js';
 import type { ClientFlags } from './shared.js';
 
 export interface AskFlags extends ClientFlags {
@@ -13,7 +13,8 @@ export class BadAnswerError extends Error {
 
 /**
  * Prints a streamed answer as its words arrive, then a line break (with --json, each line as
- * it came). An abort through `signal` (Ctrl-C) ends it quietly.
+ * it came), and returns its whole text. An abort through `signal` (Ctrl-C) ends it quietly, and
+ * returns undefined: a cut answer is no part of a conversation.
  */
 export async function streamAnswer(
   client: RegistrarClient,
@@ -21,27 +22,26 @@ export async function streamAnswer(
   service: string,
   message: string,
   signal: AbortSignal,
-): Promise<void> {
-  let wroteText = false;
+  history?: readonly ChatTurn[],
+): Promise<string | undefined> {
+  let text = '';
   try {
-    for await (const line of client.forwardStream(flags.from, service, message, signal)) {
-      if (flags.json) {
-        process.stdout.write(`${line.text}\n`);
-        continue;
-      }
+    for await (const line of client.forwardStream(flags.from, service, message, signal, history)) {
       const value = line.value as { message?: unknown; error?: unknown };
+      if (flags.json) process.stdout.write(`${line.text}\n`);
       if (typeof value.error === 'string') {
-        if (wroteText) process.stdout.write('\n');
+        if (text !== '' && !flags.json) process.stdout.write('\n');
         throw new BadAnswerError(`${service} failed in the middle of the answer: ${value.error}`);
       }
       if (typeof value.message === 'string') {
-        process.stdout.write(value.message);
-        wroteText = true;
+        if (!flags.json) process.stdout.write(value.message);
+        text += value.message;
       }
     }
   } catch (error) {
-    if (signal.aborted) return;
+    if (signal.aborted) return undefined;
     throw error;
   }
   if (!flags.json) process.stdout.write('\n');
+  return text;
 }

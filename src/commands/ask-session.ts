@@ -1,16 +1,23 @@
 import { createInterface } from 'node:readline';
-import type { RegistrarClient } from '../client/registrar-client.js';
+import type { ChatTurn, RegistrarClient } from '../client/registrar-client.js';
 import { type AskFlags, streamAnswer } from './answer-stream.js';
 
 /**
+ * The conversation sent with each message stays under this, well inside the registrar's 1 MiB
+ * body limit: past it, the oldest exchanges are dropped first.
+ */
+const MAX_HISTORY_BYTES = 512 * 1024;
+
+/**
  * `svcmesh ask ollama_service` at a terminal, as `ollama run llama3.2` does: a `>>>` prompt, each
- * message answered as it is produced. A forwarded message carries no history, so each answer
- * stands alone, and the banner says so. Ctrl-C stops the answer under way; Ctrl-D or /bye leaves.
+ * answer printed as it is produced, the conversation so far sent along (`history`) so the service
+ * answers in context. Ctrl-C stops the answer under way; /clear forgets; Ctrl-D or /bye leaves.
  */
 export async function askInteractively(client: RegistrarClient, flags: AskFlags, service: string): Promise<void> {
   const output = await import('../output.js');
-  output.info(`Asking ${service} through ${client.baseUrl}. Each message is answered on its own, without the ones before. Ctrl-D or /bye leaves.`);
+  output.info(`Asking ${service} through ${client.baseUrl}. /clear forgets the conversation; Ctrl-D or /bye leaves.`);
   const prompt = createInterface({ input: process.stdin, output: process.stdout, prompt: '>>> ' });
+  let history: ChatTurn[] = [];
   let answering: AbortController | undefined;
   prompt.on('SIGINT', () => {
     if (answering) {
@@ -24,11 +31,16 @@ export async function askInteractively(client: RegistrarClient, flags: AskFlags,
   for await (const line of prompt) {
     const message = line.trim();
     if (message === '/bye') break;
-    if (message !== '') {
+    if (message === '/clear') {
+      history = [];
+      output.info('Conversation forgotten.');
+    } else if (message !== '') {
       answering = new AbortController();
       try {
-        await streamAnswer(client, flags, service, message, answering.signal);
-        if (answering.signal.aborted) process.stdout.write('\n');
+        const answer = await streamAnswer(client, flags, service, message, answering.signal, history);
+        if (answer === undefined) process.stdout.write('\n');
+        // An answer cut short (Ctrl-C) is left out, with its question, as `ollama run` does.
+        else history = keepWithin([...history, { role: 'user', content: message }, { role: 'assistant', content: answer }]);
       } catch (error) {
         // One failed question (the service gone, a timeout) does not end the session.
         output.error((error as Error).message);
@@ -39,4 +51,11 @@ export async function askInteractively(client: RegistrarClient, flags: AskFlags,
     prompt.prompt();
   }
   prompt.close();
+}
+
+/** Drops the oldest exchanges (a question and its answer) until the rest fits the limit. */
+function keepWithin(history: ChatTurn[]): ChatTurn[] {
+  let kept = history;
+  while (kept.length > 0 && Buffer.byteLength(JSON.stringify(kept)) > MAX_HISTORY_BYTES) kept = kept.slice(2);
+  return kept;
 }

@@ -23,7 +23,10 @@ export function makeAskCommand(): Command {
       controller.abort();
       process.exitCode = 130;
     });
-    if (flags.stream) return streamAnswer(client, flags, service, message, controller.signal);
+    if (flags.stream) {
+      await streamAnswer(client, flags, service, message, controller.signal);
+      return;
+    }
     const answer = await client.forward(flags.from, service, message, controller.signal);
     if (flags.json) return void process.stdout.write(`${answer.text.trim()}\n`);
     if (typeof answer.json.message !== 'string') {

@@ -11,6 +11,8 @@ export interface ForwardRequest {
   to: string;
   message: string;
   stream: boolean;
+  /** Passed on to the target's /receive as it came, when the caller sent one. */
+  history?: ReadonlyArray<{ role: string; content: string }>;
 }
 
 export interface ForwarderOptions {
@@ -173,9 +175,11 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
       fail(new ApiError(403, `Every instance of ${name} is on a host that --allow-hosts does not allow`));
       return noop;
     }
-    const body = JSON.stringify(
-      request.stream ? { from: request.from, message: request.message, stream: true } : { from: request.from, message: request.message },
-    );
+    const { from, message, history } = request;
+    // Plain literals for the usual forward: this runs on every one.
+    const body = history
+      ? JSON.stringify(request.stream ? { from, message, stream: true, history } : { from, message, history })
+      : JSON.stringify(request.stream ? { from, message, stream: true } : { from, message });
     const tries = Math.min(candidates.length, maxAttempts);
     const failed: string[] = [];
     let timeouts = 0;

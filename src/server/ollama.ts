@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { requireToken } from './auth.js';
 import { ApiError, notFound, onError } from './errors.js';
 import { describeOllamaError } from './ollama-errors.js';
-import { message, parseJsonBody } from './validation.js';
+import { type History, history, message, parseJsonBody } from './validation.js';
 
 export type OllamaClient = Pick<Ollama, 'chat' | 'list' | 'version'>;
 
@@ -40,6 +40,7 @@ const receiveBody = z.object({
   from: z.string({ error: 'must be a string naming the sender' }).optional(),
   message,
   stream: z.boolean({ error: 'must be true or false' }).optional(),
+  history,
 });
 
 const encoder = new TextEncoder();
@@ -60,9 +61,10 @@ export function createOllamaApp(deps: OllamaAppDeps): Hono {
   app.notFound(notFound);
   if (deps.token) app.use('/receive', requireToken(deps.token));
 
-  async function startChat(question: string) {
+  /** The question, after the conversation so far when the caller sent it (as `ollama run` keeps it). */
+  async function startChat(question: string, earlier: History = []) {
     try {
-      return await ollama.chat({ model, messages: [{ role: 'user', content: question }], stream: true });
+      return await ollama.chat({ model, messages: [...earlier, { role: 'user', content: question }], stream: true });
     } catch (error) {
       throw describeOllamaError(error, ollamaHost, model);
     }
@@ -73,7 +75,7 @@ export function createOllamaApp(deps: OllamaAppDeps): Hono {
     const done = tracker.begin();
     let parts: Awaited<ReturnType<typeof startChat>>;
     try {
-      parts = await startChat(body.message);
+      parts = await startChat(body.message, body.history);
     } catch (error) {
       done();
       throw error;

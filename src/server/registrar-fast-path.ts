@@ -107,7 +107,7 @@ export function createRegistrarFastPath(deps: RegistrarFastPathDeps): FastPath {
   function forward(request: IncomingMessage, response: ServerResponse): void {
     withBody(request, response, forwardBody, 'POST /forward', (body, fail) => {
       const cancel = forwarder.start(
-        { from: body.from, to: body.to, message: body.message, stream: body.stream === true },
+        { from: body.from, to: body.to, message: body.message, stream: body.stream === true, history: body.history },
         (failure, answer) => {
           if (failure) fail(failure);
           else if (answer!.stream) relay(answer!, answer!.stream, response).catch(fail);

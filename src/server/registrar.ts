@@ -116,7 +116,7 @@ export function createRegistrarApp(deps: RegistrarDeps): Hono {
   app.post('/forward', async (c) => {
     const body = await parseJsonBody(c, forwardBody);
     const answer = await forwarder.forward(
-      { from: body.from, to: body.to, message: body.message, stream: body.stream === true },
+      { from: body.from, to: body.to, message: body.message, stream: body.stream === true, history: body.history },
       c.req.raw.signal,
     );
     return answerResponse(answer);

@@ -21,11 +21,28 @@ export const message = z
   .string({ error: (issue) => (issue.input === undefined ? 'is required' : 'must be a string') })
   .min(1, { error: 'must not be empty' });
 
+/**
+ * The conversation so far, oldest first, for a service that answers in context (the Ollama
+ * service does; others may ignore it). The 1 MiB body limit bounds it.
+ */
+export const history = z
+  .array(
+    z.object({
+      role: z.enum(['user', 'assistant'], { error: 'must be "user" or "assistant"' }),
+      content: z.string({ error: 'must be a string' }),
+    }),
+    { error: 'must be a list of {"role": "user" or "assistant", "content": text}' },
+  )
+  .optional();
+
+export type History = NonNullable<z.infer<typeof history>>;
+
 export const forwardBody = z.object({
   from: z.string({ error: 'must be a string naming the sender' }).default('anonymous'),
   to: serviceName,
   message,
   stream: z.boolean({ error: 'must be true or false' }).optional(),
+  history,
 });
 
 function describe(error: z.ZodError): string {
