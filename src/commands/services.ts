@@ -81,25 +81,16 @@ async function watch(client: Awaited<ReturnType<typeof clientFrom>>, flags: Serv
   let refresher: NodeJS.Timeout | undefined;
   const refreshLater = () => {
     if (controller.signal.aborted) return;
-    const instances = Object.values(catalog).reduce((sum, list) => sum + list.length, 0);
-    refresher = setTimeout(() => void refreshTimes().finally(refreshLater), REFRESH_MS_PER_500 * Math.max(1, Math.ceil(instances / 500)));
+    refresher = setTimeout(() => void refreshTimes().finally(refreshLater), REFRESH_MS_PER_500 * Math.max(1, Math.ceil(countInstances(catalog) / 500)));
   };
   if (live) refreshLater();
   async function refreshTimes() {
-    if (Object.values(catalog).reduce((sum, instances) => sum + instances.length, 0) > REFRESH_MAX_INSTANCES) return;
+    if (countInstances(catalog) > REFRESH_MAX_INSTANCES) return;
     try {
-      const fresh = (await client.catalog()).json.services;
-      catalog = Object.fromEntries(
-        Object.entries(catalog).map(([name, instances]) => [
-          name,
-          instances.map((instance) => {
-            const now = fresh[name]?.find((f) => f.url === instance.url);
-            return now && now.last_heartbeat > instance.last_heartbeat ? { ...instance, last_heartbeat: now.last_heartbeat, expires_at: now.expires_at } : instance;
-          }),
-        ]),
-      );
+      const fresh = only ? { [only]: (await client.service(only)).json.instances } : (await client.catalog()).json.services;
+      catalog = withNewerTimes(catalog, fresh);
     } catch {
-      // The event stream reports a registrar that is away; the next round tries again.
+      // The event stream reports a registrar that is away (or the one service gone); the next round tries again.
     }
   }
   const events = watchEvents({
@@ -130,6 +121,25 @@ async function watch(client: Awaited<ReturnType<typeof clientFrom>>, flags: Serv
     clearInterval(ticker);
     clearTimeout(refresher);
   }
+}
+
+function countInstances(catalog: Catalog): number {
+  let count = 0;
+  for (const instances of Object.values(catalog)) count += instances.length;
+  return count;
+}
+
+/** The catalog shown, with the heartbeat and expiry times of `fresh` where those are newer. */
+function withNewerTimes(catalog: Catalog, fresh: Catalog): Catalog {
+  const next: Catalog = {};
+  for (const [name, instances] of Object.entries(catalog)) {
+    const byUrl = new Map((fresh[name] ?? []).map((instance) => [instance.url, instance]));
+    next[name] = instances.map((instance) => {
+      const now = byUrl.get(instance.url);
+      return now && now.last_heartbeat > instance.last_heartbeat ? { ...instance, last_heartbeat: now.last_heartbeat, expires_at: now.expires_at } : instance;
+    });
+  }
+  return next;
 }
 
 function applyChange(catalog: Catalog, type: string, name: string, instance: InstanceJson): Catalog {
