@@ -32,6 +32,8 @@ export interface HeartbeatLoopOptions {
 export interface HeartbeatLoop {
   /** Stops the loop and waits for a call still in flight, so nothing registers after it. */
   stop(): Promise<void>;
+  /** Stops, then deregisters the instance (on shutdown): a failure is warned about, not thrown. */
+  leave(): Promise<void>;
 }
 
 /**
@@ -116,12 +118,23 @@ export function startHeartbeatLoop(options: HeartbeatLoopOptions): HeartbeatLoop
     inFlight = tick();
   }
 
+  async function stop() {
+    stopped = true;
+    clearTimeout(timer);
+    await inFlight;
+  }
+
   run();
   return {
-    async stop() {
-      stopped = true;
-      clearTimeout(timer);
-      await inFlight;
+    stop,
+    async leave() {
+      // Heartbeats stop first (waiting for one in flight), so none registers it again afterwards.
+      await stop();
+      try {
+        options.log((await client.deregister(name, url)).json.message);
+      } catch (error) {
+        options.warn(`Could not deregister ${name} at ${url} from ${client.baseUrl}: ${(error as Error).message}`);
+      }
     },
   };
 }

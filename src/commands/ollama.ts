@@ -79,14 +79,5 @@ async function keepRegistered(flags: OllamaFlags, port: number): Promise<() => P
     log: (line) => console.log(line),
     warn: (line) => output.warn(line),
   });
-  return async () => {
-    // Stop heartbeats first and wait for one in flight, so none registers us again afterwards.
-    await loop.stop();
-    try {
-      const answer = await client.deregister(flags.name, url);
-      console.log(answer.json.message);
-    } catch (error) {
-      output.warn(`Could not deregister from ${baseUrl}: ${(error as Error).message}`);
-    }
-  };
+  return () => loop.leave();
 }

@@ -70,15 +70,7 @@ async function keepRegistered(client: RegistrarClient, name: string, url: string
       log: (line) => output.print(line),
       warn: (line) => output.warn(line),
     });
-    onShutdownSignal(async () => {
-      // Heartbeats stop first (waiting for one in flight), so none registers it again afterwards.
-      await loop.stop();
-      try {
-        output.print((await client.deregister(name, url)).json.message);
-      } catch (error) {
-        output.warn(`Could not deregister ${name} at ${url}: ${(error as Error).message}`);
-      }
-    });
+    onShutdownSignal(() => loop.leave());
   });
 }
 
