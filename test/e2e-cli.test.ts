@@ -1,6 +1,8 @@
 /** The CLI as a user and a shell script meet it: exit codes, messages, settings, --json. */
 import { execFile, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeOllama, startFakeOllama } from './support/fake-ollama.js';
@@ -41,6 +43,8 @@ describe('usage', () => {
     [['config', 'set', 'colour', 'blue']],
     [['register', 'web', 'http://127.0.0.1:8080', '--heartbeat-interval', '5']],
     [['register', 'web', 'http://127.0.0.1:8080', '--keep-alive', '--json']],
+    [['register', 'web', 'http://127.0.0.1:8080', '--check-path', '/health']],
+    [['register', 'web', 'http://127.0.0.1:8080', '--keep-alive', '--check-path', 'health']],
     [['completion', 'fish']],
   ])('exits 2 for bad usage: svcmesh %j', async (args) => {
     const result = await runSvcmesh(args);
@@ -293,6 +297,32 @@ describe('register --keep-alive: a sidecar for a service that does not heartbeat
     expect((await keeper.exited).code, keeper.stderr()).toBe(0);
     expect(keeper.stdout()).toContain('Service sidecar_web deregistered (1 instance)');
     expect(await instancesOf(shortTtl.url, 'sidecar_web')).toEqual([]);
+  });
+
+  it('with --check-path, takes an instance whose service fails its check out of the registry, and back when it passes', async () => {
+    let healthy = true;
+    const service = createServer((req, res) => {
+      res.writeHead(req.url === '/health' && healthy ? 200 : 503).end();
+    });
+    await new Promise<void>((resolve) => service.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(service.address() as AddressInfo).port}`;
+    // The main registrar's TTL is 300 s: an instance gone within seconds was taken out by the check.
+    const keeper = spawnSvcmesh(['register', 'checked_web', url, '--keep-alive', '--check-path', '/health', '--heartbeat-interval', '1', '--registrar', registrar.url]);
+    try {
+      await waitFor(async () => (await instancesOf(registrar.url, 'checked_web')).length === 1, 10_000, 'the registration');
+      healthy = false;
+      await waitFor(async () => (await instancesOf(registrar.url, 'checked_web')).length === 0, 10_000, 'the instance taken out');
+      expect(keeper.stderr()).toContain(`checked_web at ${url} fails its check (GET ${url}/health answered 503)`);
+      healthy = true;
+      await waitFor(async () => (await instancesOf(registrar.url, 'checked_web')).length === 1, 10_000, 'the instance back');
+      expect(keeper.stdout()).toContain(`checked_web at ${url} passes its check again`);
+      keeper.child.kill('SIGTERM');
+      expect((await keeper.exited).code).toBe(0);
+      expect(await instancesOf(registrar.url, 'checked_web')).toEqual([]);
+    } finally {
+      keeper.child.kill('SIGKILL');
+      await new Promise((resolve) => service.close(resolve));
+    }
   });
 
   it('warns when the interval given cannot keep up with the TTL', async () => {

@@ -7,6 +7,9 @@ export const DEFAULT_HEARTBEAT_INTERVAL_MS = 120_000;
 /** Heartbeats between two looks at the registrar's TTL (one small GET /health). */
 const RECHECK_TTL_EVERY = 10;
 
+/** The longest wait between two checks of the service, when there is a check. */
+const MAX_CHECK_INTERVAL_MS = 10_000;
+
 export interface HeartbeatLoopOptions {
   client: RegistrarClient;
   name: string;
@@ -25,6 +28,12 @@ export interface HeartbeatLoopOptions {
    * refused host. Given this, the loop stops and hands the error over; without it, it retries.
    */
   onRefused?: (error: HttpError) => void;
+  /**
+   * Whether the service itself answers, asked before each heartbeat: undefined when it does, the
+   * reason when not. A failing service is deregistered at once (forwards stop going to it) and
+   * registered again when it passes. With a check, a tick comes at least every 10 s.
+   */
+  check?: () => Promise<string | undefined>;
   log: (line: string) => void;
   warn: (line: string) => void;
 }
@@ -47,6 +56,7 @@ export function startHeartbeatLoop(options: HeartbeatLoopOptions): HeartbeatLoop
   let stopped = false;
   let knownTtl: number | undefined;
   let beats = 0;
+  let failing = false;
   let timer: NodeJS.Timeout | undefined;
   let inFlight: Promise<void> = Promise.resolve();
 
@@ -93,12 +103,34 @@ export function startHeartbeatLoop(options: HeartbeatLoopOptions): HeartbeatLoop
     }
   }
 
+  /** Runs the check; false when the service failed it (and was taken out of the catalog). */
+  async function passesCheck(): Promise<boolean> {
+    if (!options.check) return true;
+    const failure = await options.check();
+    if (failure === undefined) {
+      if (failing) options.log(`${name} at ${url} passes its check again`);
+      failing = false;
+      return true;
+    }
+    if (!failing) {
+      failing = true;
+      options.warn(`${name} at ${url} fails its check (${failure}): taking it out of the registry until it passes`);
+    }
+    if (registered) {
+      registered = false;
+      await client.deregister(name, url).catch(() => {
+        // Not registered there any more, or the registrar is away: it expires by itself then.
+      });
+    }
+    return false;
+  }
+
   async function tick() {
     // Read after the call: a registration may have just fitted the interval to the TTL.
     let next: number;
     try {
-      await (registered ? beat() : register());
-      next = intervalMs;
+      if (await passesCheck()) await (registered ? beat() : register());
+      next = options.check ? Math.min(intervalMs, MAX_CHECK_INTERVAL_MS) : intervalMs;
     } catch (error) {
       if (options.onRefused && error instanceof HttpError && isRefusal(error.status)) {
         stopped = true;

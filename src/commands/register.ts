@@ -7,6 +7,7 @@ interface RegisterFlags extends ClientFlags {
   metadata?: Record<string, unknown>;
   keepAlive?: boolean;
   heartbeatInterval?: number;
+  checkPath?: string;
 }
 
 function parseMetadata(value: string): Record<string, unknown> {
@@ -30,11 +31,20 @@ export function makeRegisterCommand(): Command {
       .option('--keep-alive', 'stay running: heartbeat, register again after a registrar restart, deregister on Ctrl-C or SIGTERM')
       .addOption(
         new Option('--heartbeat-interval <seconds>', "with --keep-alive: seconds between heartbeats (default: 120, or a third of the registrar's TTL when that is under 240)").argParser(parseSeconds),
+      )
+      .addOption(
+        new Option('--check-path <path>', 'with --keep-alive: GET <url><path> at least every 10 s; while it fails (no answer, or 400 and up) the instance is out of the registry'),
       ),
   ).action(async (name: string, url: string, flags: RegisterFlags) => {
     if (!isHttpUrl(url)) throw new UsageError(`"${url}" is not an http(s) URL: give the address the service answers on, e.g. http://127.0.0.1:8080`);
-    if (flags.heartbeatInterval !== undefined && !flags.keepAlive) {
-      throw new UsageError('--heartbeat-interval only applies with --keep-alive: add --keep-alive, or leave the interval out');
+    for (const [given, option] of [
+      [flags.heartbeatInterval, '--heartbeat-interval'],
+      [flags.checkPath, '--check-path'],
+    ] as const) {
+      if (given !== undefined && !flags.keepAlive) throw new UsageError(`${option} only applies with --keep-alive: add --keep-alive, or leave ${option} out`);
+    }
+    if (flags.checkPath !== undefined && !flags.checkPath.startsWith('/')) {
+      throw new UsageError(`--check-path "${flags.checkPath}" must start with "/", e.g. /health`);
     }
     if (flags.keepAlive && flags.json) {
       throw new UsageError('--json prints one answer, but --keep-alive keeps running: leave one of them out');
@@ -54,10 +64,11 @@ export function makeRegisterCommand(): Command {
  * Runs until a signal, which deregisters the instance, or until the registrar refuses it.
  */
 async function keepRegistered(client: RegistrarClient, name: string, url: string, flags: RegisterFlags): Promise<void> {
-  const [output, { startHeartbeatLoop }, { onShutdownSignal }] = await Promise.all([
+  const [output, { startHeartbeatLoop }, { onShutdownSignal }, { httpCheck }] = await Promise.all([
     import('../output.js'),
     import('../client/heartbeat-loop.js'),
     import('../server/shutdown.js'),
+    import('../client/service-check.js'),
   ]);
   await new Promise<void>((_resolve, reject) => {
     const loop = startHeartbeatLoop({
@@ -67,6 +78,7 @@ async function keepRegistered(client: RegistrarClient, name: string, url: string
       metadata: flags.metadata,
       intervalMs: flags.heartbeatInterval === undefined ? undefined : flags.heartbeatInterval * 1000,
       onRefused: reject,
+      check: flags.checkPath === undefined ? undefined : httpCheck(url, flags.checkPath),
       log: (line) => output.print(line),
       warn: (line) => output.warn(line),
     });
