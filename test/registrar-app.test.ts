@@ -408,6 +408,47 @@ describe('forwarding', () => {
     expect(live.received).toHaveLength(6);
   });
 
+  it('passes over an instance that answers 503 (its Ollama down, say) to one that can answer, streamed or not', async () => {
+    const { app } = setup();
+    const unavailable = '{"error":"Ollama is not reachable at http://127.0.0.1:11434"}';
+    const sick = await startTarget(answering(503, unavailable));
+    const well = await startTarget(answering(200, '{"message":"well"}'));
+    await post(app, '/register', { service_name: 'svc', service_url: sick.url });
+    await post(app, '/register', { service_name: 'svc', service_url: well.url });
+    for (const stream of [false, true, false, true]) {
+      const response = await post(app, '/forward', { from: 'x', to: 'svc', message: 'q', stream });
+      expect(response.status).toBe(200);
+      expect(await response.text()).toBe('{"message":"well"}');
+      expect(response.headers.get('x-svcmesh-instance')).toBe(well.url);
+    }
+    // Turns alternate, so the sick instance was asked first about half the time, and passed over.
+    expect(sick.received.length).toBeGreaterThan(0);
+    expect(well.received).toHaveLength(4);
+  });
+
+  it("gives the instance's own 503 when no instance can answer, rather than a bare 502", async () => {
+    const { app } = setup();
+    const unavailable = '{"error":"Ollama is not reachable at http://127.0.0.1:11434"}';
+    const sick = await startTarget(answering(503, unavailable));
+    await post(app, '/register', { service_name: 'alone', service_url: sick.url });
+    const alone = await post(app, '/forward', { from: 'x', to: 'alone', message: 'q' });
+    expect(alone.status).toBe(503);
+    expect(await alone.text()).toBe(unavailable);
+
+    // A 503 and then an instance that cannot be reached: the 503 says more than "Failed to reach".
+    const { app: other } = setup();
+    await post(other, '/register', { service_name: 'svc', service_url: sick.url });
+    await post(other, '/register', { service_name: 'svc', service_url: `http://127.0.0.1:${await closedPort()}` });
+    for (const stream of [false, true]) {
+      for (let i = 0; i < 2; i += 1) {
+        const response = await post(other, '/forward', { from: 'x', to: 'svc', message: 'q', stream });
+        expect(response.status).toBe(503);
+        expect(await response.text()).toBe(unavailable);
+        expect(response.headers.get('x-svcmesh-instance')).toBe(sick.url);
+      }
+    }
+  });
+
   it('spreads forwards over two live instances', async () => {
     const { app } = setup();
     const one = await startTarget(answering(200, '{"message":"one"}'));

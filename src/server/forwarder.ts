@@ -185,6 +185,16 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     let timeouts = 0;
     let cancelled = false;
     let cancelAttempt: (() => void) | undefined;
+    // A 503 from an instance that was passed over for the next one: the answer if no other does.
+    let unavailable: ForwardAnswer | undefined;
+    const next = (index: number) => {
+      if (index + 1 < tries) attempt(index + 1);
+      else if (unavailable) {
+        observer?.answered(label, 503, elapsed());
+        finish();
+        done(undefined, unavailable);
+      } else fail(exhausted(name, failed, timeouts, timeoutMs));
+    };
 
     const attempt = (index: number) => {
       const instance = candidates[index]!;
@@ -224,17 +234,34 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
             else registry.reportReachable(instance, false);
             failed.push(instance.url);
             log(`forward to ${name} failed`, { instance: instance.url, cause: causeOf(error) });
-            if (index + 1 < tries) attempt(index + 1);
-            else fail(exhausted(name, failed, timeouts, timeoutMs));
+            next(index);
             return;
           }
           registry.reportReachable(instance, true);
-          observer?.answered(label, reply.status, elapsed());
           const headers = {
             'content-type': reply.contentType ?? 'application/json',
             'x-svcmesh-instance': instance.url,
             'x-svcmesh-attempts': String(index + 1),
           };
+          // 503 is an instance saying it cannot serve now (the Ollama service whose Ollama is
+          // down, say), before doing anything: the next instance may. The answer is kept, and
+          // given if none does.
+          if (reply.status === 503 && index + 1 < tries) {
+            log(`forward to ${name} answered 503, trying another instance`, { instance: instance.url });
+            failed.push(instance.url);
+            readText(reply).then((text) => {
+              release();
+              unavailable = { status: 503, headers, text };
+              if (cancelled) fail(callerLeft());
+              else next(index);
+            }, (readError: unknown) => {
+              release();
+              if (cancelled) fail(readError);
+              else next(index);
+            });
+            return;
+          }
+          observer?.answered(label, reply.status, elapsed());
           if (reply.body) {
             const end = () => {
               release();
@@ -319,6 +346,11 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     start,
     close: () => agent.close(),
   };
+}
+
+/** A reply's body as text, whether it was read whole or is still to come. */
+async function readText(reply: Reply): Promise<string> {
+  return reply.body ? reply.body.text() : (reply.text ?? '');
 }
 
 /** What a target sent back: read whole, or a body still to come. */
