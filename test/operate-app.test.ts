@@ -505,7 +505,7 @@ async function openEvents(app: Hono, headers: Record<string, string> = {}): Prom
   return reader;
 }
 
-type EventData = { type: string; name?: string; instance?: { url: string; metadata: Record<string, unknown> }; services?: Record<string, Array<{ url: string }>> };
+type EventData = { type: string; name?: string; instance?: { url: string; metadata: Record<string, unknown> }; services?: Record<string, Array<{ url: string; down?: boolean }>> };
 
 describe('GET /events', () => {
   it('sends a watcher that stopped reading a fresh snapshot instead of every change it missed', async () => {
@@ -619,6 +619,25 @@ describe('GET /events', () => {
     expect((await first.next())?.event).toBe('registered');
     expect((await first.next())?.event).toBe('deregistered');
     expect((await second.next())?.event).toBe('deregistered');
+  });
+
+  it('hands watchers connecting together one snapshot, and a new one after any change, down marks included', async () => {
+    const { app } = setup();
+    await post(app, '/register', { service_name: 'svc', service_url: 'http://127.0.0.1:6004' });
+    const [a, b] = await Promise.all([openEvents(app), openEvents(app)]);
+    const [snapshotA, snapshotB] = [(await a.next())!.data, (await b.next())!.data];
+    expect(snapshotB).toBe(snapshotA);
+
+    const dead = `http://127.0.0.1:${await closedPort()}`;
+    await post(app, '/register', { service_name: 'gone', service_url: dead });
+    const afterRegister = JSON.parse((await (await openEvents(app)).next())!.data) as EventData;
+    expect(Object.keys(afterRegister.services ?? {}).sort()).toEqual(['gone', 'svc']);
+    expect(afterRegister.services?.gone?.[0]?.down).toBeUndefined();
+
+    // Marked down by a failed forward: not a change to the catalog, but news to a new watcher.
+    expect((await post(app, '/forward', { to: 'gone', message: 'hi' })).status).toBe(502);
+    const afterDown = JSON.parse((await (await openEvents(app)).next())!.data) as EventData;
+    expect(afterDown.services?.gone?.[0]?.down).toBe(true);
   });
 
   it('ends every stream when the server shuts down', async () => {

@@ -15,6 +15,7 @@ export class Registry {
   readonly #turns = new Map<string, number>();
   readonly #down = new Set<string>();
   readonly #listeners = new Set<RegistryListener>();
+  #changes = 0;
 
   constructor(store: Store) {
     this.store = store;
@@ -80,7 +81,13 @@ export class Registry {
     this.#emit({ type: reachable ? 'up' : 'down', instance });
   }
 
+  /** Counts every event (changes, and down/up): what was built from the registry is current while it holds. */
+  get changes(): number {
+    return this.#changes;
+  }
+
   #emit(event: RegistryEvent): void {
+    this.#changes += 1;
     for (const listener of this.#listeners) listener(event);
   }
 

@@ -8,6 +8,25 @@ const KEEPALIVE_MS = 15_000;
 /** Changes held for one watcher that is not reading, before it is sent a fresh snapshot instead. */
 export const DEFAULT_MAX_BACKLOG = 10_000;
 
+/** How long a snapshot may be handed to further watchers when nothing changed meanwhile. */
+const SNAPSHOT_SHARE_MS = 1_000;
+const snapshots = new WeakMap<Registry, { data: string; at: number; changes: number }>();
+
+/**
+ * The snapshot's data, built once for the watchers that (re)connect within a second of each other
+ * with no change in between. At 100 000 instances it is 18 MB and 0.55 s of CPU (measured): 50
+ * dashboards reconnecting at once, after a proxy restart, would otherwise stall the registrar for
+ * 27 s. Heartbeats are not changes, so the times in a shared snapshot are at most 1 s old.
+ */
+function sharedSnapshot(registry: Registry): string {
+  const cached = snapshots.get(registry);
+  if (cached && cached.changes === registry.changes && performance.now() - cached.at < SNAPSHOT_SHARE_MS) return cached.data;
+  const data = JSON.stringify({ type: 'snapshot', ...catalogJson(registry.all(), registry) });
+  // Counted after the read: reading the catalog evicts what has expired, and those are in it.
+  snapshots.set(registry, { data, at: performance.now(), changes: registry.changes });
+  return data;
+}
+
 /**
  * `GET /events`: Server-Sent Events. A `snapshot` of the whole catalog comes first, so a watcher
  * needs no separate list call (and a reconnecting one simply starts over); then one event per
@@ -18,7 +37,7 @@ export const DEFAULT_MAX_BACKLOG = 10_000;
 export function eventStream(c: Context, registry: Registry, shutdown: AbortSignal, maxBacklog = DEFAULT_MAX_BACKLOG): Response {
   return streamSSE(c, async (stream) => {
     let id = 0;
-    const snapshotData = () => JSON.stringify({ type: 'snapshot', ...catalogJson(registry.all(), registry) });
+    const snapshotData = () => sharedSnapshot(registry);
     // Taken before subscribing, in the same tick: reading the catalog evicts what has expired, and
     // those evictions belong before the snapshot (which no longer holds them), not after it.
     let snapshot: string | undefined = snapshotData();
