@@ -142,6 +142,16 @@ describe('services', () => {
     const withMetadata = await runSvcmesh(['services', '--registrar', own.url]);
     expect(withMetadata.stdout.split('\n')[0]).toMatch(/^SERVICE +URL +LAST HEARTBEAT +EXPIRES +METADATA$/);
     expect(withMetadata.stdout).toMatch(/^tagged +http:\/\/127\.0\.0\.1:8081 +(just now|1s ago) +in \dm \d+s +model=llama3\.2 zone="eu west"$/m);
+    // Rows sorted by name then URL, whatever the order of registration.
+    await runSvcmesh(['register', 'alpha', 'http://127.0.0.1:9002', '--registrar', own.url]);
+    await runSvcmesh(['register', 'alpha', 'http://127.0.0.1:9001', '--registrar', own.url]);
+    const rows = (await runSvcmesh(['services', '--registrar', own.url])).stdout.trim().split('\n').slice(1);
+    expect(rows.map((row) => row.split(/ +/).slice(0, 2).join(' '))).toEqual([
+      'alpha http://127.0.0.1:9001',
+      'alpha http://127.0.0.1:9002',
+      'plain http://127.0.0.1:8080',
+      'tagged http://127.0.0.1:8081',
+    ]);
     await own.stop();
   });
 

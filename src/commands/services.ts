@@ -31,8 +31,11 @@ export function makeServicesCommand(): Command {
 function renderCatalog(output: typeof import('../output.js'), services: Catalog, baseUrl: string): string {
   // A METADATA column only when something has metadata (the Ollama service's model, say).
   const withMetadata = Object.values(services).some((instances) => instances.some((i) => Object.keys(i.metadata ?? {}).length > 0));
-  const rows = Object.entries(services).flatMap(([service, instances]) =>
-    instances.map((instance) => [
+  // Sorted by name, then URL, as `consul catalog services` lists them: a table to scan, not a log.
+  const byText = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+  const sorted = Object.entries(services).sort(([a], [b]) => byText(a, b));
+  const rows = sorted.flatMap(([service, instances]) =>
+    [...instances].sort((a, b) => byText(a.url, b.url)).map((instance) => [
       output.style.name(service),
       // The registrar's last forward to it failed: the first thing to look at when asks fail.
       instance.down ? `${instance.url} ${output.style.bad('unreachable')}` : instance.url,
