@@ -1,5 +1,6 @@
 import { checkOk, type Fetch, HttpError, ndjsonLines, readJson, send } from './http.js';
 import { nodeFetch } from './node-fetch.js';
+import type { ChatTurn, InstanceJson } from '../wire-types.js';
 
 export interface RegistrarClientOptions {
   /** The registrar's base URL, e.g. http://127.0.0.1:5001 */
@@ -10,21 +11,7 @@ export interface RegistrarClientOptions {
   timeoutMs?: number;
 }
 
-export interface InstanceJson {
-  url: string;
-  registered_at: string;
-  last_heartbeat: string;
-  expires_at: string;
-  metadata: Record<string, unknown>;
-  /** Only while the registrar's last forward to it could not reach it. */
-  down?: boolean;
-}
-
-/** One turn of a conversation, as /forward's `history` takes it. */
-export interface ChatTurn {
-  role: 'user' | 'assistant';
-  content: string;
-}
+export type { ChatTurn, InstanceJson };
 
 /** What a call returned: the parsed JSON and its text exactly as the server sent it. */
 export interface JsonAnswer<T> {

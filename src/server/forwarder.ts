@@ -2,6 +2,7 @@ import { Agent, type Dispatcher } from 'undici';
 import type { Registry } from '../registry/registry.js';
 import type { Instance } from '../registry/types.js';
 import type { TargetHeaders } from '../target-tokens.js';
+import type { ChatTurn } from '../wire-types.js';
 import { ApiError } from './errors.js';
 import { type ForwardObserver, UNREGISTERED_TARGET } from './metrics.js';
 import type { Logger } from './request-log.js';
@@ -12,7 +13,7 @@ export interface ForwardRequest {
   message: string;
   stream: boolean;
   /** Passed on to the target's /receive as it came, when the caller sent one. */
-  history?: ReadonlyArray<{ role: string; content: string }>;
+  history?: readonly ChatTurn[];
 }
 
 export interface ForwarderOptions {

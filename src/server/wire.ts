@@ -1,20 +1,13 @@
 import { createHash } from 'node:crypto';
 import type { Instance } from '../registry/types.js';
+import type { InstanceJson } from '../wire-types.js';
 
 /** What the registry knows of an instance beyond the store: whether forwards find it down. */
 export interface Reachability {
   isDown(instance: Instance): boolean;
 }
 
-export interface InstanceJson {
-  url: string;
-  registered_at: string;
-  last_heartbeat: string;
-  expires_at: string;
-  metadata: Record<string, unknown>;
-  /** Present (true) only while the last forward to try it could not reach it. */
-  down?: true;
-}
+export type { InstanceJson };
 
 /** The wire shape of an instance: snake_case and ISO times, like the seed's API. */
 export function instanceJson(instance: Instance, reachability?: Reachability): InstanceJson {
