@@ -77,3 +77,29 @@ export function duration(totalSeconds: number): string {
   if (s < 86_400) return `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m`;
   return `${Math.floor(s / 86_400)}d ${Math.floor((s % 86_400) / 3600)}h`;
 }
+
+/**
+ * A spinner on stderr while waiting for an answer's first words (a model loading can take many
+ * seconds), as `ollama run` shows one. Only at a terminal, and only past 200 ms, so a quick
+ * answer does not flicker; the stop function erases it. Never on stdout, never in a pipe.
+ */
+export function spinner(text: string): () => void {
+  if (process.stderr.isTTY !== true || process.env.TERM === 'dumb') return () => {};
+  const frames = '⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏';
+  let frame = 0;
+  let drawn = false;
+  const draw = () => {
+    drawn = true;
+    process.stderr.write(`\r${err.dim(`${frames[frame++ % frames.length]} ${text}`)}\x1b[K`);
+  };
+  let timer: NodeJS.Timeout = setTimeout(() => {
+    draw();
+    timer = setInterval(draw, 100);
+  }, 200);
+  return () => {
+    clearTimeout(timer);
+    clearInterval(timer);
+    if (drawn) process.stderr.write('\r\x1b[K');
+    drawn = false;
+  };
+}

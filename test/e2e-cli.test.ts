@@ -450,6 +450,18 @@ describe('the Ollama service from the command line', () => {
         await waitFor(() => ollama.stats.aborted > abortedBefore, 10_000, 'Ollama told to stop');
         await waitFor(() => prompts() >= 6, 10_000, 'a prompt after Ctrl-C');
         expect(screen).not.toContain('Answer to: tell me a long story');
+        // While the first words were awaited (300 ms), a spinner said so, on stderr.
+        expect(screen).toContain('terminal_service is answering…');
+
+        // The same wait without --stream, at a terminal: the spinner, then the answer alone on its line.
+        const oneShot = await new Promise<string>((resolve, reject) => {
+          execFile('script', ['-qfec', `'${process.execPath}' '${binPath}' ask terminal_service slow one --registrar ${registrar.url}`, '/dev/null'], {
+            env: { ...process.env, NO_COLOR: '1', SVCMESH_CONFIG_DIR: tempDir('svcmesh-config-') },
+            timeout: 15_000,
+          }, (error, out) => (error ? reject(error) : resolve(out)));
+        });
+        expect(oneShot).toContain('terminal_service is answering…');
+        expect(oneShot).toMatch(/\r\x1b\[KAnswer to: slow one\r?\n/);
         ollama.config.tokenDelayMs = 0;
 
         await service.stop();

@@ -25,8 +25,11 @@ export async function streamAnswer(
   history?: readonly ChatTurn[],
 ): Promise<string | undefined> {
   let text = '';
+  const { spinner } = await import('../output.js');
+  const stopSpinner = spinner(`${service} is answering…`);
   try {
     for await (const line of client.forwardStream(flags.from, service, message, signal, history)) {
+      stopSpinner();
       const value = line.value as { message?: unknown; error?: unknown };
       if (flags.json) process.stdout.write(`${line.text}\n`);
       if (typeof value.error === 'string') {
@@ -41,6 +44,8 @@ export async function streamAnswer(
   } catch (error) {
     if (signal.aborted) return undefined;
     throw error;
+  } finally {
+    stopSpinner();
   }
   if (!flags.json) process.stdout.write('\n');
   return text;

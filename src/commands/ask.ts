@@ -27,7 +27,9 @@ export function makeAskCommand(): Command {
       await streamAnswer(client, flags, service, message, controller.signal);
       return;
     }
-    const answer = await client.forward(flags.from, service, message, controller.signal);
+    const { spinner } = await import('../output.js');
+    const stopSpinner = spinner(`${service} is answering…`);
+    const answer = await client.forward(flags.from, service, message, controller.signal).finally(stopSpinner);
     if (flags.json) return void process.stdout.write(`${answer.text.trim()}\n`);
     if (typeof answer.json.message !== 'string') {
       throw new BadAnswerError(`${service} answered without a "message" text: ${answer.text.slice(0, 200)}`);
