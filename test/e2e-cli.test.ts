@@ -188,7 +188,9 @@ describe('services', () => {
       const own = await startSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1']);
       await runSvcmesh(['register', 'watched', 'http://127.0.0.1:8080', '--registrar', own.url]);
       await runSvcmesh(['register', 'gone', `http://127.0.0.1:${await freePort()}`, '--registrar', own.url]);
-      const session = spawn('script', ['-qfec', `'${process.execPath}' '${binPath}' services --watch --registrar ${own.url}`, '/dev/null'], {
+      // More instances than an 8-line terminal holds: the live view draws what fits, and counts the rest.
+      for (let i = 1; i <= 5; i += 1) await runSvcmesh(['register', `zz${i}`, `http://127.0.0.1:${9100 + i}`, '--registrar', own.url]);
+      const session = spawn('script', ['-qfec', `stty rows 8 cols 120; '${process.execPath}' '${binPath}' services --watch --registrar ${own.url}`, '/dev/null'], {
         env: { ...process.env, NO_COLOR: '1', SVCMESH_CONFIG_DIR: tempDir('svcmesh-config-') },
       });
       let screen = '';
@@ -197,10 +199,22 @@ describe('services', () => {
       // The screen as last drawn: each redraw starts at the top left.
       const lastFrame = () => screen.split('\x1b[H').at(-1) ?? '';
       const row = (name: string) => lastFrame().split('\n').find((line) => line.startsWith(`${name} `)) ?? '';
+      /** Seconds since the last heartbeat, as the row shows it. */
+      const ageOf = (line: string) => (line.includes('just now') ? 0 : Number(/\b(\d+)s ago/.exec(line)?.[1] ?? Number.POSITIVE_INFINITY));
       try {
         await waitFor(() => /\b[3-9]s ago/.test(row('watched')), 10_000, 'the last heartbeat to age on screen');
+        expect(lastFrame()).toContain('… 5 more instances below the screen');
+        expect(row('zz1')).toBe('');
         await runSvcmesh(['heartbeat', 'watched', '--registrar', own.url]);
-        await waitFor(() => /just now|\b[12]s ago/.test(row('watched')), 10_000, 'the heartbeat to show without an event');
+        // Its age on screen drops: the new time came from /catalog, since heartbeats are no events.
+        let age = ageOf(row('watched'));
+        await waitFor(() => {
+          const now = ageOf(row('watched'));
+          if (!Number.isFinite(now)) return false; // a frame still being drawn
+          const dropped = now < age;
+          age = now;
+          return dropped;
+        }, 10_000, 'the heartbeat to show without an event');
 
         const failed = await fetch(`${own.url}/forward`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ to: 'gone', message: 'hi' }) });
         expect(failed.status).toBe(502);

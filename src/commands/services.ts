@@ -28,24 +28,29 @@ export function makeServicesCommand(): Command {
   });
 }
 
-function renderCatalog(output: typeof import('../output.js'), services: Catalog, baseUrl: string): string {
+const naturalOrder = new Intl.Collator('en', { numeric: true });
+
+/** `maxRows`: a live view fits its terminal, as `top` does; the rows past it are counted, not drawn. */
+function renderCatalog(output: typeof import('../output.js'), services: Catalog, baseUrl: string, maxRows = Number.POSITIVE_INFINITY): string {
   // A METADATA column only when something has metadata (the Ollama service's model, say).
   const withMetadata = Object.values(services).some((instances) => instances.some((i) => Object.keys(i.metadata ?? {}).length > 0));
-  // Sorted by name, then URL, as `consul catalog services` lists them: a table to scan, not a log.
-  const byText = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+  // Sorted by name, then URL (svc2 before svc10): a table to scan, not a log.
+  const byText = naturalOrder.compare;
   const sorted = Object.entries(services).sort(([a], [b]) => byText(a, b));
-  const rows = sorted.flatMap(([service, instances]) =>
-    [...instances].sort((a, b) => byText(a.url, b.url)).map((instance) => [
-      output.style.name(service),
-      // The registrar's last forward to it failed: the first thing to look at when asks fail.
-      instance.down ? `${instance.url} ${output.style.bad('unreachable')}` : instance.url,
-      output.relative(instance.last_heartbeat, Date.now(), { past: true }),
-      output.relative(instance.expires_at),
-      ...(withMetadata ? [metadataText(instance.metadata)] : []),
-    ]),
-  );
+  const all = sorted.flatMap(([service, instances]) => [...instances].sort((a, b) => byText(a.url, b.url)).map((instance) => [service, instance] as const));
+  const shown = all.length > maxRows ? all.slice(0, Math.max(1, maxRows - 1)) : all;
+  const rows = shown.map(([service, instance]) => [
+    output.style.name(service),
+    // The registrar's last forward to it failed: the first thing to look at when asks fail.
+    instance.down ? `${instance.url} ${output.style.bad('unreachable')}` : instance.url,
+    output.relative(instance.last_heartbeat, Date.now(), { past: true }),
+    output.relative(instance.expires_at),
+    ...(withMetadata ? [metadataText(instance.metadata)] : []),
+  ]);
   if (rows.length === 0) return output.style.dim(`No services registered at ${baseUrl}`);
-  return output.table(['SERVICE', 'URL', 'LAST HEARTBEAT', 'EXPIRES', ...(withMetadata ? ['METADATA'] : [])], rows);
+  const table = output.table(['SERVICE', 'URL', 'LAST HEARTBEAT', 'EXPIRES', ...(withMetadata ? ['METADATA'] : [])], rows);
+  const hidden = all.length - shown.length;
+  return hidden === 0 ? table : `${table}\n${output.style.dim(`… ${hidden} more instances below the screen: svcmesh services NAME lists one service`)}`;
 }
 
 /** `model=llama3.2 zone=eu`: short values as they are, others as JSON, the whole cut at 60 characters. */
@@ -74,7 +79,9 @@ async function watch(client: Awaited<ReturnType<typeof clientFrom>>, flags: Serv
   let lastChange = '';
   const redraw = () => {
     const shown = only ? { [only]: catalog[only] ?? [] } : catalog;
-    const screen = `${renderCatalog(output, shown, client.baseUrl)}\n\n${output.style.dim(`watching ${client.baseUrl}/events — Ctrl-C to stop`)}\n${lastChange}`;
+    // The table, the blank line, the two lines under it and the header leave rows - 5 instances.
+    const fit = Math.max(3, (process.stdout.rows ?? 24) - 5);
+    const screen = `${renderCatalog(output, shown, client.baseUrl, fit)}\n\n${output.style.dim(`watching ${client.baseUrl}/events — Ctrl-C to stop`)}\n${lastChange}`;
     // Drawn over the last screen line by line (home, each line cleared to its end, the rest
     // cleared), not after clearing it all: a redraw every second must not flicker.
     process.stdout.write(`\x1b[H${screen.split('\n').join('\x1b[K\n')}\x1b[K\n\x1b[J`);
