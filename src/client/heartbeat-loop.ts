@@ -162,6 +162,8 @@ export function startHeartbeatLoop(options: HeartbeatLoopOptions): HeartbeatLoop
     async leave() {
       // Heartbeats stop first (waiting for one in flight), so none registers it again afterwards.
       await stop();
+      // Never registered, or taken out by a failing check: there is nothing to remove.
+      if (!registered) return;
       try {
         options.log((await client.deregister(name, url)).json.message);
       } catch (error) {
