@@ -451,18 +451,24 @@ describe('the Ollama service from the command line', () => {
           { role: 'assistant', content: 'Answer to: My name is Ada.' },
           { role: 'user', content: 'What is my name?' },
         ]);
+        // A message of several lines, between triple quotes as in `ollama run`.
+        session.stdin.write('"""First line\r');
+        await waitFor(() => screen.includes('... '), 10_000, 'the continuation prompt');
+        session.stdin.write('second line"""\r');
+        await waitFor(() => chatAbout('First line\nsecond line')?.status === 'completed' && prompts() >= 4, 10_000, 'the answer to two lines');
+
         session.stdin.write('/clear\r');
-        await waitFor(() => screen.includes('Conversation forgotten.') && prompts() >= 4, 10_000, '/clear');
-        await ask('Who am I?', 4);
+        await waitFor(() => screen.includes('Conversation forgotten.') && prompts() >= 5, 10_000, '/clear');
+        await ask('Who am I?', 5);
         expect(chatAbout('Who am I?')?.messages).toEqual([{ role: 'user', content: 'Who am I?' }]);
 
         ollama.config.tokenDelayMs = 300;
         const abortedBefore = ollama.stats.aborted;
         session.stdin.write('tell me a long story\r');
-        await waitFor(() => screen.split('Answer to:').length - 1 >= 4, 10_000, 'the first words of the long answer');
+        await waitFor(() => screen.split('Answer to:').length - 1 >= 5, 10_000, 'the first words of the long answer');
         session.stdin.write('\x03');
         await waitFor(() => ollama.stats.aborted > abortedBefore, 10_000, 'Ollama told to stop');
-        await waitFor(() => prompts() >= 6, 10_000, 'a prompt after Ctrl-C');
+        await waitFor(() => prompts() >= 7, 10_000, 'a prompt after Ctrl-C');
         expect(screen).not.toContain('Answer to: tell me a long story');
         // While the first words were awaited (300 ms), a spinner said so, on stderr.
         expect(screen).toContain('terminal_service is answering…');
@@ -480,7 +486,7 @@ describe('the Ollama service from the command line', () => {
 
         await service.stop();
         session.stdin.write('anyone there?\r');
-        await waitFor(() => prompts() >= 7, 10_000, 'a prompt after the error');
+        await waitFor(() => prompts() >= 8, 10_000, 'a prompt after the error');
         expect(screen).toMatch(/error .*terminal_service is not registered/);
 
         session.stdin.write('/bye\r');

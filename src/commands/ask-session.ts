@@ -15,23 +15,43 @@ const MAX_HISTORY_BYTES = 512 * 1024;
  */
 export async function askInteractively(client: RegistrarClient, flags: AskFlags, service: string): Promise<void> {
   const output = await import('../output.js');
-  output.info(`Asking ${service} through ${client.baseUrl}. /clear forgets the conversation; Ctrl-D or /bye leaves.`);
+  output.info(`Asking ${service} through ${client.baseUrl}. """ starts and ends a message of several lines; /clear forgets the conversation; Ctrl-D or /bye leaves.`);
   const prompt = createInterface({ input: process.stdin, output: process.stdout, prompt: '>>> ' });
   let history: ChatTurn[] = [];
   let answering: AbortController | undefined;
+  // Lines of a message begun with """ (as in `ollama run`), until a line that ends with """.
+  let block: string[] | undefined;
   prompt.on('SIGINT', () => {
     if (answering) {
       answering.abort();
       return;
     }
+    // At the prompt, Ctrl-C drops what was being typed, a message of several lines included.
+    block = undefined;
+    prompt.setPrompt('>>> ');
     process.stdout.write('\nUse Ctrl-D or /bye to leave.\n');
     prompt.prompt();
   });
   prompt.prompt();
   for await (const line of prompt) {
-    const message = line.trim();
-    if (message === '/bye') break;
-    if (message === '/clear') {
+    if (block === undefined && line.trimStart().startsWith('"""')) block = [];
+    if (block !== undefined) {
+      const text = block.length === 0 ? line.trimStart().slice(3) : line;
+      const closed = text.trimEnd().endsWith('"""');
+      block.push(closed ? text.trimEnd().slice(0, -3) : text);
+      if (!closed) {
+        prompt.setPrompt('... ');
+        prompt.prompt();
+        continue;
+      }
+      prompt.setPrompt('>>> ');
+    }
+    const several = block !== undefined;
+    const message = several ? block!.join('\n').trim() : line.trim();
+    block = undefined;
+    // Commands are single lines: a message of several lines is only ever a message.
+    if (!several && message === '/bye') break;
+    if (!several && message === '/clear') {
       history = [];
       output.info('Conversation forgotten.');
     } else if (message !== '') {
