@@ -7,6 +7,8 @@ import { type AskFlags, streamAnswer } from './answer-stream.js';
  * body limit: past it, the oldest exchanges are dropped first.
  */
 const MAX_HISTORY_BYTES = 512 * 1024;
+const PROMPT = '>>> ';
+const CONTINUED = '... ';
 
 /**
  * `svcmesh ask ollama_service` at a terminal, as `ollama run llama3.2` does: a `>>>` prompt, each
@@ -16,7 +18,7 @@ const MAX_HISTORY_BYTES = 512 * 1024;
 export async function askInteractively(client: RegistrarClient, flags: AskFlags, service: string): Promise<void> {
   const output = await import('../output.js');
   output.info(`Asking ${service} through ${client.baseUrl}. """ starts and ends a message of several lines; /clear forgets the conversation; Ctrl-D or /bye leaves.`);
-  const prompt = createInterface({ input: process.stdin, output: process.stdout, prompt: '>>> ' });
+  const prompt = createInterface({ input: process.stdin, output: process.stdout, prompt: PROMPT });
   let history: ChatTurn[] = [];
   let answering: AbortController | undefined;
   // Lines of a message begun with """ (as in `ollama run`), until a line that ends with """.
@@ -28,7 +30,7 @@ export async function askInteractively(client: RegistrarClient, flags: AskFlags,
     }
     // At the prompt, Ctrl-C drops what was being typed, a message of several lines included.
     block = undefined;
-    prompt.setPrompt('>>> ');
+    prompt.setPrompt(PROMPT);
     process.stdout.write('\nUse Ctrl-D or /bye to leave.\n');
     prompt.prompt();
   });
@@ -40,11 +42,11 @@ export async function askInteractively(client: RegistrarClient, flags: AskFlags,
       const closed = text.trimEnd().endsWith('"""');
       block.push(closed ? text.trimEnd().slice(0, -3) : text);
       if (!closed) {
-        prompt.setPrompt('... ');
+        prompt.setPrompt(CONTINUED);
         prompt.prompt();
         continue;
       }
-      prompt.setPrompt('>>> ');
+      prompt.setPrompt(PROMPT);
     }
     const several = block !== undefined;
     const message = several ? block!.join('\n').trim() : line.trim();
@@ -75,7 +77,13 @@ export async function askInteractively(client: RegistrarClient, flags: AskFlags,
 
 /** Drops the oldest exchanges (a question and its answer) until the rest fits the limit. */
 function keepWithin(history: ChatTurn[]): ChatTurn[] {
-  let kept = history;
-  while (kept.length > 0 && Buffer.byteLength(JSON.stringify(kept)) > MAX_HISTORY_BYTES) kept = kept.slice(2);
-  return kept;
+  // Each turn's size once (its JSON and a comma), rather than the whole list again per drop.
+  const sizes = history.map((turn) => Buffer.byteLength(JSON.stringify(turn)) + 1);
+  let total = sizes.reduce((sum, size) => sum + size, 2);
+  let first = 0;
+  while (first < history.length && total > MAX_HISTORY_BYTES) {
+    total -= (sizes[first] ?? 0) + (sizes[first + 1] ?? 0);
+    first += 2;
+  }
+  return first === 0 ? history : history.slice(first);
 }
