@@ -190,7 +190,8 @@ describe('services', () => {
       await runSvcmesh(['register', 'gone', `http://127.0.0.1:${await freePort()}`, '--registrar', own.url]);
       // More instances than an 8-line terminal holds: the live view draws what fits, and counts the rest.
       for (let i = 1; i <= 5; i += 1) await runSvcmesh(['register', `zz${i}`, `http://127.0.0.1:${9100 + i}`, '--registrar', own.url]);
-      const session = spawn('script', ['-qfec', `stty rows 8 cols 120; '${process.execPath}' '${binPath}' services --watch --registrar ${own.url}`, '/dev/null'], {
+      // `exec`: Ctrl-C must reach the watch alone; a shell in between (dash, as CI's /bin/sh) dies of it.
+      const session = spawn('script', ['-qfec', `stty rows 8 cols 120; exec '${process.execPath}' '${binPath}' services --watch --registrar ${own.url}`, '/dev/null'], {
         env: { ...process.env, NO_COLOR: '1', SVCMESH_CONFIG_DIR: tempDir('svcmesh-config-') },
       });
       let screen = '';
@@ -425,8 +426,9 @@ describe('the Ollama service from the command line', () => {
         '--name', 'terminal_service', '--register', '--registrar', registrar.url,
       ]);
       await waitFor(() => service.output().includes('registered at'), 10_000, 'registration');
-      // `script` runs ask on a pseudo-terminal, as a person at a shell would.
-      const command = `'${process.execPath}' '${binPath}' ask terminal_service --registrar ${registrar.url}`;
+      // `script` runs ask on a pseudo-terminal, as a person at a shell would. `exec`: the terminal's
+      // Ctrl-C must reach ask alone, not a shell in between (dash, CI's /bin/sh, dies of it).
+      const command = `exec '${process.execPath}' '${binPath}' ask terminal_service --registrar ${registrar.url}`;
       const session = spawn('script', ['-qfec', command, '/dev/null'], {
         env: { ...process.env, NO_COLOR: '1', SVCMESH_CONFIG_DIR: tempDir('svcmesh-config-') },
       });
@@ -475,7 +477,7 @@ describe('the Ollama service from the command line', () => {
 
         // The same wait without --stream, at a terminal: the spinner, then the answer alone on its line.
         const oneShot = await new Promise<string>((resolve, reject) => {
-          execFile('script', ['-qfec', `'${process.execPath}' '${binPath}' ask terminal_service slow one --registrar ${registrar.url}`, '/dev/null'], {
+          execFile('script', ['-qfec', `exec '${process.execPath}' '${binPath}' ask terminal_service slow one --registrar ${registrar.url}`, '/dev/null'], {
             env: { ...process.env, NO_COLOR: '1', SVCMESH_CONFIG_DIR: tempDir('svcmesh-config-') },
             timeout: 15_000,
           }, (error, out) => (error ? reject(error) : resolve(out)));
