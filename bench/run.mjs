@@ -23,6 +23,7 @@ import autocannon from 'autocannon';
 import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -194,6 +195,87 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
   });
 }
 
+/** A port free on 127.0.0.1 a moment ago, for a server that cannot listen on port 0 (nginx). */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * nginx as a reverse proxy to `targetUrl`, as the issue measured it: one worker, keep-alive
+ * connections pooled to the target, the access log on (the registrar logs each request too).
+ * A single process (`master_process off`), so its CPU time is one PID's and it stops by PID.
+ */
+async function startNginxProxy(targetUrl) {
+  const dir = mkdtempSync(path.join(configDir, 'nginx-'));
+  const port = await freePort();
+  const target = new URL(targetUrl);
+  const conf = path.join(dir, 'nginx.conf');
+  writeFileSync(
+    conf,
+    `${process.getuid?.() === 0 ? 'user root;\n' : ''}worker_processes 1;
+master_process off;
+daemon off;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log ${dir}/access.log;
+  client_body_temp_path ${dir}/body;
+  proxy_temp_path ${dir}/proxy;
+  fastcgi_temp_path ${dir}/fastcgi;
+  uwsgi_temp_path ${dir}/uwsgi;
+  scgi_temp_path ${dir}/scgi;
+  upstream target { server ${target.host}; keepalive 64; }
+  server {
+    listen 127.0.0.1:${port};
+    location / {
+      proxy_pass http://target;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+`,
+  );
+  const child = spawn('nginx', ['-p', dir, '-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const entry = { label: 'nginx', child, pid: child.pid, log: '', exited: false, url: `http://127.0.0.1:${port}` };
+  child.stderr.setEncoding('utf8');
+  child.stderr.on('data', (chunk) => (entry.log = (entry.log + chunk).slice(-4000)));
+  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  entry.exitedPromise = exited.then((result) => {
+    entry.exited = true;
+    return result;
+  });
+  const spawned = await new Promise((resolve) => {
+    child.once('spawn', () => resolve(true));
+    child.once('error', () => resolve(false));
+  });
+  if (!spawned) throw new Error('nginx is not installed (Debian: apt-get install nginx-light)');
+  children.add(entry);
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    if (entry.exited) throw new Error(`nginx exited before listening: ${entry.log.trim()}`);
+    try {
+      const answer = await httpRequest(`${entry.url}/`);
+      if (answer.status === 200) return entry;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      await stopProcess(entry);
+      throw new Error(`nginx did not answer within 10 s: ${entry.log.trim()}`);
+    }
+    await sleep(50);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // HTTP helpers for setup and streaming (not for load: that is autocannon's job).
 
@@ -358,9 +440,14 @@ function cpuMicros(pid) {
 /** One autocannon measurement; any error or non-2xx makes it fail. */
 async function measureOnce(label, request) {
   const cpuBefore = new Map([...cpuWatched].map(([name, pid]) => [name, cpuMicros(pid)]));
+  const selfBefore = process.cpuUsage();
   const result = await cannon({ ...autocannonRequest(request), duration: options.duration });
+  const self = process.cpuUsage(selfBefore);
   // CPU time per request is steadier than a rate on a shared machine, and says where time goes.
+  // autocannon runs in this process: its own share says when the load generator, not the
+  // server, sets the rate (it decodes every body it receives into a string).
   const cpuPerRequest = Object.fromEntries([...cpuWatched].map(([name, pid]) => [name, (cpuMicros(pid) - cpuBefore.get(name)) / result.requests.total]));
+  cpuPerRequest.autocannon = (self.user + self.system) / result.requests.total;
   // A load whose every answer is a 304 (If-None-Match) is valid too; anything else must be a 2xx.
   const notModified = request.status === 304;
   const expected = notModified ? result['3xx'] : result['2xx'];
@@ -521,16 +608,31 @@ async function main() {
       throw new Error(`POST /forward answered ${forwarded.status} ${forwarded.text.slice(0, 200)}, direct ${direct.text}`);
     }
     const instances = await instanceCount(R);
-    const [trivial, services, receive, forward] = await loadsInTurns([
+    // The issue's yardstick for a proxy, when this machine has it: nginx, one worker, pooled
+    // keep-alive connections to the same echo target, measured in the same turns.
+    const nginx = await startNginxProxy(echo.url).catch((error) => {
+      progress(`no nginx reference: ${error.message}`);
+      return undefined;
+    });
+    if (nginx) cpuWatched.set('nginx', nginx.pid);
+    const loads = [
       { label: 'echo target GET /', request: { url: `${echo.url}/` } },
       { label: 'GET /services, 1 instance', request: { url: `${R}/services` } },
       { label: 'POST /receive straight to echo', request: { url: `${echo.url}/receive`, method: 'POST', body: message } },
       { label: 'POST /forward to echo', request: { url: `${R}/forward`, method: 'POST', body: { ...message, to: 'echo' } } },
-    ]);
+    ];
+    if (nginx) loads.push({ label: 'POST /receive through nginx', request: { url: `${nginx.url}/receive`, method: 'POST', body: message } });
+    const [trivial, services, receive, forward, proxied] = await loadsInTurns(loads);
     m.echo_trivial = trivial;
     m.services_1 = { instances, ...services, rps_ratio_to_trivial: pairedRatio(services, trivial, 'rps') };
     m.direct_receive = receive;
     m.forward = { ...forward, rps_ratio: pairedRatio(forward, receive, 'rps'), p99_ratio: pairedRatio(forward, receive, 'p99_ms') };
+    if (proxied) {
+      m.nginx_proxy = { ...proxied, rps_ratio: pairedRatio(proxied, receive, 'rps'), p99_ratio: pairedRatio(proxied, receive, 'p99_ms') };
+      m.forward.rps_ratio_to_nginx = pairedRatio(forward, proxied, 'rps');
+      cpuWatched.delete('nginx');
+      await stopProcess(nginx);
+    }
   });
 
   // 5. Streamed time to first chunk.
@@ -572,14 +674,26 @@ async function main() {
       // what a full answer costs.
       const etag = (await httpRequest(`${R}/services`)).headers.etag;
       if (!etag) throw new Error('GET /services answered without an ETag');
-      const [trivial, services, revalidated] = await loadsInTurns([
+      // The ceiling: a bare node:http server that sends the same bytes and does nothing else.
+      const bytes = await startProcess('bytes server', [path.join(BENCH, 'bytes-server.mjs'), '--from', `${R}/services`]);
+      cpuWatched.set('bytes', bytes.pid);
+      const [trivial, services, revalidated, bare] = await loadsInTurns([
         { label: 'echo target GET /', request: { url: `${echo.url}/` } },
         { label: 'GET /services, 1000 instances', request: { url: `${R}/services` } },
         { label: 'GET /services, 1000 instances, If-None-Match', request: { url: `${R}/services`, headers: { 'if-none-match': etag }, status: 304 } },
+        { label: 'bare node:http, the same bytes', request: { url: `${bytes.url}/` } },
       ]);
+      cpuWatched.delete('bytes');
+      await stopProcess(bytes);
       m.echo_trivial_1k = trivial;
-      m.services_1k = { instances: 1000, ...services, rps_ratio_to_trivial: pairedRatio(services, trivial, 'rps') };
+      m.services_1k = {
+        instances: 1000,
+        ...services,
+        rps_ratio_to_trivial: pairedRatio(services, trivial, 'rps'),
+        rps_ratio_to_bare: pairedRatio(services, bare, 'rps'),
+      };
       m.services_1k_not_modified = { instances: 1000, ...revalidated, rps_ratio_to_trivial: pairedRatio(revalidated, trivial, 'rps') };
+      m.bare_bytes_1k = { ...bare, rps_ratio_to_trivial: pairedRatio(bare, trivial, 'rps') };
     });
   }
 
@@ -690,6 +804,7 @@ function loadRows(previous) {
     ['GET /services, 1 instance', 'services_1'],
     ['GET /services, 1000 instances', 'services_1k'],
     ['GET /services, 1000, If-None-Match (304)', 'services_1k_not_modified'],
+    ['bare node:http sending the same 1000 bytes', 'bare_bytes_1k', 'bytes'],
     ['GET /services, 100 000 instances', 'services_100k', 'registrar_100k'],
     ['echo target GET / (trivial answer)', 'echo_trivial'],
     ['echo target GET /, beside the 1000 loads', 'echo_trivial_1k'],
@@ -697,10 +812,11 @@ function loadRows(previous) {
     ['POST /heartbeat, 100 000 instances', 'heartbeat_100k', 'registrar_100k'],
     ['POST /receive, straight to echo', 'direct_receive'],
     ['POST /forward → echo', 'forward'],
+    ['POST /receive through nginx (1 worker) → echo', 'nginx_proxy', 'nginx'],
   ];
-  return rows.map(([label, key, registrarName = 'registrar']) => {
+  return rows.filter(([, key]) => m[key] || p[key]).map(([label, key, serverName = 'registrar']) => {
     const cpu = m[key]?.cpu_us_per_request;
-    const row = [label, fmt(m[key]?.rps, 0), fmt(m[key]?.p50_ms, 2), fmt(m[key]?.p99_ms, 2), fmt(cpu?.[registrarName], 0), fmt(cpu?.echo, 0)];
+    const row = [label, fmt(m[key]?.rps, 0), fmt(m[key]?.p50_ms, 2), fmt(m[key]?.p99_ms, 2), fmt(cpu?.[serverName], 0), fmt(cpu?.echo, 0), fmt(cpu?.autocannon, 0)];
     if (previous) row.push(fmt(p[key]?.rps, 0), fmt(p[key]?.p50_ms, 2), fmt(p[key]?.p99_ms, 2));
     return row;
   });
@@ -713,12 +829,25 @@ function report(previous) {
       `${options.connections} connections, medians of ${options.rounds} rounds of ${options.duration} s per load${previous ? `; previous run: ${previous.date}` : ''}`,
     '',
   );
-  const header = ['load (autocannon)', 'req/s', 'p50 ms', 'p99 ms', 'registrar µs', 'echo µs'];
+  const header = ['load (autocannon)', 'req/s', 'p50 ms', 'p99 ms', 'server µs', 'echo µs', 'client µs'];
   if (previous) header.push('prev req/s', 'prev p50', 'prev p99');
-  lines.push(table(header, loadRows(previous), [1, 2, 3, 4, 5, 6, 7, 8]), '');
-  lines.push('(registrar µs, echo µs: CPU time each process spent per request of the load, medians; the 100 000 loads run\n on a second registrar, beside heartbeats to the first, which holds 1000)', '');
+  lines.push(table(header, loadRows(previous), [1, 2, 3, 4, 5, 6, 7, 8, 9]), '');
+  lines.push(
+    '(CPU time per request of the load, medians: server µs, the process answering (the registrar, the bare server or nginx);\n' +
+      ' echo µs, the echo target; client µs, autocannon itself. At about 1,000,000 ÷ rate, a process is what holds the rate.\n' +
+      ' The 100 000 loads run on a second registrar, beside heartbeats to the first, which holds 1000)',
+    '',
+  );
 
   const other = [];
+  if (m.services_1k?.rps_ratio_to_bare !== undefined) {
+    other.push(['GET /services, 1000 ÷ bare node:http sending the same bytes', `${fmt(m.services_1k.rps_ratio_to_bare, 2)}×`]);
+    other.push(['bare node:http sending the same bytes ÷ trivial answer', `${fmt(m.bare_bytes_1k.rps_ratio_to_trivial, 2)}×`]);
+  }
+  if (m.nginx_proxy) {
+    other.push(['nginx proxy ÷ direct /receive, req/s (p99)', `${fmt(m.nginx_proxy.rps_ratio, 2)}× (${fmt(m.nginx_proxy.p99_ratio, 2)}×)`]);
+    other.push(['POST /forward ÷ nginx proxy, req/s', `${fmt(m.forward.rps_ratio_to_nginx, 2)}×`]);
+  }
   if (m.stream_direct) {
     other.push(['streamed first chunk, POST /receive direct (median / p90)', `${fmt(m.stream_direct.first_chunk_p50_ms, 2)} / ${fmt(m.stream_direct.first_chunk_p90_ms, 2)} ms`]);
     other.push(['streamed first chunk, POST /forward (median / p90)', `${fmt(m.stream_forward.first_chunk_p50_ms, 2)} / ${fmt(m.stream_forward.first_chunk_p90_ms, 2)} ms`]);
