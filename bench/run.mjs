@@ -834,7 +834,7 @@ function report(previous) {
   lines.push(table(header, loadRows(previous), [1, 2, 3, 4, 5, 6, 7, 8, 9]), '');
   lines.push(
     '(CPU time per request of the load, medians: server µs, the process answering (the registrar, the bare server or nginx);\n' +
-      ' echo µs, the echo target; client µs, autocannon itself. At about 1,000,000 ÷ rate, a process is what holds the rate.\n' +
+      ' echo µs, the echo target; client µs, autocannon itself. A process near 1,000,000 ÷ req/s µs uses a whole core: it holds the rate back.\n' +
       ' The 100 000 loads run on a second registrar, beside heartbeats to the first, which holds 1000)',
     '',
   );
