@@ -7,3 +7,14 @@ export function isHttpUrl(value: string): boolean {
     return false;
   }
 }
+
+/**
+ * One spelling per address, so that `http://Host:80/` registered and `http://host` heartbeated
+ * are one instance, as they are one service: the scheme and host as URL parsing writes them
+ * (lower case, no default port) and the path without trailing slashes, which `/receive` is
+ * appended to anyway. Query and fragment stay. Expects a valid http(s) URL (isHttpUrl).
+ */
+export function canonicalHttpUrl(value: string): string {
+  const url = new URL(value);
+  return `${url.protocol}//${url.host}${url.pathname.replace(/\/+$/, '')}${url.search}${url.hash}`;
+}

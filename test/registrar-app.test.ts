@@ -288,6 +288,32 @@ describe('heartbeats', () => {
   });
 });
 
+describe('one address, spelled several ways', () => {
+  it('is one instance: registered as HTTP://LocalHost:80/, renewed as http://localhost, deregistered as http://localhost/', async () => {
+    const { app, clock } = setup();
+    expect((await post(app, '/register', { service_name: 'web', service_url: 'HTTP://LocalHost:80/' })).status).toBe(200);
+    clock.set(T0 + 200_000);
+    expect((await post(app, '/heartbeat', { service_name: 'web', service_url: 'http://localhost' })).status).toBe(200);
+    // Past the first registration's expiry: the heartbeat renewed it rather than adding a second instance.
+    clock.set(T0 + 400_000);
+    expect(await (await app.request('/services')).text()).toBe('{"services":{"web":"http://localhost"}}');
+    const listed = (await json(await app.request('/services/web'))) as { instances: Array<{ url: string }> };
+    expect(listed.instances.map((instance) => instance.url)).toEqual(['http://localhost']);
+    expect((await post(app, '/deregister', { service_name: 'web', service_url: 'http://localhost/' })).status).toBe(200);
+    expect(await (await app.request('/services')).text()).toBe('{"services":{}}');
+  });
+
+  it('keeps a path, without its trailing slashes, and a query as they were', async () => {
+    const { app } = setup();
+    await post(app, '/register', { service_name: 'api', service_url: 'http://127.0.0.1:8080/v1//' });
+    await post(app, '/register', { service_name: 'api', service_url: 'http://127.0.0.1:8080/v1' });
+    await post(app, '/register', { service_name: 'tenant', service_url: 'http://127.0.0.1:8081/t/?id=7' });
+    const catalog = (await json(await app.request('/catalog'))) as { services: Record<string, Array<{ url: string }>> };
+    expect(catalog.services.api?.map((instance) => instance.url)).toEqual(['http://127.0.0.1:8080/v1']);
+    expect(catalog.services.tenant?.map((instance) => instance.url)).toEqual(['http://127.0.0.1:8081/t?id=7']);
+  });
+});
+
 describe('bad input', () => {
   const valid = { service_name: 'ollama_service', service_url: 'http://127.0.0.1:5000' };
   const cases: Array<[string, string, string | unknown, number, RegExp]> = [

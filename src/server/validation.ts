@@ -1,6 +1,6 @@
 import type { Context } from 'hono';
 import { z } from 'zod';
-import { isHttpUrl } from '../http-url.js';
+import { canonicalHttpUrl, isHttpUrl } from '../http-url.js';
 import { ApiError } from './errors.js';
 
 /** Service names end up in URLs and store keys, so they stay plain. */
@@ -14,7 +14,8 @@ export const httpUrl = z
   .string({ error: (issue) => (issue.input === undefined ? 'is required' : 'must be a string') })
   .refine(isHttpUrl, { error: 'must be an http(s) URL such as http://127.0.0.1:5000' })
   // Credentials in a service URL would be listed by /services and written to the logs.
-  .refine((url) => !isHttpUrl(url) || !/^[a-z]+:\/\/[^/?#]*@/i.test(url), { error: 'must not carry a user name or password' });
+  .refine((url) => !isHttpUrl(url) || !/^[a-z]+:\/\/[^/?#]*@/i.test(url), { error: 'must not carry a user name or password' })
+  .transform(canonicalHttpUrl);
 
 
 export const message = z
