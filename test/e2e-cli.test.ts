@@ -292,6 +292,50 @@ describe('shell completion (bash)', () => {
   });
 });
 
+describeIfInstalled('shell completion (zsh)', spawnSync('zsh', ['--version']).status === 0, 'zsh (Debian: zsh) is needed to complete in it', () => {
+  it('completes commands, option values and registered service names at a real zsh prompt', async () => {
+    await runSvcmesh(['register', 'zcompass', 'http://127.0.0.1:8082', '--registrar', registrar.url]);
+    await runSvcmesh(['register', 'zcomplete_me', 'http://127.0.0.1:8083', '--registrar', registrar.url]);
+    const pathDir = tempDir('svcmesh-path-');
+    writeFileSync(path.join(pathDir, 'svcmesh'), `#!/bin/sh\nexec '${process.execPath}' '${binPath}' "$@"\n`);
+    chmodSync(path.join(pathDir, 'svcmesh'), 0o755);
+    const printed = await runSvcmesh(['completion', 'zsh']);
+    expect(printed.code).toBe(0);
+    const scriptFile = path.join(tempDir('svcmesh-completion-'), '_svcmesh');
+    writeFileSync(scriptFile, printed.stdout);
+
+    // An interactive zsh on a pseudo-terminal, set up as ~/.zshrc would: compinit, then the script.
+    const session = spawn('script', ['-qfec', 'exec zsh -f -i', '/dev/null'], {
+      env: { PATH: `${pathDir}:${process.env.PATH}`, HOME: tempDir('svcmesh-home-'), TERM: 'dumb', SVCMESH_CONFIG_DIR: tempDir('svcmesh-config-') },
+    });
+    let screen = '';
+    session.stdout.on('data', (chunk: Buffer) => (screen += chunk.toString('utf8')));
+    /** Types `line` and Tab on an empty prompt line; resolves with what zsh then drew. */
+    const tab = async (line: string, expected: RegExp) => {
+      screen = '';
+      session.stdin.write(`\x15${line}\t`); // Ctrl-U: the previous line's leftovers go first
+      await waitFor(() => expected.test(screen), 10_000, `zsh to complete ${JSON.stringify(line)}`);
+      return screen;
+    };
+    try {
+      session.stdin.write(`autoload -U compinit && compinit -u -D && source '${scriptFile}' && PS1='%% ' && echo ready\n`);
+      await waitFor(() => /^ready/m.test(screen), 10_000, 'zsh to load the script');
+      // One candidate: written out on the line.
+      await tab('svcmesh as', /svcmesh ask $/);
+      await tab('svcmesh ask --st', /svcmesh ask --stream $/);
+      // Several: listed under the line.
+      await tab('svcmesh registrar --log-format ', /json +text/);
+      await tab('svcmesh config set re', /svcmesh config set registrar $/);
+      // Names from the registrar named on the line, only those that fit what is typed.
+      const names = await tab(`svcmesh ask --registrar ${registrar.url} zcomp`, /zcompass +zcomplete_me/);
+      expect(names).not.toMatch(/(^|\s)compass\b/); // registered too, but it does not start with zcomp
+      await tab(`svcmesh heartbeat --registrar ${registrar.url} zcomplete`, /svcmesh heartbeat --registrar \S+ zcomplete_me $/);
+    } finally {
+      session.kill('SIGKILL');
+    }
+  });
+});
+
 describe('register --keep-alive: a sidecar for a service that does not heartbeat itself', () => {
   let shortTtl: SvcmeshProcess;
   beforeAll(async () => {

@@ -4,17 +4,19 @@ import { type ClientFlags, clientFrom, withClientOptions } from './shared.js';
 /** Commands whose first argument is a registered service's name. */
 const TAKES_SERVICE = ['ask', 'heartbeat', 'services', 'deregister'];
 
+const SHELLS = ['bash', 'zsh'] as const;
+
 /**
- * `source <(svcmesh completion bash)`, as with `etcdctl completion bash` or `kubectl completion`.
- * Commands and options come from the command tree, so the script never lags behind the program;
- * service names come from the registrar at the moment Tab is pressed.
+ * `source <(svcmesh completion bash)` (or `zsh`), as with `etcdctl completion bash` or `kubectl
+ * completion`. Commands and options come from the command tree, so the script never lags behind
+ * the program; service names come from the registrar at the moment Tab is pressed.
  */
 export function makeCompletionCommand(): Command {
   return new Command('completion')
-    .description('print a shell completion script: source <(svcmesh completion bash), or add that line to ~/.bashrc')
-    .addArgument(new Argument('<shell>', 'the shell to complete in').choices(['bash']))
-    .action((_shell: 'bash', _flags: unknown, command: Command) => {
-      process.stdout.write(bashScript(command.parent!));
+    .description('print a shell completion script: source <(svcmesh completion bash) in ~/.bashrc, or source <(svcmesh completion zsh) after compinit in ~/.zshrc')
+    .addArgument(new Argument('<shell>', 'the shell to complete in').choices(SHELLS))
+    .action((shell: (typeof SHELLS)[number], _flags: unknown, command: Command) => {
+      process.stdout.write(shell === 'zsh' ? zshScript(command.parent!) : bashScript(command.parent!));
     });
 }
 
@@ -33,7 +35,8 @@ export function makeServiceNamesCommand(): Command {
   );
 }
 
-function bashScript(root: Command): string {
+/** What both scripts know of the command tree, as shell `case` branches and word lists. */
+function treeForShell(root: Command, offer: (words: string) => string) {
   const visible = root.commands.filter((c) => !c.name().startsWith('__'));
   const perCommand = (render: (c: Command) => string) =>
     visible
@@ -41,17 +44,24 @@ function bashScript(root: Command): string {
       .filter(([, body]) => body !== '')
       .map(([name, body]) => `    ${name}) ${body} ;;`)
       .join('\n');
-  // Options followed by a value (a URL, a token, a number): the word after one is not a name.
-  const valued = perCommand((c) => {
-    const longs = c.options.filter((o) => o.required || o.optional).map((o) => o.long);
-    return longs.length ? `valued=" ${longs.join(' ')} "` : '';
-  });
-  const options = perCommand((c) => `opts="${[...c.options.map((o) => o.long), '--help'].join(' ')}"`);
-  const choices = visible
-    .flatMap((c) => c.options.filter((o) => o.argChoices).map((o) => `    ${c.name()}:${o.long}) COMPREPLY=($(compgen -W "${o.argChoices!.join(' ')}" -- "$cur")) ;;`))
-    .join('\n');
   const config = root.commands.find((c) => c.name() === 'config');
-  const configSubcommands = config?.commands.map((c) => c.name()) ?? [];
+  return {
+    commands: visible.map((c) => c.name()).join(' '),
+    // Options followed by a value (a URL, a token, a number): the word after one is not a name.
+    valued: perCommand((c) => {
+      const longs = c.options.filter((o) => o.required || o.optional).map((o) => o.long);
+      return longs.length ? `valued=" ${longs.join(' ')} "` : '';
+    }),
+    options: perCommand((c) => `opts="${[...c.options.map((o) => o.long), '--help'].join(' ')}"`),
+    choices: visible
+      .flatMap((c) => c.options.filter((o) => o.argChoices).map((o) => `    ${c.name()}:${o.long}) ${offer(o.argChoices!.join(' '))} ;;`))
+      .join('\n'),
+    configSubcommands: (config?.commands.map((c) => c.name()) ?? []).join(' '),
+  };
+}
+
+function bashScript(root: Command): string {
+  const { commands, valued, options, choices, configSubcommands } = treeForShell(root, (words) => `COMPREPLY=($(compgen -W "${words}" -- "$cur"))`);
   return `# svcmesh completion for bash: source <(svcmesh completion bash)
 _svcmesh() {
   # Words split at spaces only: COMP_WORDS would cut --registrar http://host:port at each colon.
@@ -62,7 +72,7 @@ _svcmesh() {
   local cur="\${words[cword]}" prev="\${words[cword-1]}"
   COMPREPLY=()
   if [ "$cword" -eq 1 ]; then
-    COMPREPLY=($(compgen -W "${visible.map((c) => c.name()).join(' ')} help --help --version" -- "$cur"))
+    COMPREPLY=($(compgen -W "${commands} help --help --version" -- "$cur"))
     return 0
   fi
   local cmd="\${words[1]}" opts="" valued=" "
@@ -98,15 +108,86 @@ ${choices}
       fi ;;
     config)
       if [ "$positional" -eq 0 ]; then
-        COMPREPLY=($(compgen -W "${configSubcommands.join(' ')}" -- "$cur"))
+        COMPREPLY=($(compgen -W "${configSubcommands}" -- "$cur"))
       elif [ "$positional" -eq 1 ]; then
         case "\${words[2]}" in get|set|unset) COMPREPLY=($(compgen -W "registrar token" -- "$cur")) ;; esac
       fi ;;
     completion)
-      [ "$positional" -eq 0 ] && COMPREPLY=($(compgen -W "bash" -- "$cur")) ;;
+      [ "$positional" -eq 0 ] && COMPREPLY=($(compgen -W "${SHELLS.join(' ')}" -- "$cur")) ;;
   esac
   return 0
 }
 complete -F _svcmesh svcmesh
+`;
+}
+
+/**
+ * The same rules for zsh's completion system: `_svcmesh_candidates` works out what fits the line
+ * (as the bash script does, with zsh's arrays, which count from 1), and compadd offers those that
+ * start with what is typed.
+ */
+function zshScript(root: Command): string {
+  const { commands, valued, options, choices, configSubcommands } = treeForShell(root, (words) => `candidates=(${words})`);
+  return `#compdef svcmesh
+# svcmesh completion for zsh: source <(svcmesh completion zsh) after compinit in ~/.zshrc,
+# or save it as _svcmesh in a directory of $fpath.
+_svcmesh() {
+  local -a candidates
+  _svcmesh_candidates "\${(@)words[1,CURRENT]}"
+  compadd -a candidates
+}
+
+# $@: the words of the line up to the one under the cursor, which comes last (maybe empty).
+# Sets candidates.
+_svcmesh_candidates() {
+  local -a w=("$@")
+  local cword=$#w cur="\${w[-1]}" prev="\${w[-2]}"
+  candidates=()
+  if (( cword == 2 )); then
+    candidates=(${commands} help --help --version)
+    return 0
+  fi
+  local cmd="\${w[2]}" opts="" valued=" "
+  case "$cmd" in
+${options}
+  esac
+  case "$cmd" in
+${valued}
+  esac
+  if [[ "$cur" == -* ]]; then
+    candidates=(\${=opts})
+    return 0
+  fi
+  if [[ "$valued" == *" $prev "* ]]; then
+    case "$cmd:$prev" in
+${choices}
+    esac
+    return 0
+  fi
+  # The words after the command that are neither options nor their values.
+  local i word positional=0
+  local -a registrar
+  for ((i = 3; i < cword; i++)); do
+    word="\${w[i]}"
+    [[ "$word" == --registrar ]] && registrar=(--registrar "\${w[i+1]}")
+    if [[ "$valued" == *" $word "* ]]; then (( i++ )); continue; fi
+    [[ "$word" == -* ]] || (( positional++ ))
+  done
+  case "$cmd" in
+    ${TAKES_SERVICE.join('|')})
+      (( positional == 0 )) && candidates=(\${(f)"$(svcmesh __service-names "\${registrar[@]}" 2>/dev/null)"}) ;;
+    config)
+      if (( positional == 0 )); then
+        candidates=(${configSubcommands})
+      elif (( positional == 1 )); then
+        case "\${w[3]}" in get|set|unset) candidates=(registrar token) ;; esac
+      fi ;;
+    completion)
+      (( positional == 0 )) && candidates=(${SHELLS.join(' ')}) ;;
+  esac
+  return 0
+}
+
+(( $+functions[compdef] )) && compdef _svcmesh svcmesh
 `;
 }
