@@ -304,34 +304,50 @@ describeIfInstalled('shell completion (zsh)', spawnSync('zsh', ['--version']).st
     const scriptFile = path.join(tempDir('svcmesh-completion-'), '_svcmesh');
     writeFileSync(scriptFile, printed.stdout);
 
-    // An interactive zsh on a pseudo-terminal, set up as ~/.zshrc would: compinit, then the script.
-    const session = spawn('script', ['-qfec', 'exec zsh -f -i', '/dev/null'], {
-      env: { PATH: `${pathDir}:${process.env.PATH}`, HOME: tempDir('svcmesh-home-'), TERM: 'dumb', SVCMESH_CONFIG_DIR: tempDir('svcmesh-config-') },
-    });
-    let screen = '';
-    session.stdout.on('data', (chunk: Buffer) => (screen += chunk.toString('utf8')));
-    /** Types `line` and Tab on an empty prompt line; resolves with what zsh then drew. */
-    const tab = async (line: string, expected: RegExp) => {
-      screen = '';
-      session.stdin.write(`\x15${line}\t`); // Ctrl-U: the previous line's leftovers go first
-      await waitFor(() => expected.test(screen), 10_000, `zsh to complete ${JSON.stringify(line)}`);
-      return screen;
-    };
-    try {
-      session.stdin.write(`autoload -U compinit && compinit -u -D && source '${scriptFile}' && PS1='%% ' && echo ready\n`);
+    /** An interactive zsh on a pseudo-terminal, after `setup` (what ~/.zshrc would hold). */
+    const zsh = async (setup: string) => {
+      const session = spawn('script', ['-qfec', 'exec zsh -f -i', '/dev/null'], {
+        env: { PATH: `${pathDir}:${process.env.PATH}`, HOME: tempDir('svcmesh-home-'), TERM: 'dumb', SVCMESH_CONFIG_DIR: tempDir('svcmesh-config-') },
+      });
+      let screen = '';
+      session.stdout.on('data', (chunk: Buffer) => (screen += chunk.toString('utf8')));
+      session.stdin.write(`${setup} && PS1='%% ' && echo ready\n`);
       await waitFor(() => /^ready/m.test(screen), 10_000, 'zsh to load the script');
+      return {
+        /** Types `line` and Tab on an empty prompt line; resolves with what zsh then drew. */
+        async tab(line: string, expected: RegExp) {
+          screen = '';
+          session.stdin.write(`\x15${line}\t`); // Ctrl-U: the previous line's leftovers go first
+          await waitFor(() => expected.test(screen), 10_000, `zsh to complete ${JSON.stringify(line)}`);
+          return screen;
+        },
+        stop: () => session.kill('SIGKILL'),
+      };
+    };
+
+    // Sourced after compinit.
+    const sourced = await zsh(`autoload -U compinit && compinit -u -D && source '${scriptFile}'`);
+    try {
       // One candidate: written out on the line.
-      await tab('svcmesh as', /svcmesh ask $/);
-      await tab('svcmesh ask --st', /svcmesh ask --stream $/);
+      await sourced.tab('svcmesh as', /svcmesh ask $/);
+      await sourced.tab('svcmesh ask --st', /svcmesh ask --stream $/);
       // Several: listed under the line.
-      await tab('svcmesh registrar --log-format ', /json +text/);
-      await tab('svcmesh config set re', /svcmesh config set registrar $/);
+      await sourced.tab('svcmesh registrar --log-format ', /json +text/);
+      await sourced.tab('svcmesh config set re', /svcmesh config set registrar $/);
       // Names from the registrar named on the line, only those that fit what is typed.
-      const names = await tab(`svcmesh ask --registrar ${registrar.url} zcomp`, /zcompass +zcomplete_me/);
+      const names = await sourced.tab(`svcmesh ask --registrar ${registrar.url} zcomp`, /zcompass +zcomplete_me/);
       expect(names).not.toMatch(/(^|\s)compass\b/); // registered too, but it does not start with zcomp
-      await tab(`svcmesh heartbeat --registrar ${registrar.url} zcomplete`, /svcmesh heartbeat --registrar \S+ zcomplete_me $/);
+      await sourced.tab(`svcmesh heartbeat --registrar ${registrar.url} zcomplete`, /svcmesh heartbeat --registrar \S+ zcomplete_me $/);
     } finally {
-      session.kill('SIGKILL');
+      sourced.stop();
+    }
+    // Saved as _svcmesh in a directory of $fpath: autoloaded on the first Tab, which completes too.
+    const autoloaded = await zsh(`fpath=('${path.dirname(scriptFile)}' $fpath) && autoload -U compinit && compinit -u -D`);
+    try {
+      await autoloaded.tab('svcmesh as', /svcmesh ask $/);
+      await autoloaded.tab('svcmesh completion ', /bash +zsh/);
+    } finally {
+      autoloaded.stop();
     }
   });
 });

@@ -188,6 +188,12 @@ ${choices}
   return 0
 }
 
-(( $+functions[compdef] )) && compdef _svcmesh svcmesh
+# Autoloaded from $fpath, this file is _svcmesh's body, run on the first Tab: complete now.
+# Sourced, it registers the function.
+if [[ "\${funcstack[1]}" == _svcmesh ]]; then
+  _svcmesh "$@"
+elif (( $+functions[compdef] )); then
+  compdef _svcmesh svcmesh
+fi
 `;
 }
