@@ -45,14 +45,16 @@ function treeForShell(root: Command, offer: (words: string) => string) {
       .map(([name, body]) => `    ${name}) ${body} ;;`)
       .join('\n');
   const config = root.commands.find((c) => c.name() === 'config');
+  const options = perCommand((c) => `opts="${[...c.options.map((o) => o.long), '--help'].join(' ')}"`);
+  // Options followed by a value (a URL, a token, a number): the word after one is not a name.
+  const valued = perCommand((c) => {
+    const longs = c.options.filter((o) => o.required || o.optional).map((o) => o.long);
+    return longs.length ? `valued=" ${longs.join(' ')} "` : '';
+  });
   return {
     commands: visible.map((c) => c.name()).join(' '),
-    // Options followed by a value (a URL, a token, a number): the word after one is not a name.
-    valued: perCommand((c) => {
-      const longs = c.options.filter((o) => o.required || o.optional).map((o) => o.long);
-      return longs.length ? `valued=" ${longs.join(' ')} "` : '';
-    }),
-    options: perCommand((c) => `opts="${[...c.options.map((o) => o.long), '--help'].join(' ')}"`),
+    /** Sets $opts and $valued (both shells' syntax) for the command in $cmd. */
+    optionCases: `  case "$cmd" in\n${options}\n  esac\n  case "$cmd" in\n${valued}\n  esac`,
     choices: visible
       .flatMap((c) => c.options.filter((o) => o.argChoices).map((o) => `    ${c.name()}:${o.long}) ${offer(o.argChoices!.join(' '))} ;;`))
       .join('\n'),
@@ -61,7 +63,7 @@ function treeForShell(root: Command, offer: (words: string) => string) {
 }
 
 function bashScript(root: Command): string {
-  const { commands, valued, options, choices, configSubcommands } = treeForShell(root, (words) => `COMPREPLY=($(compgen -W "${words}" -- "$cur"))`);
+  const { commands, optionCases, choices, configSubcommands } = treeForShell(root, (words) => `COMPREPLY=($(compgen -W "${words}" -- "$cur"))`);
   return `# svcmesh completion for bash: source <(svcmesh completion bash)
 _svcmesh() {
   # Words split at spaces only: COMP_WORDS would cut --registrar http://host:port at each colon.
@@ -76,12 +78,7 @@ _svcmesh() {
     return 0
   fi
   local cmd="\${words[1]}" opts="" valued=" "
-  case "$cmd" in
-${options}
-  esac
-  case "$cmd" in
-${valued}
-  esac
+${optionCases}
   if [[ "$cur" == -* ]]; then
     COMPREPLY=($(compgen -W "$opts" -- "$cur"))
     return 0
@@ -127,7 +124,7 @@ complete -F _svcmesh svcmesh
  * start with what is typed.
  */
 function zshScript(root: Command): string {
-  const { commands, valued, options, choices, configSubcommands } = treeForShell(root, (words) => `candidates=(${words})`);
+  const { commands, optionCases, choices, configSubcommands } = treeForShell(root, (words) => `candidates=(${words})`);
   return `#compdef svcmesh
 # svcmesh completion for zsh: source <(svcmesh completion zsh) after compinit in ~/.zshrc,
 # or save it as _svcmesh in a directory of $fpath.
@@ -148,12 +145,7 @@ _svcmesh_candidates() {
     return 0
   fi
   local cmd="\${w[2]}" opts="" valued=" "
-  case "$cmd" in
-${options}
-  esac
-  case "$cmd" in
-${valued}
-  esac
+${optionCases}
   if [[ "$cur" == -* ]]; then
     candidates=(\${=opts})
     return 0
