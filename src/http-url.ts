@@ -12,9 +12,15 @@ export function isHttpUrl(value: string): boolean {
  * One spelling per address, so that `http://Host:80/` registered and `http://host` heartbeated
  * are one instance, as they are one service: the scheme and host as URL parsing writes them
  * (lower case, no default port) and the path without trailing slashes, which `/receive` is
- * appended to anyway. Query and fragment stay. Expects a valid http(s) URL (isHttpUrl).
+ * appended to anyway. Query and fragment stay. Undefined for what is not an http(s) URL.
  */
-export function canonicalHttpUrl(value: string): string {
-  const url = new URL(value);
+export function canonicalHttpUrl(value: string): string | undefined {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return undefined;
+  }
+  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.hostname === '') return undefined;
   return `${url.protocol}//${url.host}${url.pathname.replace(/\/+$/, '')}${url.search}${url.hash}`;
 }

@@ -1,6 +1,6 @@
 import type { Context } from 'hono';
 import { z } from 'zod';
-import { canonicalHttpUrl, isHttpUrl } from '../http-url.js';
+import { canonicalHttpUrl } from '../http-url.js';
 import { ApiError } from './errors.js';
 
 /** Service names end up in URLs and store keys, so they stay plain. */
@@ -12,11 +12,20 @@ export const serviceName = z
 
 export const httpUrl = z
   .string({ error: (issue) => (issue.input === undefined ? 'is required' : 'must be a string') })
-  .refine(isHttpUrl, { error: 'must be an http(s) URL such as http://127.0.0.1:5000' })
-  // Credentials in a service URL would be listed by /services and written to the logs.
-  .refine((url) => !isHttpUrl(url) || !/^[a-z]+:\/\/[^/?#]*@/i.test(url), { error: 'must not carry a user name or password' })
-  .transform(canonicalHttpUrl);
-
+  // One parse of the URL per request: a heartbeat carries one, and heartbeats are most of the load.
+  .transform((value, context) => {
+    const canonical = canonicalHttpUrl(value);
+    if (canonical === undefined) {
+      context.addIssue({ code: 'custom', message: 'must be an http(s) URL such as http://127.0.0.1:5000' });
+      return z.NEVER;
+    }
+    // Credentials in a service URL would be listed by /services and written to the logs.
+    if (/^[a-z]+:\/\/[^/?#]*@/i.test(value)) {
+      context.addIssue({ code: 'custom', message: 'must not carry a user name or password' });
+      return z.NEVER;
+    }
+    return canonical;
+  });
 
 export const message = z
   .string({ error: (issue) => (issue.input === undefined ? 'is required' : 'must be a string') })
