@@ -3,7 +3,9 @@
  * svcmesh benchmark (issue #6): starts the BUILT registrar, an echo target, a fake Ollama and the
  * Ollama service on loopback, drives them with autocannon, and prints each measurement next to
  * its target. A measurement, not a test: a missed target still exits 0; something that could not
- * be measured exits 1.
+ * be measured exits 1. Beside the registrar it measures two yardsticks in the same turns: a bare
+ * node:http server sending the registrar's /services bytes (bench/bytes-server.mjs), and nginx
+ * proxying to the echo target, when nginx is installed (otherwise that row is left out).
  *
  *   npm run bench                         build, then run (≈ 4 minutes)
  *   npm run bench -- --json out.json      also write the results as JSON to out.json
