@@ -1,6 +1,6 @@
 /** The CLI as a user and a shell script meet it: exit codes, messages, settings, --json. */
 import { execFile, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -45,7 +45,7 @@ describe('usage', () => {
     [['register', 'web', 'http://127.0.0.1:8080', '--keep-alive', '--json']],
     [['register', 'web', 'http://127.0.0.1:8080', '--check-path', '/health']],
     [['register', 'web', 'http://127.0.0.1:8080', '--keep-alive', '--check-path', 'health']],
-    [['completion', 'fish']],
+    [['completion', 'powershell']],
   ])('exits 2 for bad usage: svcmesh %j', async (args) => {
     const result = await runSvcmesh(args);
     expect(result.code).toBe(2);
@@ -345,10 +345,54 @@ describeIfInstalled('shell completion (zsh)', spawnSync('zsh', ['--version']).st
     const autoloaded = await zsh(`fpath=('${path.dirname(scriptFile)}' $fpath) && autoload -U compinit && compinit -u -D`);
     try {
       await autoloaded.tab('svcmesh as', /svcmesh ask $/);
-      await autoloaded.tab('svcmesh completion ', /bash +zsh/);
+      await autoloaded.tab('svcmesh completion ', /bash +fish +zsh/);
     } finally {
       autoloaded.stop();
     }
+  });
+});
+
+describeIfInstalled('shell completion (fish)', spawnSync('fish', ['--version']).status === 0, 'fish (Debian: fish) is needed to complete in it', () => {
+  it('completes commands and options with their descriptions, config keys and registered service names', async () => {
+    await runSvcmesh(['register', 'fcompass', 'http://127.0.0.1:8084', '--registrar', registrar.url]);
+    await runSvcmesh(['register', 'fcomplete_me', 'http://127.0.0.1:8085', '--registrar', registrar.url]);
+    const pathDir = tempDir('svcmesh-path-');
+    writeFileSync(path.join(pathDir, 'svcmesh'), `#!/bin/sh\nexec '${process.execPath}' '${binPath}' "$@"\n`);
+    chmodSync(path.join(pathDir, 'svcmesh'), 0o755);
+    const printed = await runSvcmesh(['completion', 'fish']);
+    expect(printed.code).toBe(0);
+    // Where fish looks for it by itself: ~/.config/fish/completions/svcmesh.fish.
+    const home = tempDir('svcmesh-home-');
+    mkdirSync(path.join(home, '.config', 'fish', 'completions'), { recursive: true });
+    writeFileSync(path.join(home, '.config', 'fish', 'completions', 'svcmesh.fish'), printed.stdout);
+
+    /** What fish offers on Tab at the end of `line` (`complete -C`): value, and description when there is one. */
+    const tab = (line: string) =>
+      new Promise<string[][]>((resolve, reject) => {
+        execFile(
+          'fish',
+          ['--no-config', '-c', 'set fish_complete_path ~/.config/fish/completions $fish_complete_path; complete -C $argv[1]', line],
+          { env: { PATH: `${pathDir}:${process.env.PATH}`, HOME: home, SVCMESH_CONFIG_DIR: tempDir('svcmesh-config-') }, timeout: 15_000 },
+          (error, out) => (error ? reject(error) : resolve(out.split('\n').filter(Boolean).map((l) => l.split('\t')))),
+        );
+      });
+    const values = async (line: string) => (await tab(line)).map(([value]) => value);
+
+    expect(await tab('svcmesh as')).toEqual([['ask', 'send a message to a service through the registrar and print its answer']]);
+    expect(await tab('svcmesh ask --st')).toEqual([['--stream', 'print the answer as it is produced']]);
+    expect(await values('svcmesh registrar --log-format ')).toEqual(['json', 'text']);
+    // A value is expected after --registrar: neither files nor names.
+    expect(await values('svcmesh ask --registrar ')).toEqual([]);
+    expect(await values('svcmesh config ')).toEqual(['get', 'list', 'path', 'set', 'unset']);
+    expect(await tab('svcmesh config set re')).toEqual([['registrar', 'registrar URL used by client commands']]);
+    expect(await values('svcmesh config list --sh')).toEqual(['--show-secrets']);
+    expect(await values('svcmesh completion ')).toEqual(['bash', 'fish', 'zsh']);
+    // Names from the registrar named on the line, either spelling of the option.
+    expect(await values(`svcmesh ask --registrar ${registrar.url} fcomp`)).toEqual(['fcompass', 'fcomplete_me']);
+    expect(await values(`svcmesh heartbeat --registrar=${registrar.url} fcomplete`)).toEqual(['fcomplete_me']);
+    // After the name comes the message: nothing to offer; nor when the registrar is away.
+    expect(await values(`svcmesh ask --registrar ${registrar.url} fcompass `)).toEqual([]);
+    expect(await values(`svcmesh ask --registrar http://127.0.0.1:${await freePort()} fcomp`)).toEqual([]);
   });
 });
 

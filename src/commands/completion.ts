@@ -1,22 +1,27 @@
-import { Argument, Command } from 'commander';
+import { Argument, Command, type Option } from 'commander';
+import { SETTINGS } from '../config.js';
 import { type ClientFlags, clientFrom, withClientOptions } from './shared.js';
 
 /** Commands whose first argument is a registered service's name. */
 const TAKES_SERVICE = ['ask', 'heartbeat', 'services', 'deregister'];
 
-const SHELLS = ['bash', 'zsh'] as const;
+const SHELLS = ['bash', 'zsh', 'fish'] as const;
+const SETTING_KEYS = Object.keys(SETTINGS).join(' ');
 
 /**
- * `source <(svcmesh completion bash)` (or `zsh`), as with `etcdctl completion bash` or `kubectl
- * completion`. Commands and options come from the command tree, so the script never lags behind
+ * `source <(svcmesh completion bash)` (or `zsh`, or `svcmesh completion fish | source`), as with
+ * `etcdctl completion bash` or `kubectl completion`. Commands and options come from the command tree, so the script never lags behind
  * the program; service names come from the registrar at the moment Tab is pressed.
  */
 export function makeCompletionCommand(): Command {
   return new Command('completion')
-    .description('print a shell completion script: source <(svcmesh completion bash) in ~/.bashrc, or source <(svcmesh completion zsh) after compinit in ~/.zshrc')
+    .description(
+      'print a shell completion script: source <(svcmesh completion bash) in ~/.bashrc, source <(svcmesh completion zsh) after compinit in ~/.zshrc, or svcmesh completion fish > ~/.config/fish/completions/svcmesh.fish',
+    )
     .addArgument(new Argument('<shell>', 'the shell to complete in').choices(SHELLS))
     .action((shell: (typeof SHELLS)[number], _flags: unknown, command: Command) => {
-      process.stdout.write(shell === 'zsh' ? zshScript(command.parent!) : bashScript(command.parent!));
+      const script = { bash: bashScript, zsh: zshScript, fish: fishScript }[shell];
+      process.stdout.write(script(command.parent!));
     });
 }
 
@@ -107,7 +112,7 @@ ${choices}
       if [ "$positional" -eq 0 ]; then
         COMPREPLY=($(compgen -W "${configSubcommands}" -- "$cur"))
       elif [ "$positional" -eq 1 ]; then
-        case "\${words[2]}" in get|set|unset) COMPREPLY=($(compgen -W "registrar token" -- "$cur")) ;; esac
+        case "\${words[2]}" in get|set|unset) COMPREPLY=($(compgen -W "${SETTING_KEYS}" -- "$cur")) ;; esac
       fi ;;
     completion)
       [ "$positional" -eq 0 ] && COMPREPLY=($(compgen -W "${SHELLS.join(' ')}" -- "$cur")) ;;
@@ -172,7 +177,7 @@ ${choices}
       if (( positional == 0 )); then
         candidates=(${configSubcommands})
       elif (( positional == 1 )); then
-        case "\${w[3]}" in get|set|unset) candidates=(registrar token) ;; esac
+        case "\${w[3]}" in get|set|unset) candidates=(${SETTING_KEYS}) ;; esac
       fi ;;
     completion)
       (( positional == 0 )) && candidates=(${SHELLS.join(' ')}) ;;
@@ -188,4 +193,116 @@ elif (( $+functions[compdef] )); then
   compdef _svcmesh svcmesh
 fi
 `;
+}
+
+/**
+ * fish completes from `complete` rules, each shown with its description: the commands', the
+ * options' and the config keys' own words from the command tree. Service names come from the
+ * registrar named on the line, as in the other two shells.
+ */
+function fishScript(root: Command): string {
+  const visible = root.commands.filter((c) => !c.name().startsWith('__'));
+  const rule = (condition: string, rest: string) => `complete -c svcmesh -n ${fishQuote(condition)} ${rest}`;
+  const valuedOf = (c: Command) => c.options.filter(takesValue).flatMap((o) => [o.long, o.short].filter((f): f is string => !!f));
+  const noPositional = (c: Command) => `__svcmesh_positionals ${valuedOf(c).join(' ')}`.trimEnd();
+  const config = root.commands.find((c) => c.name() === 'config');
+  const lines: string[] = [
+    ...visible.map((c) => rule('__svcmesh_needs_command', `-a ${c.name()} -d ${fishQuote(c.description())}`)),
+    rule('__svcmesh_needs_command', "-a help -d 'display help for a command'"),
+    rule('__svcmesh_needs_command', "-s v -l version -d 'print the version'"),
+    rule('__svcmesh_using help; and test (__svcmesh_positionals) -eq 0', `-a ${fishQuote(visible.map((c) => c.name()).join(' '))}`),
+    "complete -c svcmesh -s h -l help -d 'display help for command'",
+  ];
+  for (const c of visible) {
+    for (const option of c.options) lines.push(rule(`__svcmesh_using ${c.name()}`, fishOption(option)));
+    if (TAKES_SERVICE.includes(c.name())) {
+      lines.push(rule(`__svcmesh_using ${c.name()}; and test (${noPositional(c)}) -eq 0`, "-a '(__svcmesh_service_names)'"));
+    }
+  }
+  for (const sub of config?.commands ?? []) {
+    lines.push(rule('__svcmesh_using config; and test (__svcmesh_positionals) -eq 0', `-a ${sub.name()} -d ${fishQuote(sub.description())}`));
+    for (const option of sub.options) lines.push(rule(`__svcmesh_using config; and __svcmesh_config ${sub.name()}`, fishOption(option)));
+  }
+  for (const [key, setting] of Object.entries(SETTINGS)) {
+    lines.push(rule('__svcmesh_using config; and __svcmesh_config get set unset; and test (__svcmesh_positionals) -eq 1', `-a ${key} -d ${fishQuote(setting.description)}`));
+  }
+  for (const shell of SHELLS) {
+    lines.push(rule('__svcmesh_using completion; and test (__svcmesh_positionals) -eq 0', `-a ${shell}`));
+  }
+  return `# svcmesh completion for fish: svcmesh completion fish > ~/.config/fish/completions/svcmesh.fish
+# (or, for this shell only: svcmesh completion fish | source)
+
+# No command yet: only \`svcmesh\` and options so far.
+function __svcmesh_needs_command
+    for word in (commandline -opc)[2..]
+        string match -q -- '-*' $word; or return 1
+    end
+end
+
+# The command (the first word after svcmesh that is not an option) is one of $argv.
+function __svcmesh_using
+    for word in (commandline -opc)[2..]
+        string match -q -- '-*' $word; and continue
+        contains -- $word $argv
+        return
+    end
+    return 1
+end
+
+# The config subcommand is one of $argv.
+function __svcmesh_config
+    set -l words (commandline -opc)
+    set -l at (contains -i -- config $words); or return 1
+    set -q words[(math $at + 1)]; and contains -- $words[(math $at + 1)] $argv
+end
+
+# How many words after the command are neither options nor an option's value; $argv: the
+# command's options that take a value.
+function __svcmesh_positionals
+    set -l count -1 # the command itself is the first such word
+    set -l value 0
+    for word in (commandline -opc)[2..]
+        if test $value -eq 1
+            set value 0
+        else if contains -- $word $argv
+            set value 1
+        else if not string match -q -- '-*' $word
+            set count (math $count + 1)
+        end
+    end
+    echo $count
+end
+
+# The names registered at the registrar named on the line (or the configured one).
+function __svcmesh_service_names
+    set -l words (commandline -opc)
+    set -l registrar
+    set -l at (contains -i -- --registrar $words)
+    if test -n "$at"; and set -q words[(math $at + 1)]
+        set registrar --registrar $words[(math $at + 1)]
+    else
+        set registrar (string match -- '--registrar=*' $words)[1]
+    end
+    svcmesh __service-names $registrar 2>/dev/null
+end
+
+complete -c svcmesh -f
+${lines.join('\n')}
+`;
+}
+
+function takesValue(option: Option): boolean {
+  return option.required || option.optional;
+}
+
+function fishOption(option: Option): string {
+  const flags = [option.short ? `-s ${option.short.slice(1)}` : '', option.long ? `-l ${option.long.slice(2)}` : ''].filter(Boolean);
+  if (takesValue(option)) flags.push('-x');
+  if (option.argChoices) flags.push(`-a ${fishQuote(option.argChoices.join(' '))}`);
+  return `${flags.join(' ')} -d ${fishQuote(option.description)}`;
+}
+
+/** A fish single-quoted string: only \\ and \' are special inside one. */
+function fishQuote(text: string): string {
+  return `'${text.replace(/[\\']/g, '\\$&')}'`;
 }
