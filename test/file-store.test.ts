@@ -144,6 +144,30 @@ describe('FileStore', () => {
     expect([...second.all().keys()]).toEqual(['kept']);
   });
 
+  it('reads a catalog saved with other spellings of a URL as one instance per address, which a heartbeat renews', async () => {
+    const saved = (url: string, beat: number) => ({ name: 'web', url, registeredAt: T0 + beat, lastHeartbeat: T0 + beat, expiresAt: T0 + beat + TTL, metadata: {} });
+    writeFileSync(
+      path,
+      JSON.stringify({
+        version: 1,
+        // Saved before URLs were kept in one spelling: three spellings of one address.
+        instances: [saved('HTTP://LocalHost:80/', 0), saved('http://localhost/', 5_000), saved('http://Other.Example:8080/v1/', 0)],
+      }),
+    );
+    const store = fileStore();
+    await store.open();
+    expect(store.instances('web').map((i) => [i.url, i.registeredAt, i.lastHeartbeat])).toEqual([
+      ['http://localhost', T0, T0 + 5_000],
+      ['http://other.example:8080/v1', T0, T0],
+    ]);
+    t = T0 + 10_000;
+    const renewed = await store.heartbeat('web', 'http://localhost');
+    expect(renewed.map((i) => i.url)).toEqual(['http://localhost']);
+    expect(store.instances('web')).toHaveLength(2);
+    await closeStore(store);
+    expect(readCatalog().instances.map((i) => i.url)).toEqual(['http://localhost', 'http://other.example:8080/v1']);
+  });
+
   it('writes a valid JSON file atomically, leaving no temporary files', async () => {
     const store = fileStore();
     await store.open();

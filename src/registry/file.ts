@@ -1,7 +1,7 @@
 import { readFile, rename, writeFile, mkdir } from 'node:fs/promises';
 import { writeFileSync, renameSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { isInstance } from './instance-shape.js';
+import { inOneSpelling, isInstance } from './instance-shape.js';
 import { MemoryStore, type MemoryStoreOptions } from './memory.js';
 import type { Instance, RegistrationInput } from './types.js';
 
@@ -92,7 +92,7 @@ export class FileStore extends MemoryStore {
         `The catalog file ${this.#path} is not an svcmesh catalog (expected {"version": ${FORMAT_VERSION}, "instances": [...]}). It was left untouched: move it away or fix it, then start again.`,
       );
     }
-    return file.instances;
+    return inOneSpelling(file.instances);
   }
 
   #scheduleFlush(): void {
