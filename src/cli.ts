@@ -2,7 +2,8 @@ import { VERSION } from './version.js';
 
 const USAGE_ERRORS = new Set(['UsageError', 'StoreSpecError', 'ConfigError', 'HostPolicyError', 'TargetTokenError']);
 
-function hintFor(error: Error & { status?: number }): string {
+function hintFor(error: Error & { status?: number; hint?: string }): string {
+  if (error.hint) return `\n  ${error.hint}`;
   if (error.name === 'HttpError' && error.status === undefined) {
     return '\n  Is the registrar running there? Start it with `svcmesh registrar`, or point --registrar / SVCMESH_REGISTRAR at it.';
   }

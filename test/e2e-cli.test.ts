@@ -232,6 +232,58 @@ describe('services', () => {
   });
 });
 
+describe('a service name the registrar does not know', () => {
+  it('suggests the registered names close to it, or lists what is registered, under the error', async () => {
+    const own = await startSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1']);
+    try {
+      const at = ['--registrar', own.url];
+      const empty = await runSvcmesh(['ask', 'ollama_service', 'hi', ...at]);
+      expect(empty.code).toBe(1);
+      expect(empty.stderr).toContain(`Nothing is registered at ${own.url}: is that the registrar you meant?`);
+
+      await runSvcmesh(['register', 'ollama_service', 'http://127.0.0.1:8090', ...at]);
+      await runSvcmesh(['register', 'billing', 'http://127.0.0.1:8091', ...at]);
+      // A typo, another case, the start of a name: one line under the error, the same for each command.
+      for (const args of [
+        ['ask', 'olama_service', 'hi'],
+        ['ask', '--stream', 'OLLAMA_SERVICE', 'hi'],
+        ['services', 'ollama'],
+        ['heartbeat', 'ollama_servcie'],
+        ['deregister', 'olama_service'],
+      ]) {
+        const result = await runSvcmesh([...args, ...at]);
+        expect(result.code, args.join(' ')).toBe(1);
+        expect(result.stderr, args.join(' ')).toMatch(/is not registered[^\n]*\n {2}Did you mean ollama_service\?\n$/);
+      }
+      // Nothing close: what is there, which shows a registrar other than the one meant.
+      const far = await runSvcmesh(['ask', 'weather', 'hi', ...at]);
+      expect(far.stderr).toContain(`Registered at ${own.url}: billing, ollama_service`);
+      // The service is still there: the suggestion only ever offered.
+      expect((await runSvcmesh(['services', '--json', ...at])).stdout).toContain('"ollama_service"');
+    } finally {
+      await own.stop();
+    }
+  });
+
+  it("adds nothing to a 404 that a registered instance answered itself", async () => {
+    const target = createServer((_req, res) => {
+      res.writeHead(404, { 'content-type': 'application/json' });
+      res.end('{"error":"no /receive here"}');
+    });
+    await new Promise<void>((resolve) => target.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(target.address() as AddressInfo).port}`;
+      await runSvcmesh(['register', 'no_receive', url, '--registrar', registrar.url]);
+      const result = await runSvcmesh(['ask', 'no_receive', 'hi', '--registrar', registrar.url]);
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain('no /receive here');
+      expect(result.stderr).not.toMatch(/Did you mean|Registered at|Nothing is registered/);
+    } finally {
+      target.close();
+    }
+  });
+});
+
 describe('status', () => {
   it("shows the registrar's health for a person, the server's JSON for a script, exit 0 when ok", async () => {
     const own = await startSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1', '--ttl', '45']);
@@ -594,6 +646,8 @@ describe('the Ollama service from the command line', () => {
         session.stdin.write('anyone there?\r');
         await waitFor(() => prompts() >= 8, 10_000, 'a prompt after the error');
         expect(screen).toMatch(/error .*terminal_service is not registered/);
+        // With the same hint under it as a one-off ask gets (what the registrar has instead).
+        expect(screen).toMatch(/terminal_service is not registered[^\n]*\r?\n  {2}(Did you mean|Registered at|Nothing is registered at) /);
 
         session.stdin.write('/bye\r');
         expect(await exited).toBe(0);

@@ -6,6 +6,8 @@ export class HttpError extends Error {
   readonly url: string;
   /** The server's parsed JSON body, when it sent one. */
   readonly body: unknown;
+  /** What to do next, printed under the message (a command adds it once it knows more). */
+  hint?: string;
 
   constructor(message: string, options: { status?: number; url: string; body?: unknown; cause?: unknown }) {
     super(message, { cause: options.cause });

@@ -1,5 +1,5 @@
 import type { ChatTurn, RegistrarClient } from '../client/registrar-client.js';
-import type { ClientFlags } from './shared.js';
+import { type ClientFlags, hinted } from './shared.js';
 
 export interface AskFlags extends ClientFlags {
   stream?: boolean;
@@ -43,7 +43,7 @@ export async function streamAnswer(
     }
   } catch (error) {
     if (signal.aborted) return undefined;
-    throw error;
+    return hinted(client, service)(error);
   } finally {
     stopSpinner();
   }

@@ -65,7 +65,8 @@ export async function askInteractively(client: RegistrarClient, flags: AskFlags,
         else history = keepWithin([...history, { role: 'user', content: message }, { role: 'assistant', content: answer }]);
       } catch (error) {
         // One failed question (the service gone, a timeout) does not end the session.
-        output.error((error as Error).message);
+        const { message: text, hint } = error as Error & { hint?: string };
+        output.error(hint ? `${text}\n  ${hint}` : text);
       } finally {
         answering = undefined;
       }

@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import { type AskFlags, BadAnswerError, streamAnswer } from './answer-stream.js';
-import { UsageError, clientFrom, withClientOptions } from './shared.js';
+import { UsageError, clientFrom, hinted, withClientOptions } from './shared.js';
 
 export function makeAskCommand(): Command {
   return withClientOptions(
@@ -29,7 +29,7 @@ export function makeAskCommand(): Command {
     }
     const { spinner } = await import('../output.js');
     const stopSpinner = spinner(`${service} is answering…`);
-    const answer = await client.forward(flags.from, service, message, controller.signal).finally(stopSpinner);
+    const answer = await client.forward(flags.from, service, message, controller.signal).finally(stopSpinner).catch(hinted(client, service));
     if (flags.json) return void process.stdout.write(`${answer.text.trim()}\n`);
     if (typeof answer.json.message !== 'string') {
       throw new BadAnswerError(`${service} answered without a "message" text: ${answer.text.slice(0, 200)}`);

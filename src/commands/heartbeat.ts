@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { type ClientFlags, clientFrom, parseHttpUrl, withClientOptions } from './shared.js';
+import { type ClientFlags, clientFrom, hinted, parseHttpUrl, withClientOptions } from './shared.js';
 
 export function makeHeartbeatCommand(): Command {
   return withClientOptions(
@@ -9,7 +9,7 @@ export function makeHeartbeatCommand(): Command {
       .addOption(new Option('--url <url>', 'renew only this instance (and register it again if the registrar lost it)').argParser(parseHttpUrl)),
   ).action(async (name: string, flags: ClientFlags & { url?: string }) => {
     const client = await clientFrom(flags);
-    const answer = await client.heartbeat(name, flags.url);
+    const answer = await client.heartbeat(name, flags.url).catch(hinted(client, name));
     const output = await import('../output.js');
     if (flags.json) output.printJson(answer.text);
     else output.print(answer.json.message);

@@ -1,7 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { isHttpUrl } from '../http-url.js';
 import type { RegistrarClient } from '../client/registrar-client.js';
-import { type ClientFlags, UsageError, clientFrom, parseSeconds, withClientOptions } from './shared.js';
+import { type ClientFlags, UsageError, clientFrom, hinted, parseSeconds, withClientOptions } from './shared.js';
 
 interface RegisterFlags extends ClientFlags {
   metadata?: Record<string, unknown>;
@@ -95,7 +95,7 @@ export function makeDeregisterCommand(): Command {
   ).action(async (name: string, url: string | undefined, flags: ClientFlags) => {
     if (url !== undefined && !isHttpUrl(url)) throw new UsageError(`"${url}" is not an http(s) URL: give the instance's URL as it was registered`);
     const client = await clientFrom(flags);
-    const answer = await client.deregister(name, url);
+    const answer = await client.deregister(name, url).catch(hinted(client, name));
     const output = await import('../output.js');
     if (flags.json) output.printJson(answer.text);
     else output.print(answer.json.message);

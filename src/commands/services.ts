@@ -1,6 +1,6 @@
 import { Command } from 'commander';
 import type { InstanceJson } from '../client/registrar-client.js';
-import { type ClientFlags, clientFrom, withClientOptions } from './shared.js';
+import { type ClientFlags, clientFrom, hinted, withClientOptions } from './shared.js';
 
 interface ServicesFlags extends ClientFlags {
   watch?: boolean;
@@ -19,11 +19,11 @@ export function makeServicesCommand(): Command {
     const output = await import('../output.js');
     if (flags.watch) return watch(client, flags, name);
     if (flags.json) {
-      const answer = name ? await client.service(name) : await client.services();
+      const answer = name ? await client.service(name).catch(hinted(client, name)) : await client.services();
       output.printJson(answer.text);
       return;
     }
-    const services = name ? { [name]: (await client.service(name)).json.instances } : (await client.catalog()).json.services;
+    const services = name ? { [name]: (await client.service(name).catch(hinted(client, name))).json.instances } : (await client.catalog()).json.services;
     output.print(renderCatalog(output, services, client.baseUrl));
   });
 }

@@ -1,5 +1,6 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { resolveSetting } from '../config.js';
+import type { RegistrarClient } from '../client/registrar-client.js';
 import { isHttpUrl } from '../http-url.js';
 
 export const DEFAULT_REGISTRAR = 'http://127.0.0.1:5001';
@@ -38,6 +39,17 @@ export function withClientOptions(command: Command): Command {
     .addOption(new Option('--registrar <url>', `registrar URL (env SVCMESH_REGISTRAR, setting \`registrar\`, default ${DEFAULT_REGISTRAR})`).argParser(parseHttpUrl))
     .addOption(new Option('--token <token>', 'bearer token for a protected registrar (env SVCMESH_TOKEN, setting `token`)'))
     .option('--json', 'print the JSON the registrar returned, for scripts');
+}
+
+/**
+ * For `.catch()` on a call that names a service: a 404 for a name the registrar does not know
+ * gets a hint (close names, or what is registered) before it is thrown on.
+ */
+export function hinted(client: RegistrarClient, name: string): (error: unknown) => Promise<never> {
+  return async (error) => {
+    const { withServiceHint } = await import('./unknown-service.js');
+    throw await withServiceHint(error, client, name);
+  };
 }
 
 /** Builds a registrar client from flags, environment and stored settings, in that order. */
