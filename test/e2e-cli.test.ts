@@ -647,7 +647,7 @@ describe('the Ollama service from the command line', () => {
         await waitFor(() => prompts() >= 8, 10_000, 'a prompt after the error');
         expect(screen).toMatch(/error .*terminal_service is not registered/);
         // With the same hint under it as a one-off ask gets (what the registrar has instead).
-        expect(screen).toMatch(/terminal_service is not registered[^\n]*\r?\n  {2}(Did you mean|Registered at|Nothing is registered at) /);
+        expect(screen).toMatch(/terminal_service is not registered[^\n]*\r?\n {2}(Did you mean|Registered at|Nothing is registered at) /);
 
         session.stdin.write('/bye\r');
         expect(await exited).toBe(0);
