@@ -304,6 +304,21 @@ describe('status', () => {
   });
 });
 
+/**
+ * What a shell user has before pressing Tab: `names` registered at the shared registrar, `svcmesh`
+ * on PATH (as after `npm i -g`: the scripts call it for the names) and the script `svcmesh
+ * completion <shell>` printed.
+ */
+async function completionSetup(shell: string, names: Array<[string, string]>): Promise<{ pathDir: string; script: string }> {
+  for (const [name, url] of names) await runSvcmesh(['register', name, url, '--registrar', registrar.url]);
+  const pathDir = tempDir('svcmesh-path-');
+  writeFileSync(path.join(pathDir, 'svcmesh'), `#!/bin/sh\nexec '${process.execPath}' '${binPath}' "$@"\n`);
+  chmodSync(path.join(pathDir, 'svcmesh'), 0o755);
+  const printed = await runSvcmesh(['completion', shell]);
+  expect(printed.code).toBe(0);
+  return { pathDir, script: printed.stdout };
+}
+
 describe('shell completion (bash)', () => {
   /** What bash offers on Tab at the end of `line`, with the script `svcmesh completion bash` printed. */
   async function completions(scriptFile: string, pathDir: string, line: string): Promise<string[]> {
@@ -319,16 +334,12 @@ describe('shell completion (bash)', () => {
   }
 
   it('completes commands, options, option choices, config keys and registered service names', async () => {
-    await runSvcmesh(['register', 'complete_me', 'http://127.0.0.1:8080', '--registrar', registrar.url]);
-    await runSvcmesh(['register', 'compass', 'http://127.0.0.1:8081', '--registrar', registrar.url]);
-    // `svcmesh` on PATH, as after `npm i -g`: the script calls it for the names.
-    const pathDir = tempDir('svcmesh-path-');
-    writeFileSync(path.join(pathDir, 'svcmesh'), `#!/bin/sh\nexec node ${binPath} "$@"\n`);
-    chmodSync(path.join(pathDir, 'svcmesh'), 0o755);
-    const printed = await runSvcmesh(['completion', 'bash']);
-    expect(printed.code).toBe(0);
+    const { pathDir, script } = await completionSetup('bash', [
+      ['complete_me', 'http://127.0.0.1:8080'],
+      ['compass', 'http://127.0.0.1:8081'],
+    ]);
     const scriptFile = path.join(tempDir('svcmesh-completion-'), 'svcmesh.bash');
-    writeFileSync(scriptFile, printed.stdout);
+    writeFileSync(scriptFile, script);
     const tab = (line: string) => completions(scriptFile, pathDir, line);
 
     expect(await tab('svcmesh as')).toEqual(['ask']);
@@ -346,15 +357,12 @@ describe('shell completion (bash)', () => {
 
 describeIfInstalled('shell completion (zsh)', spawnSync('zsh', ['--version']).status === 0, 'zsh (Debian: zsh) is needed to complete in it', () => {
   it('completes commands, option values and registered service names at a real zsh prompt', async () => {
-    await runSvcmesh(['register', 'zcompass', 'http://127.0.0.1:8082', '--registrar', registrar.url]);
-    await runSvcmesh(['register', 'zcomplete_me', 'http://127.0.0.1:8083', '--registrar', registrar.url]);
-    const pathDir = tempDir('svcmesh-path-');
-    writeFileSync(path.join(pathDir, 'svcmesh'), `#!/bin/sh\nexec '${process.execPath}' '${binPath}' "$@"\n`);
-    chmodSync(path.join(pathDir, 'svcmesh'), 0o755);
-    const printed = await runSvcmesh(['completion', 'zsh']);
-    expect(printed.code).toBe(0);
+    const { pathDir, script } = await completionSetup('zsh', [
+      ['zcompass', 'http://127.0.0.1:8082'],
+      ['zcomplete_me', 'http://127.0.0.1:8083'],
+    ]);
     const scriptFile = path.join(tempDir('svcmesh-completion-'), '_svcmesh');
-    writeFileSync(scriptFile, printed.stdout);
+    writeFileSync(scriptFile, script);
 
     /** An interactive zsh on a pseudo-terminal, after `setup` (what ~/.zshrc would hold). */
     const zsh = async (setup: string) => {
@@ -406,17 +414,14 @@ describeIfInstalled('shell completion (zsh)', spawnSync('zsh', ['--version']).st
 
 describeIfInstalled('shell completion (fish)', spawnSync('fish', ['--version']).status === 0, 'fish (Debian: fish) is needed to complete in it', () => {
   it('completes commands and options with their descriptions, config keys and registered service names', async () => {
-    await runSvcmesh(['register', 'fcompass', 'http://127.0.0.1:8084', '--registrar', registrar.url]);
-    await runSvcmesh(['register', 'fcomplete_me', 'http://127.0.0.1:8085', '--registrar', registrar.url]);
-    const pathDir = tempDir('svcmesh-path-');
-    writeFileSync(path.join(pathDir, 'svcmesh'), `#!/bin/sh\nexec '${process.execPath}' '${binPath}' "$@"\n`);
-    chmodSync(path.join(pathDir, 'svcmesh'), 0o755);
-    const printed = await runSvcmesh(['completion', 'fish']);
-    expect(printed.code).toBe(0);
+    const { pathDir, script } = await completionSetup('fish', [
+      ['fcompass', 'http://127.0.0.1:8084'],
+      ['fcomplete_me', 'http://127.0.0.1:8085'],
+    ]);
     // Where fish looks for it by itself: ~/.config/fish/completions/svcmesh.fish.
     const home = tempDir('svcmesh-home-');
     mkdirSync(path.join(home, '.config', 'fish', 'completions'), { recursive: true });
-    writeFileSync(path.join(home, '.config', 'fish', 'completions', 'svcmesh.fish'), printed.stdout);
+    writeFileSync(path.join(home, '.config', 'fish', 'completions', 'svcmesh.fish'), script);
 
     /** What fish offers on Tab at the end of `line` (`complete -C`): value, and description when there is one. */
     const tab = (line: string) =>
