@@ -15,12 +15,22 @@ export function isHttpUrl(value: string): boolean {
  * appended to anyway. Query and fragment stay. Undefined for what is not an http(s) URL.
  */
 export function canonicalHttpUrl(value: string): string | undefined {
+  const url = parsedHttpUrl(value);
+  return url && canonicalFormOf(url);
+}
+
+/** The URL parsed, when it is an absolute http: or https: URL with a host. */
+export function parsedHttpUrl(value: string): URL | undefined {
   let url: URL;
   try {
     url = new URL(value);
   } catch {
     return undefined;
   }
-  if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.hostname === '') return undefined;
+  return (url.protocol === 'http:' || url.protocol === 'https:') && url.hostname !== '' ? url : undefined;
+}
+
+/** See canonicalHttpUrl. */
+export function canonicalFormOf(url: URL): string {
   return `${url.protocol}//${url.host}${url.pathname.replace(/\/+$/, '')}${url.search}${url.hash}`;
 }

@@ -46,6 +46,11 @@ describe('usage', () => {
     [['register', 'web', 'http://127.0.0.1:8080', '--check-path', '/health']],
     [['register', 'web', 'http://127.0.0.1:8080', '--keep-alive', '--check-path', 'health']],
     [['completion', 'powershell']],
+    // An empty secret would leave the server open without a word; a TTL past what timers and dates hold.
+    [['registrar', '--port', '0', '--token', '']],
+    [['ollama', '--port', '0', '--receive-token', ' ']],
+    [['registrar', '--port', '0', '--ttl', '1e13']],
+    [['registrar', '--port', '0', '--ttl', '0.5']],
   ])('exits 2 for bad usage: svcmesh %j', async (args) => {
     const result = await runSvcmesh(args);
     expect(result.code).toBe(2);

@@ -78,8 +78,9 @@ describeEtcd('EtcdStore on a three-member etcd cluster', () => {
     await s.register({ name: 'other', url: 'http://127.0.0.1:6001' });
 
     expect(s.instances('svc').map((i) => i.url)).toEqual(['http://127.0.0.1:5001', 'http://127.0.0.1:5002']);
+    // The newest registration stands for the name, as in the memory store.
     expect(JSON.parse(s.servicesJson())).toEqual({
-      services: { svc: 'http://127.0.0.1:5001', other: 'http://127.0.0.1:6001' },
+      services: { svc: 'http://127.0.0.1:5002', other: 'http://127.0.0.1:6001' },
     });
     expect([...s.all().keys()]).toEqual(['svc', 'other']);
 

@@ -80,7 +80,8 @@ describe('FileStore', () => {
       expiresAt: T0 + 9_000 + TTL,
       metadata: { model: 'llama3.2', gpu: true },
     });
-    expect(second.servicesJson()).toBe('{"services":{"ollama_service":"http://127.0.0.1:5000"}}');
+    // The newest registration still stands for the name.
+    expect(second.servicesJson()).toBe('{"services":{"ollama_service":"http://127.0.0.1:5002"}}');
 
     // The preserved expiry still holds: the second instance goes at its own time, not a fresh TTL.
     t = T0 + 4_000 + TTL;

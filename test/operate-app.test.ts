@@ -189,8 +189,9 @@ describe('the registrar token', () => {
   const cases = [
     { case: 'missing', headers: {}, message: /requires a token.*Authorization: Bearer/ },
     { case: 'wrong', headers: { authorization: 'Bearer s3cret-not' }, message: /token is not valid/ },
-    { case: 'not a bearer', headers: { authorization: `Basic ${Buffer.from(`x:${TOKEN}`).toString('base64')}` }, message: /token is not valid/ },
-    { case: 'bare, without Bearer', headers: { authorization: TOKEN }, message: /token is not valid/ },
+    { case: 'not a bearer', headers: { authorization: `Basic ${Buffer.from(`x:${TOKEN}`).toString('base64')}` }, message: /uses the Basic scheme.*send Authorization: Bearer <token>/ },
+    { case: 'bare, without Bearer', headers: { authorization: TOKEN }, message: /no scheme \(the word Bearer before the token is missing\)/ },
+    { case: 'Bearer alone', headers: { authorization: 'Bearer' }, message: /no token after Bearer/ },
     { case: 'right', headers: AUTH, message: undefined },
   ] as const;
   const table = protectedRoutes.flatMap((route) => cases.map((c) => ({ ...route, ...c })));
@@ -206,7 +207,13 @@ describe('the registrar token', () => {
       return;
     }
     expect(response.status).toBe(401);
-    expect(await errorOf(response)).toMatch(message);
+    // RFC 6750: a 401 names the scheme it wants.
+    expect(response.headers.get('www-authenticate')).toBe('Bearer realm="svcmesh"');
+    const error = await errorOf(response);
+    expect(error).toMatch(message);
+    // Whatever was sent, the answer never repeats it: it may be the secret itself.
+    expect(error).not.toContain(TOKEN);
+    expect(error).not.toContain(Buffer.from(`x:${TOKEN}`).toString('base64'));
     // Refused means refused: nothing changed, nothing was forwarded.
     expect(registry.servicesJson()).toBe(before);
     expect(target.received).toHaveLength(0);

@@ -327,9 +327,15 @@ describe('bad input', () => {
     ['a missing service_url', '/register', { service_name: 'x' }, 400, /`service_url` is required/],
     ['an ftp:// URL', '/register', { service_name: 'x', service_url: 'ftp://127.0.0.1/x' }, 400, /`service_url` must be an http\(s\) URL/],
     ['a URL with credentials', '/register', { service_name: 'x', service_url: 'http://user:secret@127.0.0.1:5000' }, 400, /`service_url` must not carry a user name or password/],
+    // One slash: the URL parser still finds the credentials, which must not slip through unnoticed.
+    ['a URL with credentials after one slash', '/register', { service_name: 'x', service_url: 'http:/user:secret@127.0.0.1:5000' }, 400, /`service_url` must not carry a user name or password/],
+    ['a URL with port 0', '/register', { service_name: 'x', service_url: 'http://127.0.0.1:0' }, 400, /`service_url` must name the port the service listens on/],
     ['"not a url"', '/register', { service_name: 'x', service_url: 'not a url' }, 400, /`service_url` must be an http\(s\) URL/],
     ['metadata that is a string', '/register', { ...valid, metadata: 'gpu' }, 400, /`metadata` must be a JSON object/],
     ['metadata that is an array', '/register', { ...valid, metadata: ['gpu'] }, 400, /`metadata` must be a JSON object/],
+    // Written back as JSON on every read and event, a value nested thousands deep overflowed the stack.
+    ['metadata nested 5000 deep', '/register', `{"service_name":"x","service_url":"http://127.0.0.1:5001","metadata":{"a":${'['.repeat(5000)}${']'.repeat(5000)}}}`, 400, /`metadata` is nested more than 32 levels deep/],
+    ['metadata over 64 KiB', '/register', { ...valid, metadata: { blob: 'x'.repeat(65 * 1024) } }, 400, /`metadata` is over 64 KiB/],
     ['a heartbeat with a non-http url', '/heartbeat', { service_name: 'x', service_url: 'file:///etc/passwd' }, 400, /`service_url`/],
     ['a heartbeat without a name', '/heartbeat', {}, 400, /`service_name` is required/],
     ['a deregistration with a number as name', '/deregister', { service_name: 7 }, 400, /`service_name` must be a string/],
@@ -369,23 +375,61 @@ describe('bad input', () => {
     const response = await post(app, '/register', {
       service_name: 'x',
       service_url: 'http://127.0.0.1:5000',
-      metadata: { blob: 'x'.repeat(1024 * 1024 - 200) },
+      // A field the registrar does not know is left out, whatever its size.
+      note: 'x'.repeat(1024 * 1024 - 200),
     });
     expect(response.status).toBe(200);
     expect(registry.all().size).toBe(1);
   });
 
-  it('answers an unknown route or method with a JSON 404', async () => {
+  it('takes metadata as deep as 32 levels and as large as 64 KiB, and gives it back', async () => {
+    const { app } = setup();
+    let deep: unknown = 'bottom';
+    for (let level = 1; level <= 32; level += 1) deep = { level, deeper: deep };
+    const large = { blob: 'x'.repeat(64 * 1024 - 20) };
+    for (const [name, metadata] of [['deep', deep], ['large', large]] as const) {
+      const response = await post(app, '/register', { service_name: name, service_url: 'http://127.0.0.1:5000', metadata });
+      expect(response.status, name).toBe(200);
+      const shown = (await json(await app.request(`/services/${name}`))) as { instances: Array<{ metadata: unknown }> };
+      expect(shown.instances[0]!.metadata, name).toEqual(metadata);
+    }
+  });
+
+  it('takes an optional field sent as null (Python None) as left out', async () => {
+    const { app, registry } = setup();
+    expect((await post(app, '/register', { service_name: 'x', service_url: 'http://127.0.0.1:5000', metadata: null })).status).toBe(200);
+    expect(registry.instances('x')).toMatchObject([{ metadata: {} }]);
+    expect((await post(app, '/heartbeat', { service_name: 'x', service_url: null })).status).toBe(200);
+    expect((await post(app, '/deregister', { service_name: 'x', service_url: null })).status).toBe(200);
+    expect(registry.all().size).toBe(0);
+  });
+
+  it('answers an unknown path with a JSON 404', async () => {
     const { app } = setup();
     for (const [method, path] of [
       ['GET', '/nope'],
-      ['POST', '/services'],
-      ['GET', '/register'],
+      ['POST', '/services/x/y'],
     ] as const) {
       const response = await app.request(path, { method });
       expect(response.status).toBe(404);
       expect((await json(response)).error).toBe(`No route for ${method} ${path}`);
     }
+  });
+
+  it('answers a known path asked with the wrong method with 405, Allow, and the method to use', async () => {
+    const { app, registry } = setup();
+    for (const [method, path, allow, use] of [
+      ['GET', '/register', 'POST', 'POST /register'],
+      ['POST', '/services', 'GET, HEAD', 'GET /services'],
+      ['DELETE', '/services/ollama_service', 'GET, HEAD', 'GET /services/ollama_service'],
+      ['PUT', '/forward', 'POST', 'POST /forward'],
+    ] as const) {
+      const response = await app.request(path, { method });
+      expect(response.status, `${method} ${path}`).toBe(405);
+      expect(response.headers.get('allow')).toBe(allow);
+      expect((await json(response)).error).toBe(`${method} ${path} is not answered here: use ${use}`);
+    }
+    expect(registry.all().size).toBe(0);
   });
 });
 

@@ -139,7 +139,7 @@ describe('the fast path answers as the app does', () => {
     await registry.register({ name: 'web', url: 'http://127.0.0.1:8081' });
     const [viaApp, viaSocket] = await bothWays(app, url, '/services?fresh=1');
     expect(viaSocket).toEqual(viaApp);
-    expect(JSON.parse(viaSocket.body)).toEqual({ services: { web: 'http://127.0.0.1:8080' } });
+    expect(JSON.parse(viaSocket.body)).toEqual({ services: { web: 'http://127.0.0.1:8081' } });
   });
 
   it('GET /services answers If-None-Match with 304 and no body until the catalog changes', async () => {

@@ -280,7 +280,7 @@ describe('events', () => {
 });
 
 describe("servicesJson(): the seed's GET /services body", () => {
-  it('maps each name to its oldest live instance and follows every change', async () => {
+  it('maps each name to its newest live instance (as the seed kept the last registration) and follows every change', async () => {
     const { clock, store } = memory();
     expect(store.servicesJson()).toBe('{"services":{}}');
 
@@ -290,32 +290,36 @@ describe("servicesJson(): the seed's GET /services body", () => {
     clock.set(T0 + 10_000);
     await store.register({ name: 'ollama_service', url: 'http://127.0.0.1:5002' });
     await store.register({ name: 'other', url: 'http://127.0.0.1:6000' });
-    expect(JSON.parse(store.servicesJson())).toEqual({
-      services: { ollama_service: 'http://127.0.0.1:5000', other: 'http://127.0.0.1:6000' },
-    });
-
-    // The oldest goes away (evicted): the next one stands for the name.
-    clock.set(T0 + TTL);
+    // A service that moved and registered again is shown where it is now.
     expect(JSON.parse(store.servicesJson())).toEqual({
       services: { ollama_service: 'http://127.0.0.1:5002', other: 'http://127.0.0.1:6000' },
     });
+    // Its old address renewed (a heartbeat) does not take the name back.
+    await store.heartbeat('ollama_service', 'http://127.0.0.1:5000');
+    expect(JSON.parse(store.servicesJson()).services.ollama_service).toBe('http://127.0.0.1:5002');
 
-    await store.deregister('other');
-    expect(store.servicesJson()).toBe('{"services":{"ollama_service":"http://127.0.0.1:5002"}}');
-
+    // The newest goes away (evicted): the one before stands for the name.
+    clock.set(T0 + 10_000 + TTL - 1);
+    await store.heartbeat('ollama_service', 'http://127.0.0.1:5000');
     clock.set(T0 + 10_000 + TTL);
+    expect(JSON.parse(store.servicesJson())).toEqual({ services: { ollama_service: 'http://127.0.0.1:5000' } });
+
+    await store.deregister('ollama_service');
     expect(store.servicesJson()).toBe('{"services":{}}');
   });
 
-  it('follows a deregistration of the oldest instance', async () => {
+  it('follows a deregistration of the newest instance, and a registration after it', async () => {
     const { store } = memory();
     await store.register({ name: 'a', url: 'http://a:1' });
     await store.register({ name: 'a', url: 'http://a:2' });
+    expect(store.servicesJson()).toBe('{"services":{"a":"http://a:2"}}');
+    await store.deregister('a', 'http://a:2');
     expect(store.servicesJson()).toBe('{"services":{"a":"http://a:1"}}');
-    await store.deregister('a', 'http://a:1');
-    expect(store.servicesJson()).toBe('{"services":{"a":"http://a:2"}}');
+    await store.register({ name: 'a', url: 'http://a:3' });
+    expect(store.servicesJson()).toBe('{"services":{"a":"http://a:3"}}');
+    // Registered again where it already is, an instance keeps its place.
     await store.register({ name: 'a', url: 'http://a:1' });
-    expect(store.servicesJson()).toBe('{"services":{"a":"http://a:2"}}');
+    expect(store.servicesJson()).toBe('{"services":{"a":"http://a:3"}}');
   });
 });
 

@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import { resolveSetting } from '../config.js';
-import { DEFAULT_REGISTRAR, parseHttpUrl, parsePort, parseSeconds } from './shared.js';
+import { DEFAULT_REGISTRAR, parseHttpUrl, parsePort, parseSecret, parseSeconds } from './shared.js';
 
 interface OllamaFlags {
   port: number;
@@ -30,7 +30,7 @@ export function makeOllamaCommand(): Command {
     .addOption(new Option('--heartbeat-interval <seconds>', "seconds between heartbeats (default: 120, or a third of the registrar's TTL when that is under 240)").argParser(parseSeconds))
     .addOption(new Option('--registrar <url>', `registrar URL (env SVCMESH_REGISTRAR, setting \`registrar\`, default ${DEFAULT_REGISTRAR})`).argParser(parseHttpUrl))
     .addOption(new Option('--token <token>', "the registrar's token (env SVCMESH_TOKEN, setting `token`)"))
-    .addOption(new Option('--receive-token <secret>', 'require Authorization: Bearer <secret> on /receive').env('SVCMESH_RECEIVE_TOKEN'))
+    .addOption(new Option('--receive-token <secret>', 'require Authorization: Bearer <secret> on /receive').env('SVCMESH_RECEIVE_TOKEN').argParser(parseSecret))
     .addOption(new Option('--drain-timeout <seconds>', 'on SIGINT/SIGTERM, how long answers in flight may take to finish').default(30).argParser(parseSeconds))
     .action(async (flags: OllamaFlags) => {
       const { Ollama, createOllamaApp, InFlightTracker, startServer, listenOrExplain, onShutdownSignal, normaliseOllamaHost } = await import(

@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { UsageError, parsePort, parseSeconds } from './shared.js';
+import { UsageError, parsePort, parseSecret, parseSeconds, parseTtl } from './shared.js';
 
 const collectList = (value: string, previous: string[] = []) => [...previous, ...value.split(',').map((v) => v.trim()).filter(Boolean)];
 
@@ -23,12 +23,12 @@ export function makeRegistrarCommand(): Command {
     .description('start the service registrar: registration, heartbeats, discovery, eviction, forwarding')
     .addOption(new Option('--port <port>', 'port to listen on').default(5001).argParser(parsePort))
     .addOption(new Option('--host <host>', 'address to listen on').default('0.0.0.0'))
-    .addOption(new Option('--ttl <seconds>', 'evict an instance this long after its last heartbeat').default(300).argParser(parseSeconds))
+    .addOption(new Option('--ttl <seconds>', 'evict an instance this long after its last heartbeat').default(300).argParser(parseTtl))
     .addOption(new Option('--store <store>', 'where the catalog lives: memory, file:PATH or etcd://HOST:PORT[,HOST:PORT...]').default('memory'))
-    .addOption(new Option('--token <secret>', 'require Authorization: Bearer <secret> on writes and /forward').env('SVCMESH_TOKEN'))
+    .addOption(new Option('--token <secret>', 'require Authorization: Bearer <secret> on writes and /forward').env('SVCMESH_TOKEN').argParser(parseSecret))
     .option('--protect-reads', 'with --token, reads (/services, /catalog, /events, /metrics) need the token too')
     .addOption(new Option('--allow-hosts <hosts...>', 'hosts, addresses or CIDRs that service URLs may point at (default: any)').env('SVCMESH_ALLOW_HOSTS').argParser(collectList))
-    .addOption(new Option('--target-token <secret>', "bearer token sent to targets' /receive (for services started with --receive-token)").env('SVCMESH_TARGET_TOKEN'))
+    .addOption(new Option('--target-token <secret>', "bearer token sent to targets' /receive (for services started with --receive-token)").env('SVCMESH_TARGET_TOKEN').argParser(parseSecret))
     .addOption(
       new Option('--target-token-for <service=secret...>', "a service's own /receive token, instead of --target-token (repeat for each service)")
         .env('SVCMESH_TARGET_TOKENS')

@@ -16,10 +16,34 @@ export function parsePort(value: string): number {
   return port;
 }
 
+/**
+ * The longest wait an option takes, in seconds (23 days): node's timers cannot wait past 24.8
+ * days (a longer one fires at once), and an expiry past the year 275760 has no date to show.
+ */
+const MAX_SECONDS = 2_000_000;
+
 export function parseSeconds(value: string): number {
   const seconds = Number(value);
-  if (!Number.isFinite(seconds) || seconds <= 0) throw new InvalidArgumentError('Expected a number of seconds greater than 0.');
+  if (!Number.isFinite(seconds) || seconds <= 0 || seconds > MAX_SECONDS) {
+    throw new InvalidArgumentError(`Expected a number of seconds greater than 0 and at most ${MAX_SECONDS} (23 days).`);
+  }
   return seconds;
+}
+
+/** A TTL under a second would evict instances between any two heartbeats a service can send. */
+export function parseTtl(value: string): number {
+  const seconds = parseSeconds(value);
+  if (seconds < 1) throw new InvalidArgumentError('Expected at least 1 second: a shorter TTL evicts instances before they can send a heartbeat.');
+  return seconds;
+}
+
+/**
+ * A secret a server is to require: an empty one (`--token ""`, or SVCMESH_TOKEN set to nothing,
+ * as when a deployment's secret is missing) would leave the server open without a word.
+ */
+export function parseSecret(value: string): string {
+  if (value.trim() === '') throw new InvalidArgumentError('Expected a secret, got an empty one: give the secret, or leave the option (and its variable) out to run without one.');
+  return value;
 }
 
 export function parseHttpUrl(value: string): string {

@@ -37,8 +37,13 @@ const copyMetadata = (metadata: Readonly<Record<string, unknown>>) =>
 type Instances = Entry | Map<string, Entry>;
 
 const entriesOf = (instances: Instances): Iterable<Entry> => (instances instanceof Map ? instances.values() : [instances]);
-const firstOf = (instances: Instances): Entry | undefined =>
-  instances instanceof Map ? instances.values().next().value : instances;
+/** The instance registered last (of equals, the one put last): what GET /services shows. */
+function newestOf(instances: Instances): Entry {
+  if (!(instances instanceof Map)) return instances;
+  let newest: Entry | undefined;
+  for (const entry of instances.values()) if (!newest || entry.registeredAt >= newest.registeredAt) newest = entry;
+  return newest!;
+}
 
 function sameMetadata(a: Record<string, unknown>, b: Record<string, unknown>): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
@@ -80,6 +85,8 @@ export class Catalog {
     const existing = this.#find(instance.name, instance.url);
     if (existing) {
       const metadataChanged = !sameMetadata(existing.metadata, instance.metadata as Record<string, unknown>);
+      // Registered again, it may now be the newest of its name.
+      if (existing.registeredAt !== instance.registeredAt) this.#servicesJson = undefined;
       existing.registeredAt = instance.registeredAt;
       existing.metadata = copyMetadata(instance.metadata);
       this.#setExpiry(existing, instance.lastHeartbeat, instance.expiresAt);
@@ -89,9 +96,10 @@ export class Catalog {
     }
     const entry: Entry = { ...instance, metadata: copyMetadata(instance.metadata), bucket: Number.NaN };
     const instances = this.#byName.get(entry.name);
+    // The newest instance is the one /services shows: it changes with every new instance.
+    this.#servicesJson = undefined;
     if (!instances) {
       this.#byName.set(entry.name, entry);
-      this.#servicesJson = undefined;
     } else if (instances instanceof Map) {
       instances.set(entry.url, entry);
     } else {
@@ -143,15 +151,16 @@ export class Catalog {
     return result;
   }
 
-  /** `{"services": {name: url}}` with the oldest live instance of each name; cached until a change. */
+  /**
+   * `{"services": {name: url}}` with the newest live instance of each name, cached until a change.
+   * The newest, as the seed's one URL per name was the last registered: a service that moved
+   * and registered again is shown where it is now, not where it was until that expires.
+   */
   servicesJson(): string {
     this.sweep();
     if (this.#servicesJson === undefined) {
       const services: Record<string, string> = {};
-      for (const [name, instances] of this.#byName) {
-        const first = firstOf(instances);
-        if (first) services[name] = first.url;
-      }
+      for (const [name, instances] of this.#byName) services[name] = newestOf(instances).url;
       this.#servicesJson = JSON.stringify({ services });
     }
     return this.#servicesJson;
@@ -213,8 +222,8 @@ export class Catalog {
     else if (instances instanceof Map && instances.delete(entry.url)) {
       if (instances.size === 0) this.#byName.delete(entry.name);
     } else return;
-    // Not only when the oldest instance goes: finding the oldest walks past every deleted slot
-    // of the Map, which made a mass eviction of one name quadratic. The next read rebuilds it.
+    // Whichever instance goes: the next read rebuilds it, once however many went (rebuilding on
+    // each deletion made a mass eviction of one name quadratic).
     this.#servicesJson = undefined;
     const entries = this.#buckets.get(entry.bucket);
     entries?.delete(entry);

@@ -3,10 +3,10 @@ import type { HostPolicy } from '../allow-hosts.js';
 import type { Registry } from '../registry/registry.js';
 import { ApiError } from './errors.js';
 import type { RegistrarMetrics } from './metrics.js';
-import { httpUrl, serviceName } from './validation.js';
+import { httpUrl, optional, serviceName } from './validation.js';
 
 /** The body of POST /heartbeat (and of /deregister, which names instances the same way). */
-export const heartbeatBody = z.object({ service_name: serviceName, service_url: httpUrl.optional() });
+export const heartbeatBody = z.object({ service_name: serviceName, service_url: optional(httpUrl) });
 
 export type HeartbeatBody = z.infer<typeof heartbeatBody>;
 

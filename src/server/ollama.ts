@@ -1,10 +1,16 @@
 import { Hono } from 'hono';
 import type { Ollama } from 'ollama/browser';
 import { z } from 'zod';
-import { requireToken } from './auth.js';
-import { ApiError, notFound, onError } from './errors.js';
+import { requireToken, type TokenWording } from './auth.js';
+import { ApiError, notFound, onError, refuseOtherMethods } from './errors.js';
 import { describeOllamaError } from './ollama-errors.js';
 import { type History, history, message, parseJsonBody } from './validation.js';
+
+const RECEIVE_TOKEN: TokenWording = {
+  who: "This service's /receive",
+  setWith: "the registrar's --target-token, or --target-token-for this service",
+  checkIn: "the registrar's --target-token or --target-token-for against this service's --receive-token",
+};
 
 export type OllamaClient = Pick<Ollama, 'chat' | 'list' | 'version'>;
 
@@ -59,7 +65,7 @@ export function createOllamaApp(deps: OllamaAppDeps): Hono {
   const app = new Hono();
   app.onError(onError());
   app.notFound(notFound);
-  if (deps.token) app.use('/receive', requireToken(deps.token));
+  if (deps.token) app.use('/receive', requireToken(deps.token, RECEIVE_TOKEN));
 
   /** The question, after the conversation so far when the caller sent it (as `ollama run` keeps it). */
   async function startChat(question: string, earlier: History = []) {
@@ -149,6 +155,8 @@ export function createOllamaApp(deps: OllamaAppDeps): Hono {
       return c.json({ status: 'unavailable', error: describeOllamaError(error, ollamaHost, model).message, ollama: ollamaHost, model }, 503);
     }
   });
+
+  refuseOtherMethods(app, { '/receive': ['POST'], '/health': ['GET'] });
 
   return app;
 }

@@ -203,17 +203,17 @@ async function relay(answer: ForwardAnswer, stream: ChunkSource, response: Serve
 function answerError(response: ServerResponse, error: unknown, where: string): void {
   // The caller left (which aborted the forward): there is no one to answer.
   if (response.destroyed) return;
-  const { status, message } = errorAnswer(error, where);
+  const { status, message, headers } = errorAnswer(error, where);
   if (response.headersSent) {
     response.destroy();
     return;
   }
-  writeJson(response, status, { error: message });
+  writeJson(response, status, { error: message }, headers);
 }
 
-function writeJson(response: ServerResponse, status: number, value: unknown): void {
+function writeJson(response: ServerResponse, status: number, value: unknown, headers?: Readonly<Record<string, string>>): void {
   if (response.destroyed) return;
   const body = JSON.stringify(value);
-  response.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+  response.writeHead(status, { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
   response.end(body);
 }

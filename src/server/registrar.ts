@@ -6,13 +6,13 @@ import { VERSION } from '../version.js';
 import type { HostPolicy } from '../allow-hosts.js';
 import { requireToken } from './auth.js';
 import { DASHBOARD_HTML } from './dashboard.js';
-import { ApiError, onError, notFound } from './errors.js';
+import { ApiError, onError, notFound, refuseOtherMethods } from './errors.js';
 import { eventStream } from './events.js';
 import { answerResponse, type Forwarder } from './forwarder.js';
 import { acceptHeartbeat, checkServiceHost, heartbeatBody } from './heartbeat.js';
 import type { RegistrarMetrics } from './metrics.js';
 import type { Logger } from './request-log.js';
-import { forwardBody, httpUrl, parseJsonBody, serviceName } from './validation.js';
+import { forwardBody, httpUrl, metadata, optional, parseJsonBody, serviceName } from './validation.js';
 import { catalogJson, etagMatches, instanceJson, servicesBody } from './wire.js';
 
 export interface RegistrarDeps {
@@ -37,7 +37,7 @@ export interface RegistrarDeps {
 const registerBody = z.object({
   service_name: serviceName,
   service_url: httpUrl,
-  metadata: z.record(z.string(), z.unknown(), { error: 'must be a JSON object' }).optional(),
+  metadata: optional(metadata),
 });
 
 /** Builds the registrar's HTTP API; it never listens (see `startServer`). */
@@ -135,6 +135,20 @@ export function createRegistrarApp(deps: RegistrarDeps): Hono {
       instances,
       uptime_seconds: Math.round((Date.now() - startedAt) / 1000),
     });
+  });
+
+  refuseOtherMethods(app, {
+    '/': ['GET'],
+    '/events': ['GET'],
+    '/metrics': ['GET'],
+    '/register': ['POST'],
+    '/services': ['GET'],
+    '/services/:name': ['GET'],
+    '/catalog': ['GET'],
+    '/heartbeat': ['POST'],
+    '/deregister': ['POST'],
+    '/forward': ['POST'],
+    '/health': ['GET'],
   });
 
   return app;
