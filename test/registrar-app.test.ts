@@ -36,7 +36,7 @@ interface Setup {
 function setup(options: { token?: string; timeoutMs?: number; maxAnswerBytes?: number } = {}): Setup {
   let t = T0;
   const clock = { now: () => t, set: (time: number) => void (t = time) };
-  const registry = new Registry(new MemoryStore({ ttlSeconds: TTL_S, clock }));
+  const registry = new Registry(new MemoryStore({ ttlSeconds: TTL_S, clock }), { clock });
   const forwarder = createForwarder({ registry, timeoutMs: options.timeoutMs ?? 5_000, maxAnswerBytes: options.maxAnswerBytes });
   const app = createRegistrarApp({ registry, forwarder, ttlSeconds: TTL_S, token: options.token });
   cleanups.push(() => forwarder.close(), () => registry.close());
@@ -517,6 +517,76 @@ describe('forwarding', () => {
         expect(response.headers.get('x-svcmesh-instance')).toBe(sick.url);
       }
     }
+  });
+
+  it('tries every instance before a 502: three that cannot be reached, then the fourth, which answers', async () => {
+    const { app } = setup();
+    for (let i = 0; i < 3; i += 1) await post(app, '/register', { service_name: 'svc', service_url: `http://127.0.0.1:${await closedPort()}` });
+    const live = await startTarget(answering(200, '{"message":"alive"}'));
+    await post(app, '/register', { service_name: 'svc', service_url: live.url });
+    const response = await post(app, '/forward', { from: 'x', to: 'svc', message: 'q' });
+    expect(response.status).toBe(200);
+    expect(await response.text()).toBe('{"message":"alive"}');
+  });
+
+  it('passes over an instance it could not reach for a while, then tries it again; one that registers again at once', async () => {
+    const { app, registry, clock } = setup();
+    const one = await startTarget(answering(200, '{"message":"one"}'));
+    const two = await startTarget(answering(200, '{"message":"two"}'));
+    await post(app, '/register', { service_name: 'svc', service_url: one.url });
+    await post(app, '/register', { service_name: 'svc', service_url: two.url });
+    const instanceTwo = registry.instances('svc').find((i) => i.url === two.url)!;
+    const forwards = async (n: number) => {
+      for (let i = 0; i < n; i += 1) expect((await post(app, '/forward', { from: 'x', to: 'svc', message: 'q' })).status).toBe(200);
+    };
+
+    // A forward could not reach it (it was restarting, say): the others get the forwards...
+    registry.reportReachable(instanceTwo, false);
+    await forwards(4);
+    expect(two.received).toHaveLength(0);
+    // ...until the wait is over: it is tried in its turn again, answers, and is no longer down.
+    clock.set(T0 + 5_000);
+    await forwards(4);
+    expect(two.received).toHaveLength(2);
+    expect(registry.isDown(instanceTwo)).toBe(false);
+
+    // Registering again (a restarted instance) takes it back at once.
+    registry.reportReachable(instanceTwo, false);
+    await forwards(2);
+    expect(two.received).toHaveLength(2);
+    await post(app, '/register', { service_name: 'svc', service_url: two.url });
+    expect(registry.isDown(instanceTwo)).toBe(false);
+    await forwards(4);
+    expect(two.received).toHaveLength(4);
+  });
+
+  it('starts the error line of a streamed answer cut in the middle of a line on a line of its own', async () => {
+    const { app } = setup();
+    const target = await startTarget((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+      res.write('{"message":"whole"}\n{"message":"ha');
+      setTimeout(() => res.destroy(), 50);
+    });
+    await post(app, '/register', { service_name: 'cut', service_url: target.url });
+    const response = await post(app, '/forward', { from: 'x', to: 'cut', message: 'q', stream: true });
+    const lines = (await response.text()).split('\n');
+    expect(lines.slice(0, 2)).toEqual(['{"message":"whole"}', '{"message":"ha']);
+    expect(JSON.parse(lines[2]!)).toEqual({ error: expect.stringMatching(/^Lost cut at .* in the middle of the answer/) });
+    expect(lines.slice(3)).toEqual(['']);
+  });
+
+  it('registers an instance a heartbeat names with the metadata it carries, once, and says it did', async () => {
+    const { app, registry } = setup();
+    const beat = (metadata: Record<string, unknown>) => post(app, '/heartbeat', { service_name: 'ollama_service', service_url: 'http://127.0.0.1:5000', metadata });
+    const first = await beat({ model: 'llama3.2' });
+    expect(first.status).toBe(200);
+    expect(await json(first)).toEqual({ message: 'Heartbeat received from ollama_service' });
+    expect(first.headers.get('x-svcmesh-registered')).toBe('true');
+    expect(registry.instances('ollama_service')).toMatchObject([{ metadata: { model: 'llama3.2' } }]);
+    // A renewal: nothing registered, and the metadata it carries changes nothing.
+    const second = await beat({ model: 'other' });
+    expect(second.headers.get('x-svcmesh-registered')).toBeNull();
+    expect(registry.instances('ollama_service')).toMatchObject([{ metadata: { model: 'llama3.2' } }]);
   });
 
   it('spreads forwards over two live instances', async () => {

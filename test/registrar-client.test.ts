@@ -133,9 +133,9 @@ describe('startHeartbeatLoop', () => {
   const URL_ = 'http://127.0.0.1:5000';
   const noop = () => {};
 
-  function loop(app: Hono, calls: Call[], intervalMs = 20, before?: (call: Call) => Promise<void>): HeartbeatLoop {
+  function loop(app: Hono, calls: Call[], intervalMs = 20, before?: (call: Call) => Promise<void>, log: (line: string) => void = noop): HeartbeatLoop {
     const client = createRegistrarClient({ baseUrl: BASE, fetch: inProcess(app, calls, before) });
-    const running = startHeartbeatLoop({ client, name: NAME, url: URL_, metadata: { model: 'llama3.2' }, intervalMs, retryMs: intervalMs, log: noop, warn: noop });
+    const running = startHeartbeatLoop({ client, name: NAME, url: URL_, metadata: { model: 'llama3.2' }, intervalMs, retryMs: intervalMs, log, warn: noop });
     cleanups.push(() => running.stop());
     return running;
   }
@@ -149,17 +149,19 @@ describe('startHeartbeatLoop', () => {
     expect(calls[0]).toEqual({ method: 'POST', path: '/register', body: { service_name: NAME, service_url: URL_, metadata: { model: 'llama3.2' } } });
     // The registrar's TTL, read once registered, to check the interval against.
     expect(calls[1]).toMatchObject({ method: 'GET', path: '/health' });
+    // With the metadata, for a registrar that lost the instance to register it whole.
     expect(calls.slice(2, 4)).toEqual([
-      { method: 'POST', path: '/heartbeat', body: { service_name: NAME, service_url: URL_ } },
-      { method: 'POST', path: '/heartbeat', body: { service_name: NAME, service_url: URL_ } },
+      { method: 'POST', path: '/heartbeat', body: { service_name: NAME, service_url: URL_, metadata: { model: 'llama3.2' } } },
+      { method: 'POST', path: '/heartbeat', body: { service_name: NAME, service_url: URL_, metadata: { model: 'llama3.2' } } },
     ]);
     expect(registry.instances(NAME)).toMatchObject([{ url: URL_, metadata: { model: 'llama3.2' } }]);
   });
 
-  it('brings the registration back with the next heartbeat after the registrar lost it', async () => {
+  it('brings the registration back, metadata and all, with the next heartbeat after the registrar lost it, and says so', async () => {
     const { app, registry } = registrar();
     const calls: Call[] = [];
-    loop(app, calls);
+    const logs: string[] = [];
+    loop(app, calls, 20, undefined, (line) => logs.push(line));
     await waitFor(() => registry.instances(NAME).length === 1, 5_000, 'the registration');
 
     // A registrar restart, as seen from outside: the catalog no longer knows the instance.
@@ -167,8 +169,10 @@ describe('startHeartbeatLoop', () => {
     expect(registry.instances(NAME)).toEqual([]);
     const seen = calls.length;
     await waitFor(() => registry.instances(NAME).length === 1, 5_000, 'the registration to come back');
-    expect(registry.instances(NAME)[0]!.url).toBe(URL_);
+    expect(registry.instances(NAME)).toMatchObject([{ url: URL_, metadata: { model: 'llama3.2' } }]);
     expect(calls.slice(seen).some((call) => call.path === '/heartbeat')).toBe(true);
+    expect(calls.slice(seen).some((call) => call.path === '/register')).toBe(false);
+    await waitFor(() => logs.includes(`The registrar at ${BASE} had lost ${NAME} at ${URL_}: registered again`), 5_000, 'the log line');
   });
 
   it('registers again when a name-only registrar answers 404', async () => {

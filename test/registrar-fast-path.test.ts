@@ -101,6 +101,7 @@ interface Seen {
   instance: string | null;
   attempts: string | null;
   etag: string | null;
+  wwwAuthenticate: string | null;
   body: string;
 }
 
@@ -111,6 +112,7 @@ async function seen(response: Response): Promise<Seen> {
     instance: response.headers.get('x-svcmesh-instance'),
     attempts: response.headers.get('x-svcmesh-attempts'),
     etag: response.headers.get('etag'),
+    wwwAuthenticate: response.headers.get('www-authenticate'),
     body: await response.text(),
   };
 }
@@ -262,6 +264,7 @@ describe('the fast path answers as the app does', () => {
     for (const headers of [{}, { authorization: 'Bearer wrong' }, { authorization: 'Basic abc' }] as Record<string, string>[]) {
       const [viaApp, viaSocket] = await bothWays(app, url, '/forward', postJson({ to: 'echo', message: 'hi' }, headers));
       expect(viaSocket.status).toBe(401);
+      expect(viaSocket.wwwAuthenticate).toBe('Bearer realm="svcmesh"');
       expect(viaSocket).toEqual(viaApp);
     }
     const [viaApp, viaSocket] = await bothWays(app, url, '/forward', postJson({ to: 'echo', message: 'hi' }, { authorization: `Bearer ${TOKEN}` }));
@@ -297,6 +300,19 @@ describe('the fast path answers as the app does', () => {
     expect(counted).toContain('svcmesh_heartbeats_total{outcome="renewed"} 5');
     expect(counted).toContain('svcmesh_heartbeats_total{outcome="reregistered"} 1');
     expect(counted).toContain('svcmesh_heartbeats_total{outcome="unknown"} 2');
+  });
+
+  it('POST /heartbeat that brings an instance back registers its metadata and says so; a renewal does not', async () => {
+    const { registry, url } = await setup();
+    const beat = () => fetch(`${url}/heartbeat`, postJson({ service_name: 'back', service_url: 'http://127.0.0.1:8090', metadata: { model: 'llama3.2' } }));
+    const first = await beat();
+    expect(first.status).toBe(200);
+    expect(first.headers.get('x-svcmesh-registered')).toBe('true');
+    expect(await first.json()).toEqual({ message: 'Heartbeat received from back' });
+    expect(registry.instances('back')).toMatchObject([{ metadata: { model: 'llama3.2' } }]);
+    const second = await beat();
+    expect(second.headers.get('x-svcmesh-registered')).toBeNull();
+    await second.body?.cancel();
   });
 
   it('POST /heartbeat with a token: refused without it or with a wrong one, renewed with it', async () => {

@@ -32,7 +32,7 @@ const open: Array<{ close(): Promise<void> }> = [];
 function memory(clock = manualClock(), ttlSeconds = TTL_S) {
   const store = new MemoryStore({ ttlSeconds, clock });
   open.push(store);
-  return { clock, store, registry: new Registry(store) };
+  return { clock, store, registry: new Registry(store, { clock }) };
 }
 
 function recordEvents(subscribe: (listener: (event: RegistryEvent) => void) => () => void) {

@@ -4,7 +4,7 @@ import type { RegistrarClient } from './registrar-client.js';
 /** The interval when none is given, unless the registrar's TTL asks for a shorter one. */
 export const DEFAULT_HEARTBEAT_INTERVAL_MS = 120_000;
 
-/** Heartbeats between two looks at the registrar's TTL (one small GET /health). */
+/** Heartbeats between two looks at the registrar's TTL (one small GET /health), besides after a re-registration. */
 const RECHECK_TTL_EVERY = 10;
 
 /** The longest wait between two checks of the service, when there is a check. */
@@ -59,6 +59,7 @@ export function startHeartbeatLoop(options: HeartbeatLoopOptions): HeartbeatLoop
   let failing = false;
   let timer: NodeJS.Timeout | undefined;
   let inFlight: Promise<void> = Promise.resolve();
+  const hasMetadata = Object.keys(options.metadata ?? {}).length > 0;
 
   async function register() {
     const answer = await client.register(name, url, options.metadata);
@@ -91,11 +92,14 @@ export function startHeartbeatLoop(options: HeartbeatLoopOptions): HeartbeatLoop
 
   async function beat() {
     try {
-      await client.heartbeat(name, url);
-      // A registrar that restarted with another --ttl heals the instance from the heartbeat's URL
-      // without a registration: look at its TTL again now and then.
+      // The metadata goes along so that a registrar that lost the instance registers it whole.
+      const answer = await client.heartbeat(name, url, hasMetadata ? options.metadata : undefined);
       beats += 1;
-      if (beats % RECHECK_TTL_EVERY === 0) await fitIntervalToTtl();
+      if (answer.reregistered) {
+        // The registrar restarted (or evicted it): it may have come back with another --ttl.
+        options.log(`The registrar at ${client.baseUrl} had lost ${name} at ${url}: registered again`);
+        await fitIntervalToTtl();
+      } else if (beats % RECHECK_TTL_EVERY === 0) await fitIntervalToTtl();
     } catch (error) {
       // An older registrar that does not heal from the URL says 404: register again.
       if (error instanceof HttpError && error.status === 404) return register();

@@ -17,6 +17,7 @@ export type { ChatTurn, InstanceJson };
 export interface JsonAnswer<T> {
   json: T;
   text: string;
+  headers: { get(name: string): string | null };
 }
 
 /** Talks to a registrar's HTTP API; every failure is an HttpError that names the URL. */
@@ -35,7 +36,7 @@ export function createRegistrarClient(options: RegistrarClientOptions) {
       signal: signal ?? AbortSignal.timeout(timeoutMs),
     });
     await checkOk(response, url);
-    return readJson<T>(response, url);
+    return { ...(await readJson<T>(response, url)), headers: response.headers };
   }
 
   return {
@@ -43,8 +44,11 @@ export function createRegistrarClient(options: RegistrarClientOptions) {
     authHeaders,
     register: (name: string, url: string, metadata?: Record<string, unknown>) =>
       call<{ message: string }>('POST', '/register', { service_name: name, service_url: url, ...(metadata && { metadata }) }),
-    heartbeat: (name: string, url?: string) =>
-      call<{ message: string }>('POST', '/heartbeat', { service_name: name, ...(url && { service_url: url }) }),
+    /** `metadata` is registered with the instance should the registrar have lost it. */
+    heartbeat: async (name: string, url?: string, metadata?: Record<string, unknown>) => {
+      const answer = await call<{ message: string }>('POST', '/heartbeat', { service_name: name, ...(url && { service_url: url }), ...(metadata && { metadata }) });
+      return { ...answer, reregistered: answer.headers.get('x-svcmesh-registered') === 'true' };
+    },
     deregister: (name: string, url?: string) =>
       call<{ message: string }>('POST', '/deregister', { service_name: name, ...(url && { service_url: url }) }),
     services: () => call<{ services: Record<string, string> }>('GET', '/services'),

@@ -1,5 +1,17 @@
 import type { Store } from './store.js';
-import type { Instance, RegistrationInput, RegistryEvent, RegistryListener, StoreHealth } from './types.js';
+import type { Clock, Instance, RegistrationInput, RegistryEvent, RegistryListener, StoreHealth } from './types.js';
+
+export interface RegistryOptions {
+  /**
+   * How long an instance a forward could not reach is passed over, before forwards try it again
+   * in its turn: without a second chance, an instance that came back would never get a request
+   * while others answer. A retry that fails costs a refused connection and goes to the next.
+   */
+  retryDownAfterMs?: number;
+  clock?: Clock;
+}
+
+const RETRY_DOWN_AFTER_MS = 5_000;
 
 export type HeartbeatOutcome = 'renewed' | 'reregistered' | 'unknown';
 
@@ -13,31 +25,40 @@ export class Registry {
   readonly store: Store;
   readonly #inFlight = new Map<string, number>();
   readonly #turns = new Map<string, number>();
-  readonly #down = new Set<string>();
+  /** Instances the last forward could not reach, and when that was. */
+  readonly #down = new Map<string, number>();
   readonly #listeners = new Set<RegistryListener>();
+  readonly #retryDownAfterMs: number;
+  readonly #clock: Clock;
   #changes = 0;
 
-  constructor(store: Store) {
+  constructor(store: Store, options: RegistryOptions = {}) {
     this.store = store;
+    this.#retryDownAfterMs = options.retryDownAfterMs ?? RETRY_DOWN_AFTER_MS;
+    this.#clock = options.clock ?? { now: () => Date.now() };
     store.subscribe((event) => {
       if (event.type === 'deregistered' || event.type === 'evicted') this.#down.delete(key(event.instance));
       this.#emit(event);
     });
   }
 
-  register(input: RegistrationInput) {
-    return this.store.register(input);
+  /** A registration is an instance saying it is (back) up: it is no longer passed over. */
+  async register(input: RegistrationInput) {
+    const result = await this.store.register(input);
+    this.reportReachable(result.instance, true);
+    return result;
   }
 
   /**
    * Renews `name` (one instance when `url` is given). A heartbeat that names an instance the
-   * registry does not know — it restarted, or evicted it — registers it again in the same call.
+   * registry does not know — it restarted, or evicted it — registers it again in the same call,
+   * with the metadata the heartbeat carries (a registrar that restarted has none of its own).
    */
-  async heartbeat(name: string, url?: string): Promise<HeartbeatOutcome> {
+  async heartbeat(name: string, url?: string, metadata?: Record<string, unknown>): Promise<HeartbeatOutcome> {
     const renewed = await this.store.heartbeat(name, url);
     if (renewed.length > 0) return 'renewed';
     if (url === undefined) return 'unknown';
-    await this.store.register({ name, url });
+    await this.register({ name, url, metadata });
     return 'reregistered';
   }
 
@@ -75,10 +96,17 @@ export class Registry {
   /** What a forward learnt about an instance: only a change is news. */
   reportReachable(instance: Instance, reachable: boolean): void {
     const k = key(instance);
-    if (reachable !== this.#down.has(k)) return;
-    if (reachable) this.#down.delete(k);
-    else this.#down.add(k);
-    this.#emit({ type: reachable ? 'up' : 'down', instance });
+    const wasDown = this.#down.has(k);
+    // Failing again restarts the wait before the next retry; only a change is news.
+    if (!reachable) this.#down.set(k, this.#clock.now());
+    else if (wasDown) this.#down.delete(k);
+    if (reachable === wasDown) this.#emit({ type: reachable ? 'up' : 'down', instance });
+  }
+
+  /** Down, and not yet due for another try. */
+  #passedOver(k: string): boolean {
+    const since = this.#down.get(k);
+    return since !== undefined && this.#clock.now() - since < this.#retryDownAfterMs;
   }
 
   /** Counts every event (changes, and down/up): what was built from the registry is current while it holds. */
@@ -108,8 +136,8 @@ export class Registry {
     // sorting after gives the idle instance that follows a busy one the busy one's turns too.
     const byLoad = new Map<number, Instance[]>();
     for (const instance of instances) {
-      // An instance a forward just failed to reach goes after every reachable one.
-      const load = (this.#down.has(key(instance)) ? 1e9 : 0) + this.inFlight(instance);
+      // An instance a forward just failed to reach goes after every reachable one, for a while.
+      const load = (this.#down.size > 0 && this.#passedOver(key(instance)) ? 1e9 : 0) + this.inFlight(instance);
       const group = byLoad.get(load);
       if (group) group.push(instance);
       else byLoad.set(load, [instance]);

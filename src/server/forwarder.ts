@@ -20,8 +20,11 @@ export interface ForwarderOptions {
   registry: Registry;
   /** How long an instance may take to start answering, and the longest pause inside an answer. */
   timeoutMs: number;
-  /** Instances tried for one request, at most. */
-  maxAttempts?: number;
+  /**
+   * Instances that may time out for one request before it gives up (504). Instances that refuse
+   * or drop the connection cost next to nothing, so every instance is tried before a 502.
+   */
+  maxTimeouts?: number;
   /**
    * The longest answer read whole (64 MiB by default); past it the forward is a 502 rather than
    * the registrar holding it all in memory. A streamed answer has no such limit: it is relayed
@@ -80,6 +83,7 @@ export interface ChunkSource {
 }
 
 const encoder = new TextEncoder();
+const NEWLINE = 0x0a;
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT']);
 
 interface ReceiveTarget {
@@ -118,7 +122,7 @@ function causeOf(error: unknown): string {
  */
 export function createForwarder(options: ForwarderOptions): Forwarder {
   const { registry, timeoutMs } = options;
-  const maxAttempts = options.maxAttempts ?? 3;
+  const maxTimeouts = options.maxTimeouts ?? 3;
   const maxAnswerBytes = options.maxAnswerBytes ?? DEFAULT_MAX_ANSWER_BYTES;
   const agent =
     options.dispatcher ?? new Agent({ keepAliveTimeout: 30_000, connections: 256, connect: { timeout: 5_000 } });
@@ -181,7 +185,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     const body = history
       ? JSON.stringify(request.stream ? { from, message, stream: true, history } : { from, message, history })
       : JSON.stringify(request.stream ? { from, message, stream: true } : { from, message });
-    const tries = Math.min(candidates.length, maxAttempts);
+    const tries = candidates.length;
     const failed: string[] = [];
     let timeouts = 0;
     let cancelled = false;
@@ -189,7 +193,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     // A 503 from an instance that was passed over for the next one: the answer if no other does.
     let unavailable: ForwardAnswer | undefined;
     const next = (index: number) => {
-      if (index + 1 < tries) attempt(index + 1);
+      if (index + 1 < tries && timeouts < maxTimeouts) attempt(index + 1);
       else if (unavailable) {
         observer?.answered(label, 503, elapsed());
         finish();
@@ -403,6 +407,8 @@ function chunkSource(
   const chunks = body[Symbol.asyncIterator]();
   let first = true;
   let over = false;
+  // Whether what was relayed so far ends a line: the error line must start one of its own.
+  let atLineStart = true;
   const end = () => {
     if (over) return;
     over = true;
@@ -421,11 +427,14 @@ function chunkSource(
           first = false;
           onFirstChunk();
         }
-        return value as Uint8Array;
+        const chunk = value as Uint8Array;
+        if (chunk.byteLength > 0) atLineStart = chunk[chunk.byteLength - 1] === NEWLINE;
+        return chunk;
       } catch (error) {
         if (over) return undefined;
         end();
-        return encoder.encode(`${JSON.stringify({ error: `Lost ${name} at ${url} in the middle of the answer: ${causeOf(error)}` })}\n`);
+        const line = JSON.stringify({ error: `Lost ${name} at ${url} in the middle of the answer: ${causeOf(error)}` });
+        return encoder.encode(`${atLineStart ? '' : '\n'}${line}\n`);
       }
     },
     cancel() {

@@ -3,12 +3,21 @@ import type { HostPolicy } from '../allow-hosts.js';
 import type { Registry } from '../registry/registry.js';
 import { ApiError } from './errors.js';
 import type { RegistrarMetrics } from './metrics.js';
-import { httpUrl, optional, serviceName } from './validation.js';
+import { httpUrl, metadata, optional, serviceName } from './validation.js';
 
-/** The body of POST /heartbeat (and of /deregister, which names instances the same way). */
-export const heartbeatBody = z.object({ service_name: serviceName, service_url: optional(httpUrl) });
+/** A name, or one instance of it: the body of POST /deregister. */
+export const instanceRef = z.object({ service_name: serviceName, service_url: optional(httpUrl) });
+
+/**
+ * The body of POST /heartbeat: the instance, and the metadata to register it with should the
+ * registrar have lost it (a restart of a memory store), which a plain heartbeat cannot restore.
+ */
+export const heartbeatBody = instanceRef.extend({ metadata: optional(metadata) });
 
 export type HeartbeatBody = z.infer<typeof heartbeatBody>;
+
+/** Set on a heartbeat's answer when it registered the instance again: a sender may re-read the TTL. */
+export const REREGISTERED_HEADER = 'x-svcmesh-registered';
 
 /** Refuses a service URL whose host `--allow-hosts` leaves out. */
 export function checkServiceHost(policy: HostPolicy | undefined, url: string): void {
@@ -28,9 +37,9 @@ export interface HeartbeatDeps {
  * Renews what a heartbeat names and says so; both the Hono route and the registrar's fast path
  * answer with it. A name the registry does not know, sent without its URL, is a 404.
  */
-export async function acceptHeartbeat(deps: HeartbeatDeps, body: HeartbeatBody): Promise<{ message: string }> {
+export async function acceptHeartbeat(deps: HeartbeatDeps, body: HeartbeatBody): Promise<{ message: string; reregistered: boolean }> {
   if (body.service_url) checkServiceHost(deps.hostPolicy, body.service_url);
-  const outcome = await deps.registry.heartbeat(body.service_name, body.service_url);
+  const outcome = await deps.registry.heartbeat(body.service_name, body.service_url, body.metadata);
   deps.metrics?.heartbeat(outcome);
   if (outcome === 'unknown') {
     throw new ApiError(
@@ -38,5 +47,5 @@ export async function acceptHeartbeat(deps: HeartbeatDeps, body: HeartbeatBody):
       `Service ${body.service_name} is not registered: register it again (POST /register), or send service_url with the heartbeat`,
     );
   }
-  return { message: `Heartbeat received from ${body.service_name}` };
+  return { message: `Heartbeat received from ${body.service_name}`, reregistered: outcome === 'reregistered' };
 }

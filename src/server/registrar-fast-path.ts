@@ -2,13 +2,14 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { z } from 'zod';
 import { tokenCheck } from './auth.js';
 import { errorAnswer } from './errors.js';
-import { acceptHeartbeat, type HeartbeatDeps, heartbeatBody } from './heartbeat.js';
+import { acceptHeartbeat, type HeartbeatDeps, heartbeatBody, REREGISTERED_HEADER } from './heartbeat.js';
 import type { ChunkSource, ForwardAnswer, Forwarder } from './forwarder.js';
 import type { FastPath } from './start.js';
 import { forwardBody, MAX_BODY_BYTES, parseJsonText, tooLarge } from './validation.js';
 import { etagMatches, servicesBody } from './wire.js';
 
 const SMALL_BODY_BYTES = 16 * 1024;
+const REREGISTERED_ANSWER = { [REREGISTERED_HEADER]: 'true' };
 
 export interface RegistrarFastPathDeps extends HeartbeatDeps {
   forwarder: Forwarder;
@@ -67,7 +68,10 @@ export function createRegistrarFastPath(deps: RegistrarFastPathDeps): FastPath {
   // frequent request a registrar answers.
   function heartbeat(request: IncomingMessage, response: ServerResponse): void {
     withBody(request, response, heartbeatBody, 'POST /heartbeat', (body, fail) => {
-      acceptHeartbeat(deps, body).then((answer) => writeJson(response, 200, answer), fail);
+      acceptHeartbeat(deps, body).then(
+        ({ message, reregistered }) => writeJson(response, 200, { message }, reregistered ? REREGISTERED_ANSWER : undefined),
+        fail,
+      );
     });
   }
 

@@ -9,7 +9,7 @@ import { DASHBOARD_HTML } from './dashboard.js';
 import { ApiError, onError, notFound, refuseOtherMethods } from './errors.js';
 import { eventStream } from './events.js';
 import { answerResponse, type Forwarder } from './forwarder.js';
-import { acceptHeartbeat, checkServiceHost, heartbeatBody } from './heartbeat.js';
+import { acceptHeartbeat, checkServiceHost, heartbeatBody, instanceRef, REREGISTERED_HEADER } from './heartbeat.js';
 import type { RegistrarMetrics } from './metrics.js';
 import type { Logger } from './request-log.js';
 import { forwardBody, httpUrl, metadata, optional, parseJsonBody, serviceName } from './validation.js';
@@ -99,10 +99,13 @@ export function createRegistrarApp(deps: RegistrarDeps): Hono {
   app.get('/catalog', (c) => c.json(catalogJson(registry.all(), registry)));
 
   // Behind a real server the fast path answers /heartbeat; this route serves app.request().
-  app.post('/heartbeat', async (c) => c.json(await acceptHeartbeat(deps, await parseJsonBody(c, heartbeatBody))));
+  app.post('/heartbeat', async (c) => {
+    const { message, reregistered } = await acceptHeartbeat(deps, await parseJsonBody(c, heartbeatBody));
+    return c.json({ message }, 200, reregistered ? { [REREGISTERED_HEADER]: 'true' } : {});
+  });
 
   app.post('/deregister', async (c) => {
-    const body = await parseJsonBody(c, heartbeatBody);
+    const body = await parseJsonBody(c, instanceRef);
     const removed = await registry.deregister(body.service_name, body.service_url);
     if (removed.length === 0) {
       const what = body.service_url ? `${body.service_name} at ${body.service_url}` : body.service_name;
