@@ -235,6 +235,38 @@ describe('services --watch --json', () => {
     expect(watcher.stdout().endsWith('\n')).toBe(true);
   });
 
+  it('watching one service: a snapshot of it alone, and a word on stderr while it is not registered yet', async () => {
+    const registrar = await startSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1']);
+    const at = ['--registrar', registrar.url];
+    await runSvcmesh(['register', 'other', 'http://127.0.0.1:7201', ...at]);
+    await runSvcmesh(['register', 'ollama_service', 'http://127.0.0.1:7202', ...at]);
+    const watcher = spawnSvcmesh(['services', 'ollama_servce', '--watch', '--json', ...at]);
+    try {
+      await waitFor(() => watcher.stdout().includes('snapshot'), 10_000, 'the snapshot');
+      expect(JSON.parse(watcher.stdout().split('\n')[0]!)).toEqual({ type: 'snapshot', services: { ollama_servce: [] } });
+      expect(watcher.stderr()).toContain(`ollama_servce is not registered at ${registrar.url} yet: watching for it. Did you mean ollama_service?`);
+      // It is waited for, and shown when it comes; the other service never is.
+      await runSvcmesh(['register', 'other', 'http://127.0.0.1:7203', ...at]);
+      await runSvcmesh(['register', 'ollama_servce', 'http://127.0.0.1:7204', ...at]);
+      await waitFor(() => watcher.stdout().includes('7204'), 5_000, 'the registration');
+      expect(watcher.stdout()).not.toContain('7203');
+    } finally {
+      watcher.child.kill('SIGINT');
+      await watcher.exited;
+      await registrar.stop();
+    }
+  });
+
+  it('exits 1 at once, naming the URL, when nothing answers where it is pointed', async () => {
+    const nowhere = `http://127.0.0.1:${await freePort()}`;
+    for (const args of [['services', '--watch'], ['services', 'ollama_service', '--watch', '--json']]) {
+      const result = await runSvcmesh([...args, '--registrar', nowhere]);
+      expect(result.code, args.join(' ')).toBe(1);
+      expect(result.stderr).toContain(`Cannot reach ${nowhere}/`);
+      expect(result.stdout).toBe('');
+    }
+  });
+
   it('stops at once on SIGINT while the registrar is away', async () => {
     const port = await freePort();
     const registrar = await startSvcmesh(['registrar', '--port', String(port), '--host', '127.0.0.1']);

@@ -72,6 +72,7 @@ const REFRESH_MAX_INSTANCES = 5_000;
 
 async function watch(client: Awaited<ReturnType<typeof clientFrom>>, flags: ServicesFlags, only: string | undefined): Promise<void> {
   const [output, { watchEvents }] = await Promise.all([import('../output.js'), import('../client/event-stream.js')]);
+  await lookBeforeWatching(client, output, only);
   const controller = new AbortController();
   process.once('SIGINT', () => controller.abort());
   const live = output.isInteractive() && !flags.json;
@@ -113,13 +114,20 @@ async function watch(client: Awaited<ReturnType<typeof clientFrom>>, flags: Serv
     for await (const event of events) {
       const data = JSON.parse(event.data) as { type: string; services?: Catalog; name?: string; instance?: InstanceJson };
       if (only && data.name !== undefined && data.name !== only) continue;
+      // Watching one service, the snapshot is that service's: the others' instances are noise.
+      if (only && data.type === 'snapshot') data.services = { [only]: data.services?.[only] ?? [] };
       if (flags.json) {
-        output.printJson(event.data);
+        output.printJson(only && data.type === 'snapshot' ? JSON.stringify(data) : event.data);
         continue;
       }
       if (data.type === 'snapshot') catalog = data.services ?? {};
       else if (data.name && data.instance) catalog = applyChange(catalog, data.type, data.name, data.instance);
-      const change = data.type === 'snapshot' ? `snapshot: ${Object.keys(catalog).length} services` : `${data.type}: ${data.name} at ${data.instance?.url}`;
+      const change =
+        data.type !== 'snapshot'
+          ? `${data.type}: ${data.name} at ${data.instance?.url}`
+          : only
+            ? `snapshot: ${plural(catalog[only]?.length ?? 0, 'instance')} of ${only}`
+            : `snapshot: ${plural(Object.keys(catalog).length, 'service')}`;
       if (live) {
         lastChange = output.style.dim(`${new Date().toLocaleTimeString()} ${change}`);
         redraw();
@@ -131,6 +139,30 @@ async function watch(client: Awaited<ReturnType<typeof clientFrom>>, flags: Serv
     clearInterval(ticker);
     clearTimeout(refresher);
   }
+}
+
+/**
+ * One look before the watch: a registrar that is not there at all (a mistyped --registrar) is an
+ * error, as with `kubectl get -w`; once connected, the watch outlives registrar restarts. A
+ * service not registered yet is waited for, with a word on stderr in case the name is mistyped.
+ */
+async function lookBeforeWatching(client: Awaited<ReturnType<typeof clientFrom>>, output: typeof import('../output.js'), only: string | undefined): Promise<void> {
+  if (!only) {
+    await client.health();
+    return;
+  }
+  try {
+    await client.service(only);
+  } catch (error) {
+    if ((error as { status?: number }).status !== 404) throw error;
+    const { withServiceHint } = await import('./unknown-service.js');
+    const { hint } = (await withServiceHint(error, client, only)) as { hint?: string };
+    output.warn(`${only} is not registered at ${client.baseUrl} yet: watching for it${hint ? `. ${hint}` : ''}`);
+  }
+}
+
+function plural(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? '' : 's'}`;
 }
 
 function countInstances(catalog: Catalog): number {

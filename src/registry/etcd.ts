@@ -294,7 +294,10 @@ export class EtcdStore implements Store {
         if (current?.lease !== lease) this.#revokeQuietly(client, lease);
         kv = result.current;
       }
-      throw new Error(`register ${input.name} ${input.url}: the key kept changing under concurrent writes; try again`);
+      // Busy rather than broken: a 503 tells the caller (a heartbeat loop does) to try again.
+      throw new StoreUnavailableError(
+        `register ${input.name} ${input.url}: other writes changed it ${MAX_CAS_ATTEMPTS} times in a row while this one tried; try again`,
+      );
     });
   }
 
