@@ -141,6 +141,29 @@ describe('shutdown and restarts', () => {
     expect((await stopped).code).toBe(0);
   });
 
+  it('SIGTERM to the registrar when a streamed answer outlasts --drain-timeout: it ends with an error line that says why, exit 0', async () => {
+    ollama = await startFakeOllama({ reply: REPLY, tokenDelayMs: 200 });
+    const registrar = await startRegistrar(['--drain-timeout', '1']);
+    await startService(registrar, ollama);
+    const response = await forward(registrar, 'a long story', true);
+    const reader = response.body!.getReader();
+    const decoder = new TextDecoder();
+    let text = decoder.decode((await reader.read()).value);
+    const stopped = registrar.stop('SIGTERM', 20_000);
+    for (;;) {
+      const { value, done } = await reader.read().catch(() => ({ value: undefined, done: true }));
+      if (done) break;
+      text += decoder.decode(value);
+    }
+    const lines = text.trimEnd().split('\n');
+    // Words came for about a second (the drain time), then the line that says why they stopped.
+    expect(lines.length).toBeGreaterThan(2);
+    expect(lines.length).toBeLessThan(REPLY.split(' ').length);
+    expect(JSON.parse(lines.at(-1)!)).toEqual({ error: 'The registrar shut down before the answer was over (its --drain-timeout of 1 s ran out)' });
+    for (const line of lines.slice(0, -1)) expect(JSON.parse(line)).toHaveProperty('message');
+    expect((await stopped).code).toBe(0);
+  });
+
   it('a heartbeating service is back within one heartbeat interval after a registrar restart (memory store)', async () => {
     ollama = await startFakeOllama();
     const port = await freePort();

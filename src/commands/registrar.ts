@@ -84,6 +84,7 @@ export function makeRegistrarCommand(): Command {
         logger,
         shutdown: shutdown.signal,
       });
+      const cutStreams = new AbortController();
       const fastPath = createRegistrarFastPath({
         registry,
         forwarder,
@@ -91,9 +92,12 @@ export function makeRegistrarCommand(): Command {
         protectReads: flags.protectReads,
         hostPolicy,
         metrics,
+        cutStreams: cutStreams.signal,
       });
+      const onDrainTimeout = () =>
+        cutStreams.abort(`The registrar shut down before the answer was over (its --drain-timeout of ${flags.drainTimeout} s ran out)`);
       const server = await listenOrExplain(
-        () => startServer(app, { host: flags.host, port: flags.port, logger, fastPath }),
+        () => startServer(app, { host: flags.host, port: flags.port, logger, fastPath, onDrainTimeout }),
         flags.host,
         flags.port,
       );

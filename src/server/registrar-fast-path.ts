@@ -15,6 +15,11 @@ export interface RegistrarFastPathDeps extends HeartbeatDeps {
   forwarder: Forwarder;
   token?: string;
   protectReads?: boolean;
+  /**
+   * Aborted when a shutdown's drain time is over, with the reason as a message: a streamed answer
+   * still flowing then ends with an `{"error"}` line that says so, rather than just stopping.
+   */
+  cutStreams?: AbortSignal;
 }
 
 /**
@@ -114,7 +119,7 @@ export function createRegistrarFastPath(deps: RegistrarFastPathDeps): FastPath {
         { from: body.from, to: body.to, message: body.message, stream: body.stream === true, history: body.history },
         (failure, answer) => {
           if (failure) fail(failure);
-          else if (answer!.stream) relay(answer!, answer!.stream, response).catch(fail);
+          else if (answer!.stream) relay(answer!, answer!.stream, response, deps.cutStreams).catch(fail);
           else writeWhole(response, answer!);
         },
       );
@@ -175,7 +180,7 @@ function writeWhole(response: ServerResponse, answer: ForwardAnswer): void {
 }
 
 /** Relays a streamed answer chunk by chunk, at the pace the caller reads it. */
-async function relay(answer: ForwardAnswer, stream: ChunkSource, response: ServerResponse): Promise<void> {
+async function relay(answer: ForwardAnswer, stream: ChunkSource, response: ServerResponse, cut?: AbortSignal): Promise<void> {
   if (response.destroyed) {
     stream.cancel();
     return;
@@ -185,9 +190,29 @@ async function relay(answer: ForwardAnswer, stream: ChunkSource, response: Serve
     if (!response.writableFinished) stream.cancel();
   };
   response.once('close', onClose);
+  let atLineStart = true;
+  const onCut = () => {
+    if (response.writableEnded || response.destroyed) return;
+    const line = JSON.stringify({ error: String(cut!.reason) });
+    response.end(`${atLineStart ? '' : '\n'}${line}\n`);
+    stream.cancel();
+  };
+  if (cut?.aborted) onCut();
+  cut?.addEventListener('abort', onCut, { once: true });
+  try {
+    await relayChunks(stream, response, (chunk) => {
+      if (chunk.byteLength > 0) atLineStart = chunk[chunk.byteLength - 1] === 0x0a;
+    });
+  } finally {
+    cut?.removeEventListener('abort', onCut);
+  }
+}
+
+async function relayChunks(stream: ChunkSource, response: ServerResponse, sent: (chunk: Uint8Array) => void): Promise<void> {
   for (;;) {
     const chunk = await stream.read();
-    if (!chunk || response.destroyed) break;
+    if (!chunk || response.destroyed || response.writableEnded) break;
+    sent(chunk);
     if (!response.write(chunk)) {
       await new Promise<void>((resolve) => {
         const go = () => {

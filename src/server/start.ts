@@ -32,7 +32,15 @@ export interface ServerOptions {
   /** One line per request, once its answer is over. */
   logger?: Logger;
   fastPath?: FastPath;
+  /**
+   * Called when the drain time is over, a moment before the connections still open are cut:
+   * answers still streaming can end with a line that says why.
+   */
+  onDrainTimeout?: () => void;
 }
+
+/** Between telling the streams that are cut why and cutting them: time for that line to leave. */
+const LAST_WORD_MS = 100;
 
 /** Listens with an app built by one of the factories; building and listening stay separate. */
 export async function startServer(app: FetchApp, options: ServerOptions): Promise<ServerHandle> {
@@ -74,7 +82,11 @@ export async function startServer(app: FetchApp, options: ServerOptions): Promis
     server,
     close(drainMs = 10_000) {
       closing ??= new Promise<void>((resolve) => {
-        const cut = setTimeout(() => server.closeAllConnections(), drainMs);
+        const cut = setTimeout(() => {
+          if (!options.onDrainTimeout) return server.closeAllConnections();
+          options.onDrainTimeout();
+          setTimeout(() => server.closeAllConnections(), LAST_WORD_MS).unref();
+        }, drainMs);
         cut.unref();
         // server.close() alone drops only the connections idle at that moment; a keep-alive
         // connection whose answer was in flight becomes idle when that answer is done, so look
