@@ -51,11 +51,29 @@ describe('usage', () => {
     [['ollama', '--port', '0', '--receive-token', ' ']],
     [['registrar', '--port', '0', '--ttl', '1e13']],
     [['registrar', '--port', '0', '--ttl', '0.5']],
+    // The root's -v/--version is the root's alone: after a command it is an unknown option, not a version probe.
+    [['ask', 'ollama_service', 'what', 'does', '-v', 'mean']],
+    [['services', '--watch', '--json', '-v']],
+    [['config', 'list', '--version']],
   ])('exits 2 for bad usage: svcmesh %j', async (args) => {
     const result = await runSvcmesh(args);
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/error/i);
     expect(result.stdout).toBe('');
+  });
+
+  it('answers -v and --version before any command, from the shim and from the bundle; help still works', async () => {
+    const { version } = (await import('../package.json', { with: { type: 'json' } })).default;
+    expect(await runSvcmesh(['-v'])).toMatchObject({ code: 0, stdout: `${version}\n` });
+    // More than one argument: past the shim's fast path, commander answers.
+    expect(await runSvcmesh(['--version', 'services'])).toMatchObject({ code: 0, stdout: `${version}\n` });
+    const bundle = spawnSync(process.execPath, [path.join(path.dirname(binPath), '..', 'dist', 'cli.js'), '-v'], { encoding: 'utf8' });
+    expect(bundle).toMatchObject({ status: 0, stdout: `${version}\n` });
+    for (const args of [['help', 'ask'], ['ask', '--help']]) {
+      const help = await runSvcmesh(args);
+      expect(help.code).toBe(0);
+      expect(help.stdout).toContain('Usage: svcmesh ask [options] <service> [message...]');
+    }
   });
 
   it('names the dashboard when the registrar starts, and it is there', async () => {

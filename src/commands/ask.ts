@@ -9,7 +9,8 @@ export function makeAskCommand(): Command {
       .argument('<service>', 'service to ask, e.g. ollama_service')
       .argument('[message...]', 'the message; several words are joined with spaces; none, or "-", reads it from standard input (at a terminal: asks one message after another)')
       .option('--stream', 'print the answer as it is produced')
-      .addOption(new Option('--from <name>', 'sender name passed to the service').default('svcmesh-cli')),
+      .addOption(new Option('--from <name>', 'sender name passed to the service').default('svcmesh-cli'))
+      .showHelpAfterError('(words of the message that start with "-" go after --: svcmesh ask ollama_service -- what does -v mean)'),
   ).action(async (service: string, words: string[], flags: AskFlags) => {
     if (words.length === 0 && process.stdin.isTTY) {
       const { askInteractively } = await import('./ask-session.js');
