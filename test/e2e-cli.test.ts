@@ -76,6 +76,23 @@ describe('usage', () => {
     }
   });
 
+  it('refuses a token an HTTP header cannot carry with exit 2, naming where it came from and never the token', async () => {
+    const bad = 'sekrit\nvalue';
+    const configDir = tempDir('svcmesh-config-');
+    expect((await runSvcmesh(['config', 'set', 'token', bad], { env: { SVCMESH_CONFIG_DIR: configDir } })).code).toBe(0);
+    const runs = {
+      '--token': await runSvcmesh(['register', 'web', 'http://127.0.0.1:8080', '--registrar', registrar.url, '--token', bad]),
+      SVCMESH_TOKEN: await runSvcmesh(['register', 'web', 'http://127.0.0.1:8080', '--registrar', registrar.url], { env: { SVCMESH_TOKEN: bad } }),
+      'the stored `token` setting': await runSvcmesh(['services', '--registrar', registrar.url], { env: { SVCMESH_CONFIG_DIR: configDir } }),
+    };
+    for (const [source, result] of Object.entries(runs)) {
+      expect(result, source).toMatchObject({ code: 2, stdout: '' });
+      expect(result.stderr).toContain(`The token from ${source} holds characters an HTTP header cannot carry (a line break?)`);
+      expect(result.stderr).not.toContain('sekrit');
+      expect(result.stderr).not.toContain('Is the registrar running there?');
+    }
+  });
+
   it('names the dashboard when the registrar starts, and it is there', async () => {
     const line = registrar.output().split('\n').find((l) => l.includes('listening on')) ?? '';
     expect(line).toContain(`dashboard: ${registrar.url}/`);
