@@ -1,9 +1,15 @@
 import { Chalk, type ChalkInstance } from 'chalk';
 
-/** Colour only for a person at a terminal: never in pipes, never with NO_COLOR set. */
+/**
+ * Colour only for a person at a terminal: never in pipes, never with NO_COLOR set to something
+ * (no-color.org: an empty NO_COLOR does not turn colour off), never on a dumb terminal.
+ */
+export function colourEnabled(isTTY: boolean | undefined, env: NodeJS.ProcessEnv = process.env): boolean {
+  return isTTY === true && !env.NO_COLOR && env.TERM !== 'dumb';
+}
+
 function colourFor(stream: NodeJS.WriteStream): ChalkInstance {
-  const enabled = stream.isTTY === true && !('NO_COLOR' in process.env) && process.env.TERM !== 'dumb';
-  return new Chalk({ level: enabled ? 1 : 0 });
+  return new Chalk({ level: colourEnabled(stream.isTTY) ? 1 : 0 });
 }
 
 const out = colourFor(process.stdout);

@@ -15,6 +15,9 @@ export function buildProgram(): Command {
   const program = new Command('svcmesh')
     .description('Service discovery and service-to-service messaging, with Ollama as a first-class service')
     .version(VERSION, '-v, --version', 'print the version')
+    // Root options only before the command: `svcmesh ask svc what does -v mean` must not print the
+    // version (commander otherwise reads root options anywhere on the line).
+    .enablePositionalOptions()
     .showHelpAfterError('(run with --help for usage)');
   for (const make of [
     makeRegistrarCommand,

@@ -51,11 +51,46 @@ describe('usage', () => {
     [['ollama', '--port', '0', '--receive-token', ' ']],
     [['registrar', '--port', '0', '--ttl', '1e13']],
     [['registrar', '--port', '0', '--ttl', '0.5']],
+    // The root's -v/--version is the root's alone: after a command it is an unknown option, not a version probe.
+    [['ask', 'ollama_service', 'what', 'does', '-v', 'mean']],
+    [['services', '--watch', '--json', '-v']],
+    [['config', 'list', '--version']],
   ])('exits 2 for bad usage: svcmesh %j', async (args) => {
     const result = await runSvcmesh(args);
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/error/i);
     expect(result.stdout).toBe('');
+  });
+
+  it('answers -v and --version before any command, from the shim and from the bundle; help still works', async () => {
+    const { version } = (await import('../package.json', { with: { type: 'json' } })).default;
+    expect(await runSvcmesh(['-v'])).toMatchObject({ code: 0, stdout: `${version}\n` });
+    // More than one argument: past the shim's fast path, commander answers.
+    expect(await runSvcmesh(['--version', 'services'])).toMatchObject({ code: 0, stdout: `${version}\n` });
+    const bundle = spawnSync(process.execPath, [path.join(path.dirname(binPath), '..', 'dist', 'cli.js'), '-v'], { encoding: 'utf8' });
+    expect(bundle).toMatchObject({ status: 0, stdout: `${version}\n` });
+    for (const args of [['help', 'ask'], ['ask', '--help']]) {
+      const help = await runSvcmesh(args);
+      expect(help.code).toBe(0);
+      expect(help.stdout).toContain('Usage: svcmesh ask [options] <service> [message...]');
+    }
+  });
+
+  it('refuses a token an HTTP header cannot carry with exit 2, naming where it came from and never the token', async () => {
+    const bad = 'sekrit\nvalue';
+    const configDir = tempDir('svcmesh-config-');
+    expect((await runSvcmesh(['config', 'set', 'token', bad], { env: { SVCMESH_CONFIG_DIR: configDir } })).code).toBe(0);
+    const runs = {
+      '--token': await runSvcmesh(['register', 'web', 'http://127.0.0.1:8080', '--registrar', registrar.url, '--token', bad]),
+      SVCMESH_TOKEN: await runSvcmesh(['register', 'web', 'http://127.0.0.1:8080', '--registrar', registrar.url], { env: { SVCMESH_TOKEN: bad } }),
+      'the stored `token` setting': await runSvcmesh(['services', '--registrar', registrar.url], { env: { SVCMESH_CONFIG_DIR: configDir } }),
+    };
+    for (const [source, result] of Object.entries(runs)) {
+      expect(result, source).toMatchObject({ code: 2, stdout: '' });
+      expect(result.stderr).toContain(`The token from ${source} holds characters an HTTP header cannot carry (a line break?)`);
+      expect(result.stderr).not.toContain('sekrit');
+      expect(result.stderr).not.toContain('Is the registrar running there?');
+    }
   });
 
   it('names the dashboard when the registrar starts, and it is there', async () => {

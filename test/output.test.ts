@@ -1,6 +1,6 @@
 /** How the terminal tables read times: what a person sees in `svcmesh services`. */
 import { describe, expect, it } from 'vitest';
-import { relative } from '../src/output.js';
+import { colourEnabled, relative } from '../src/output.js';
 
 const NOW = Date.parse('2026-11-29T12:00:00.000Z');
 const at = (offsetMs: number) => new Date(NOW + offsetMs).toISOString();
@@ -25,5 +25,19 @@ describe('relative times', () => {
     expect(relative(at(252_000), NOW)).toBe('in 4m 12s');
     expect(relative(at(200), NOW)).toBe('now');
     expect(relative(at(-3_000), NOW)).toBe('3s ago');
+  });
+});
+
+describe('colour', () => {
+  it('is on at a terminal, off in a pipe, with NO_COLOR set to something, or on a dumb terminal', () => {
+    expect(colourEnabled(true, {})).toBe(true);
+    expect(colourEnabled(false, {})).toBe(false);
+    expect(colourEnabled(undefined, {})).toBe(false);
+    expect(colourEnabled(true, { NO_COLOR: '1' })).toBe(false);
+    expect(colourEnabled(true, { TERM: 'dumb' })).toBe(false);
+  });
+
+  it('stays on with NO_COLOR set but empty, as no-color.org asks', () => {
+    expect(colourEnabled(true, { NO_COLOR: '' })).toBe(true);
   });
 });

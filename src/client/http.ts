@@ -64,29 +64,45 @@ export async function readJson<T>(response: ClientResponse, url: string): Promis
   }
 }
 
-/** Yields each line of an NDJSON body as it arrives (the raw text and the parsed value). */
+/**
+ * Yields each line of an NDJSON body as it arrives (the raw text and the parsed value). The
+ * answer had begun (its status came back), so a failure from here on is an HttpError with that
+ * status: the server was reached, and then lost or misbehaved.
+ */
 export async function* ndjsonLines(response: ClientResponse, url: string): AsyncGenerator<{ text: string; value: unknown }> {
   if (!response.body) return;
   const decoder = new TextDecoder();
   let buffer = '';
-  for await (const chunk of response.body as AsyncIterable<Uint8Array>) {
-    buffer += decoder.decode(chunk, { stream: true });
-    let newline = buffer.indexOf('\n');
-    while (newline !== -1) {
-      const text = buffer.slice(0, newline).trim();
-      buffer = buffer.slice(newline + 1);
-      if (text) yield parseLine(text, url);
-      newline = buffer.indexOf('\n');
+  try {
+    for await (const chunk of response.body as AsyncIterable<Uint8Array>) {
+      buffer += decoder.decode(chunk, { stream: true });
+      let newline = buffer.indexOf('\n');
+      while (newline !== -1) {
+        const text = buffer.slice(0, newline).trim();
+        buffer = buffer.slice(newline + 1);
+        if (text) yield parseLine(text, url, response.status);
+        newline = buffer.indexOf('\n');
+      }
     }
+  } catch (error) {
+    if (error instanceof HttpError) throw error;
+    throw lost(url, response.status, error);
   }
   buffer += decoder.decode();
-  if (buffer.trim()) yield parseLine(buffer.trim(), url);
+  if (buffer.trim()) yield parseLine(buffer.trim(), url, response.status);
 }
 
-function parseLine(text: string, url: string): { text: string; value: unknown } {
+/** The connection broke while the answer was streaming (the server stopped or was killed). */
+function lost(url: string, status: number, error: unknown): HttpError {
+  const e = error as { code?: string; message?: string };
+  const cause = e.message === 'aborted' ? `the connection closed before the answer ended (${e.code ?? 'aborted'})` : (e.code ?? e.message ?? String(error));
+  return new HttpError(`Lost the registrar at ${url} in the middle of the answer: ${cause}`, { status, url, cause: error });
+}
+
+function parseLine(text: string, url: string, status: number): { text: string; value: unknown } {
   try {
     return { text, value: JSON.parse(text) };
   } catch {
-    throw new HttpError(`${url} streamed a line that is not JSON: ${text.slice(0, 200)}`, { url });
+    throw new HttpError(`${url} streamed a line that is not JSON, so the answer stops here: ${text.slice(0, 200)}`, { status, url });
   }
 }

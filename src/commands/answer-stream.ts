@@ -14,7 +14,8 @@ export class BadAnswerError extends Error {
 /**
  * Prints a streamed answer as its words arrive, then a line break (with --json, each line as
  * it came), and returns its whole text. An abort through `signal` (Ctrl-C) ends it quietly, and
- * returns undefined: a cut answer is no part of a conversation.
+ * returns undefined: a cut answer is no part of a conversation. However it stops, words already
+ * printed get their line break, so the shell prompt or the error starts on a line of its own.
  */
 export async function streamAnswer(
   client: RegistrarClient,
@@ -25,27 +26,34 @@ export async function streamAnswer(
   history?: readonly ChatTurn[],
 ): Promise<string | undefined> {
   let text = '';
+  // A target that answers 200 without any "message" (nor "done") gave no answer at all.
+  let answered = false;
+  let first: string | undefined;
   const { spinner } = await import('../output.js');
   const stopSpinner = spinner(`${service} is answering…`);
   try {
     for await (const line of client.forwardStream(flags.from, service, message, signal, history)) {
       stopSpinner();
-      const value = line.value as { message?: unknown; error?: unknown };
+      first ??= line.text;
+      const value = (line.value ?? {}) as { message?: unknown; error?: unknown; done?: unknown };
       if (flags.json) process.stdout.write(`${line.text}\n`);
-      if (typeof value.error === 'string') {
-        if (text !== '' && !flags.json) process.stdout.write('\n');
-        throw new BadAnswerError(`${service} failed in the middle of the answer: ${value.error}`);
-      }
+      if (typeof value.error === 'string') throw new BadAnswerError(`${service} failed in the middle of the answer: ${value.error}`);
+      if (value.done === true) answered = true;
       if (typeof value.message === 'string') {
+        answered = true;
         if (!flags.json) process.stdout.write(value.message);
         text += value.message;
       }
     }
   } catch (error) {
+    if (text !== '' && !flags.json) process.stdout.write('\n');
     if (signal.aborted) return undefined;
     return hinted(client, service)(error);
   } finally {
     stopSpinner();
+  }
+  if (!answered && !flags.json) {
+    throw new BadAnswerError(`${service} answered without a "message" text: ${(first ?? '(nothing)').slice(0, 200)}`);
   }
   if (!flags.json) process.stdout.write('\n');
   return text;

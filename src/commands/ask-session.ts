@@ -60,9 +60,8 @@ export async function askInteractively(client: RegistrarClient, flags: AskFlags,
       answering = new AbortController();
       try {
         const answer = await streamAnswer(client, flags, service, message, answering.signal, history);
-        if (answer === undefined) process.stdout.write('\n');
         // An answer cut short (Ctrl-C) is left out, with its question, as `ollama run` does.
-        else history = keepWithin([...history, { role: 'user', content: message }, { role: 'assistant', content: answer }]);
+        if (answer !== undefined) history = keepWithin([...history, { role: 'user', content: message }, { role: 'assistant', content: answer }]);
       } catch (error) {
         // One failed question (the service gone, a timeout) does not end the session.
         const { message: text, hint } = error as Error & { hint?: string };

@@ -9,13 +9,15 @@ export function makeAskCommand(): Command {
       .argument('<service>', 'service to ask, e.g. ollama_service')
       .argument('[message...]', 'the message; several words are joined with spaces; none, or "-", reads it from standard input (at a terminal: asks one message after another)')
       .option('--stream', 'print the answer as it is produced')
-      .addOption(new Option('--from <name>', 'sender name passed to the service').default('svcmesh-cli')),
+      .addOption(new Option('--from <name>', 'sender name passed to the service').default('svcmesh-cli'))
+      .showHelpAfterError('(words of the message that start with "-" go after --: svcmesh ask ollama_service -- what does -v mean)'),
   ).action(async (service: string, words: string[], flags: AskFlags) => {
     if (words.length === 0 && process.stdin.isTTY) {
       const { askInteractively } = await import('./ask-session.js');
       return askInteractively(await clientFrom(flags), flags, service);
     }
     const message = await messageFrom(words);
+    assertFits({ from: flags.from, to: service, message, ...(flags.stream && { stream: true }) }, readsStdin(words));
     const client = await clientFrom(flags);
     const controller = new AbortController();
     // Ctrl-C while an answer streams: stop it upstream too, then leave quietly.
@@ -29,7 +31,15 @@ export function makeAskCommand(): Command {
     }
     const { spinner } = await import('../output.js');
     const stopSpinner = spinner(`${service} is answering…`);
-    const answer = await client.forward(flags.from, service, message, controller.signal).finally(stopSpinner).catch(hinted(client, service));
+    const answer = await client
+      .forward(flags.from, service, message, controller.signal)
+      .finally(stopSpinner)
+      .catch((error: unknown) => {
+        // Ctrl-C: the request was aborted on purpose, there is nothing to report (exit 130).
+        if (controller.signal.aborted) return undefined;
+        return hinted(client, service)(error);
+      });
+    if (answer === undefined) return;
     if (flags.json) return void process.stdout.write(`${answer.text.trim()}\n`);
     if (typeof answer.json.message !== 'string') {
       throw new BadAnswerError(`${service} answered without a "message" text: ${answer.text.slice(0, 200)}`);
@@ -41,14 +51,31 @@ export function makeAskCommand(): Command {
 /** The registrar refuses a body over 1 MiB; a longer message is refused here before it is sent. */
 const MAX_MESSAGE_BYTES = 1024 * 1024;
 
+const TOO_LONG = 'over 1 MiB as sent (JSON-escaped), more than a registrar takes: send a shorter one';
+
+/**
+ * Refuses a message whose request body would be over the registrar's limit, measured as the body
+ * is sent: JSON escapes a quote or a control character into two or six bytes, so a message of
+ * 1,000,000 `"` is a body of 2 MB.
+ */
+function assertFits(body: Record<string, unknown>, fromStdin: boolean): void {
+  if (Buffer.byteLength(JSON.stringify(body)) <= MAX_MESSAGE_BYTES) return;
+  throw new UsageError(`the message ${fromStdin ? 'on standard input ' : ''}is ${TOO_LONG}`);
+}
+
+const readsStdin = (words: string[]) => words.length === 0 || (words.length === 1 && words[0] === '-');
+
 /**
  * The words given, or standard input when there are none (or just "-"), as with `ollama run`:
  * `cat notes.txt | svcmesh ask ollama_service`. Standard input is read only then, so a script
  * that leaves it open while passing the message as words never hangs.
  */
 async function messageFrom(words: string[]): Promise<string> {
-  const fromStdin = words.length === 0 || (words.length === 1 && words[0] === '-');
-  if (!fromStdin) return words.join(' ');
+  if (!readsStdin(words)) {
+    const message = words.join(' ');
+    if (message.trim() === '') throw new UsageError('the message is empty: give the question after the service name, or pipe it in');
+    return message;
+  }
   if (process.stdin.isTTY) {
     throw new UsageError('"-" reads the message from standard input, but that is a terminal: pipe the message in, or give it after the service name');
   }
@@ -58,7 +85,7 @@ async function messageFrom(words: string[]): Promise<string> {
     size += chunk.byteLength;
     if (size > MAX_MESSAGE_BYTES) {
       process.stdin.destroy();
-      throw new UsageError('the message on standard input is over 1 MiB, more than a registrar takes: send a shorter one');
+      throw new UsageError(`the message on standard input is ${TOO_LONG}`);
     }
     chunks.push(chunk);
   }

@@ -83,6 +83,26 @@ export async function clientFrom(flags: ClientFlags, options: { timeoutMs?: numb
     throw new UsageError(`The registrar URL "${baseUrl}" is not an http(s) URL: fix SVCMESH_REGISTRAR or \`svcmesh config set registrar <url>\``);
   }
   const token = await resolveSetting('token', flags.token, 'SVCMESH_TOKEN');
+  if (token !== undefined) assertHeaderSafe(token, flags);
   const { createRegistrarClient } = await import('../client/registrar-client.js');
   return createRegistrarClient({ baseUrl, token, timeoutMs: options.timeoutMs });
+}
+
+/** What node:http lets through in a header value: tab, printable ASCII and bytes 0x80-0xff. */
+const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+/**
+ * A token goes out in the Authorization header; one with a line break (a secret file read with
+ * its trailing newline, say) would fail every request as if the registrar were unreachable.
+ * The message names where the token came from, never the token itself.
+ */
+function assertHeaderSafe(token: string, flags: ClientFlags): void {
+  if (HEADER_VALUE.test(token)) return;
+  const [source, fix] = flags.token
+    ? ['--token', 'pass it without them']
+    : process.env.SVCMESH_TOKEN
+      ? ['SVCMESH_TOKEN', 'set the variable without them']
+      : ['the stored `token` setting', 'store it again with `svcmesh config set token <token>`'];
+  throw new UsageError(`The token from ${source} holds characters an HTTP header cannot carry (a line break?): ${fix}`);
+
 }

@@ -1,0 +1,150 @@
+/**
+ * `svcmesh ask` against targets that misbehave, and a user who stops it: what reaches stdout,
+ * stderr and the exit code. The targets are tiny node:http servers registered at a real registrar.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort, removeTempDirs, runSvcmesh, spawnSvcmesh, startSvcmesh, stopAll, type SvcmeshProcess, waitFor } from './support/processes.js';
+
+const NDJSON = { 'content-type': 'application/x-ndjson' };
+
+/** Requests the targets below left hanging. */
+let held = 0;
+
+/** What each target does with a POST to `/<name>/receive`. */
+const targets: Record<string, (body: { message?: string }, res: ServerResponse) => void> = {
+  echo: (body, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ message: `got: ${body.message}` })),
+  // Never answers: a model that is still loading.
+  silent: () => {
+    held++;
+  },
+  // Starts a streamed answer and goes quiet in the middle of it.
+  partial: (_body, res) => {
+    held++;
+    res.writeHead(200, NDJSON).write('{"message":"partial "}\n');
+  },
+  // A 200 that is JSON, but not an answer.
+  unanswered: (_body, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"answer":"x"}'),
+  garbled: (_body, res) => res.writeHead(200, NDJSON).end('{"message":"partial "}\nnot json\n'),
+};
+
+let target: Server;
+let targetUrl: string;
+let registrar: SvcmeshProcess;
+
+async function register(registrarUrl: string, name: string): Promise<void> {
+  const response = await fetch(`${registrarUrl}/register`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ service_name: name, service_url: `${targetUrl}/${name}` }),
+  });
+  expect(response.status).toBe(200);
+}
+
+beforeAll(async () => {
+  target = createServer((req: IncomingMessage, res: ServerResponse) => {
+    let text = '';
+    req.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
+    req.on('end', () => {
+      const name = (req.url ?? '').split('/')[1] ?? '';
+      const handle = targets[name];
+      if (!handle) return void res.writeHead(404).end();
+      handle(JSON.parse(text) as { message?: string }, res);
+    });
+  });
+  await new Promise<void>((resolve) => target.listen(0, '127.0.0.1', resolve));
+  targetUrl = `http://127.0.0.1:${(target.address() as AddressInfo).port}`;
+  registrar = await startSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1']);
+  for (const name of Object.keys(targets)) await register(registrar.url, name);
+});
+
+afterAll(async () => {
+  await stopAll();
+  target.closeAllConnections();
+  await new Promise((resolve) => target.close(resolve));
+  removeTempDirs();
+});
+
+describe('the message', () => {
+  it('takes words that start with "-" after --, and refuses them before it as an unknown option (exit 2)', async () => {
+    const env = { SVCMESH_REGISTRAR: registrar.url };
+    const after = await runSvcmesh(['ask', 'echo', '--', 'what', 'does', '-v', 'mean'], { env });
+    expect(after, after.stderr).toMatchObject({ code: 0, stdout: 'got: what does -v mean\n' });
+    const before = await runSvcmesh(['ask', 'echo', 'what', 'does', '-v', 'mean'], { env });
+    expect(before).toMatchObject({ code: 2, stdout: '' });
+    expect(before.stderr).toContain("unknown option '-v'");
+    expect(before.stderr).toContain('go after --');
+  });
+
+  it.each([[''], ['   ']])('refuses an empty message %j given as an argument with exit 2, before contacting the registrar', async (message) => {
+    const nowhere = `http://127.0.0.1:${await freePort()}`;
+    const result = await runSvcmesh(['ask', 'echo', message, '--registrar', nowhere]);
+    expect(result).toMatchObject({ code: 2, stdout: '' });
+    expect(result.stderr).toContain('the message is empty');
+  });
+
+  it('refuses a message over 1 MiB as the request carries it (JSON-escaped), from arguments or standard input, with exit 2', async () => {
+    // Nothing listens here: a message that was sent would fail with exit 1 instead.
+    const nowhere = `http://127.0.0.1:${await freePort()}`;
+    // 550 KB of quotes as words (each under the kernel's 128 KiB per argument): 1.1 MB escaped.
+    const words = Array.from({ length: 5 }, () => '"'.repeat(110_000));
+    const asWords = await runSvcmesh(['ask', 'echo', ...words, '--registrar', nowhere]);
+    expect(asWords).toMatchObject({ code: 2, stdout: '' });
+    expect(asWords.stderr).toContain('the message is over 1 MiB as sent');
+    const piped = await runSvcmesh(['ask', 'echo', '--registrar', nowhere], { input: '"'.repeat(1_000_000) });
+    expect(piped).toMatchObject({ code: 2, stdout: '' });
+    expect(piped.stderr).toContain('the message on standard input is over 1 MiB as sent');
+  });
+});
+
+describe('Ctrl-C', () => {
+  it('while waiting for a whole answer: stops quietly with exit 130', async () => {
+    const heldBefore = held;
+    const ask = spawnSvcmesh(['ask', 'silent', 'hello', '--registrar', registrar.url]);
+    await waitFor(() => held > heldBefore, 10_000, 'the question to reach the target');
+    ask.child.kill('SIGINT');
+    expect((await ask.exited).code).toBe(130);
+    expect(ask.stderr()).toBe('');
+    expect(ask.stdout()).toBe('');
+  });
+
+  it('in the middle of a streamed answer: ends the words printed with a line break, exit 130', async () => {
+    const ask = spawnSvcmesh(['ask', 'partial', 'hello', '--stream', '--registrar', registrar.url]);
+    expect(await ask.firstChunk).toBe('partial ');
+    ask.child.kill('SIGINT');
+    expect((await ask.exited).code).toBe(130);
+    expect(ask.stderr()).toBe('');
+    expect(ask.stdout()).toBe('partial \n');
+  });
+});
+
+describe('a streamed answer that goes wrong', () => {
+  it('the registrar lost mid-answer: the line is ended, the message names the registrar URL and the cause, exit 1', async () => {
+    const doomed = await startSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1']);
+    await register(doomed.url, 'partial');
+    const ask = spawnSvcmesh(['ask', 'partial', 'hello', '--stream', '--registrar', doomed.url]);
+    expect(await ask.firstChunk).toBe('partial ');
+    await doomed.stop('SIGKILL');
+    expect((await ask.exited).code).toBe(1);
+    expect(ask.stdout()).toBe('partial \n');
+    expect(ask.stderr()).toContain(`Lost the registrar at ${doomed.url}/forward in the middle of the answer: the connection closed`);
+  });
+
+  it('a 200 with no "message" (and no "done"): exit 1, as without --stream', async () => {
+    const streamed = await runSvcmesh(['ask', 'unanswered', 'hello', '--stream', '--registrar', registrar.url]);
+    expect(streamed).toMatchObject({ code: 1, stdout: '' });
+    expect(streamed.stderr).toContain('unanswered answered without a "message" text: {"answer":"x"}');
+    const whole = await runSvcmesh(['ask', 'unanswered', 'hello', '--registrar', registrar.url]);
+    expect(whole).toMatchObject({ code: 1, stdout: '' });
+    expect(whole.stderr).toContain('unanswered answered without a "message" text');
+  });
+
+  it('a line that is not JSON: the line is ended, the message says so without calling the registrar unreachable, exit 1', async () => {
+    const result = await runSvcmesh(['ask', 'garbled', 'hello', '--stream', '--registrar', registrar.url]);
+    expect(result.code).toBe(1);
+    expect(result.stdout).toBe('partial \n');
+    expect(result.stderr).toContain(`${registrar.url}/forward streamed a line that is not JSON`);
+    expect(result.stderr).not.toContain('Is the registrar running there?');
+  });
+});
