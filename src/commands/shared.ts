@@ -104,5 +104,4 @@ function assertHeaderSafe(token: string, flags: ClientFlags): void {
       ? ['SVCMESH_TOKEN', 'set the variable without them']
       : ['the stored `token` setting', 'store it again with `svcmesh config set token <token>`'];
   throw new UsageError(`The token from ${source} holds characters an HTTP header cannot carry (a line break?): ${fix}`);
-
 }
