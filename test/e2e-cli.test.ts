@@ -305,6 +305,17 @@ describe('a service name the registrar does not know', () => {
     }
   });
 
+  it('heartbeat --url says when the registrar did not know the instance and the beat registered it', async () => {
+    const at = ['--registrar', registrar.url];
+    const first = await runSvcmesh(['heartbeat', 'beat_here', '--url', 'http://127.0.0.1:8097', ...at]);
+    expect(first.code).toBe(0);
+    expect(first.stdout).toBe('Heartbeat received from beat_here\n');
+    expect(first.stderr).toContain('The registrar did not know beat_here at http://127.0.0.1:8097: this heartbeat registered it');
+    const second = await runSvcmesh(['heartbeat', 'beat_here', '--url', 'http://127.0.0.1:8097', ...at]);
+    expect(second.stdout).toBe('Heartbeat received from beat_here\n');
+    expect(second.stderr).toBe('');
+  });
+
   it("adds nothing to a 404 that a registered instance answered itself", async () => {
     const target = createServer((_req, res) => {
       res.writeHead(404, { 'content-type': 'application/json' });

@@ -13,5 +13,7 @@ export function makeHeartbeatCommand(): Command {
     const output = await import('../output.js');
     if (flags.json) output.printJson(answer.text);
     else output.print(answer.json.message);
+    // A --url the registrar did not know (lost, evicted, or mistyped) was registered by this beat.
+    if (answer.reregistered) output.info(`The registrar did not know ${name} at ${flags.url}: this heartbeat registered it`);
   });
 }
