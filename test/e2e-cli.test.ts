@@ -130,6 +130,55 @@ describe('config', () => {
     expect(result.stderr).toContain('svcmesh config set');
   });
 
+  it.each([
+    ['not JSON', (file: string) => writeFileSync(file, '{bad json'), 'are not valid JSON'],
+    ['a folder', (file: string) => mkdirSync(file), 'it is a folder, not a file (EISDIR)'],
+  ])('a settings file that is %s: `config path` still shows it, the other config commands name it and exit 2', async (_what, breakIt, problem) => {
+    const configDir = tempDir('svcmesh-config-');
+    const file = path.join(configDir, 'config.json');
+    breakIt(file);
+    const env = { SVCMESH_CONFIG_DIR: configDir };
+    expect(await runSvcmesh(['config', 'path'], { env })).toMatchObject({ code: 0, stdout: `${file}\n`, stderr: '' });
+    for (const args of [['config', 'list'], ['config', 'get', 'token'], ['config', 'set', 'token', 'x'], ['config', 'unset', 'token']]) {
+      const result = await runSvcmesh(args, { env });
+      expect(result.code, args.join(' ')).toBe(2);
+      expect(result.stdout, args.join(' ')).toBe('');
+      expect(result.stderr, args.join(' ')).toContain(`${file}`);
+      expect(result.stderr, args.join(' ')).toContain(problem);
+      expect(result.stderr, args.join(' ')).toContain('fix the file or delete it');
+    }
+  });
+
+  it('a client command given its registrar does not need a broken settings file; one that needs it stops at it', async () => {
+    const configDir = tempDir('svcmesh-config-');
+    const file = path.join(configDir, 'config.json');
+    writeFileSync(file, '{bad json');
+    const env = { SVCMESH_CONFIG_DIR: configDir };
+    const given = await runSvcmesh(['status', '--registrar', registrar.url], { env });
+    expect(given.code, given.stderr).toBe(0);
+    expect(given.stdout).toContain('Status     ok');
+    // Its stored token cannot be read: said once, on stderr.
+    expect(given.stderr).toContain(`warning The settings in ${file} are not valid JSON`);
+    const fromEnv = await runSvcmesh(['services', '--json'], { env: { ...env, SVCMESH_REGISTRAR: registrar.url } });
+    expect(fromEnv.code, fromEnv.stderr).toBe(0);
+    expect(JSON.parse(fromEnv.stdout)).toHaveProperty('services');
+    const needed = await runSvcmesh(['status'], { env });
+    expect(needed.code).toBe(2);
+    expect(needed.stderr).toContain(`The settings in ${file} are not valid JSON`);
+  });
+
+  it('a settings file that cannot be written is named, with the cause, and exits 1', async () => {
+    const blocker = path.join(tempDir('svcmesh-config-'), 'a-file');
+    writeFileSync(blocker, '');
+    const configDir = path.join(blocker, 'svcmesh');
+    const result = await runSvcmesh(['config', 'set', 'token', 'x'], { env: { SVCMESH_CONFIG_DIR: configDir } });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/^error Cannot write the settings to /);
+    expect(result.stderr).toContain(`${path.join(configDir, 'config.json')}: a folder on its path is a file (ENOTDIR)`);
+    // Nothing stored there, and reading says so instead of failing.
+    expect(await runSvcmesh(['config', 'list'], { env: { SVCMESH_CONFIG_DIR: configDir } })).toMatchObject({ code: 0, stdout: '' });
+  });
+
   it('rejects a registrar setting that is not a URL', async () => {
     const result = await runSvcmesh(['config', 'set', 'registrar', 'localhost']);
     expect(result.code).toBe(2);
