@@ -603,7 +603,48 @@ describe('the Ollama service from the command line', () => {
     expect(result.stderr).toContain('ollama pull mistral');
     const health = await fetch(`${service.url}/health`);
     expect(health.status).toBe(503);
+    // Said at start-up already, once, in the words of /health.
+    await waitFor(() => service.output().includes('warning'), 10_000, 'the start-up warning');
+    expect(service.output()).toContain(`warning Model mistral is not available in Ollama at ${ollama.host}: run \`ollama pull mistral\``);
+    expect(service.output().match(/warning/g)).toHaveLength(1);
     await service.stop();
+  });
+
+  it('warns once at start-up that Ollama is not reachable, after listening, and still registers', async () => {
+    const closed = `http://127.0.0.1:${await freePort()}`;
+    const service = await startSvcmesh([
+      'ollama', '--port', '0', '--host', '127.0.0.1', '--ollama-host', closed, '--name', 'early_service', '--register', '--registrar', registrar.url,
+    ]);
+    await waitFor(() => service.output().includes('registered at') && service.output().includes('warning'), 10_000, 'registration and the warning');
+    const output = service.output();
+    expect(output).toContain(`warning Ollama is not reachable at ${closed}: ECONNREFUSED. Start it with \`ollama serve\``);
+    expect(output.match(/warning/g)).toHaveLength(1);
+    expect(output.indexOf('listening on')).toBeLessThan(output.indexOf('warning'));
+    expect(await service.stop()).toEqual({ code: 0, signal: null });
+  });
+
+  it('refuses a bad --name, an empty --model, an Ollama host that is none and a registrar URL that is none: exit 2, before listening', async () => {
+    const example = 'such as 127.0.0.1:11434, :11434 or http://ollama.internal:11434';
+    const cases: Array<[string[], Record<string, string>, string[]]> = [
+      [['--name', 'ollama service'], {}, ['--name "ollama service" must be 1-128 letters, digits']],
+      [['--model', ''], {}, ['--model is empty']],
+      [['--ollama-host', 'http://bad host'], {}, ['--ollama-host "http://bad host" is not a host, host:port or URL', example]],
+      [['--ollama-host', 'ftp://x'], {}, ['--ollama-host "ftp://x" uses ftp:, but Ollama answers over http or https', example]],
+      [[], { OLLAMA_HOST: 'http://bad host' }, ['OLLAMA_HOST "http://bad host" is not a host, host:port or URL', example]],
+      [['--register'], { SVCMESH_REGISTRAR: 'garbage' }, ['The registrar URL "garbage" is not an http(s) URL']],
+    ];
+    for (const [args, env, said] of cases) {
+      const result = await runSvcmesh(['ollama', '--port', '0', '--host', '127.0.0.1', ...args], { env, timeoutMs: 4_000 });
+      expect(result.code, args.join(' ') || JSON.stringify(env)).toBe(2);
+      expect(result.stdout).toBe('');
+      for (const words of said) expect(result.stderr).toContain(words);
+    }
+  });
+
+  it('takes OLLAMA_HOST and OLLAMA_MODEL set but empty as the defaults, as the Ollama CLI does', async () => {
+    const service = await startSvcmesh(['ollama', '--port', '0', '--host', '127.0.0.1'], { env: { OLLAMA_HOST: '', OLLAMA_MODEL: '' } });
+    expect(service.output()).toContain('(model: llama3.2, ollama: http://127.0.0.1:11434)');
+    expect(await service.stop()).toEqual({ code: 0, signal: null });
   });
 
   it('asks with the message piped on standard input, like ollama run', async () => {

@@ -3,6 +3,7 @@
  * from flag, environment and stored setting; a protected `/receive` and the registrar's
  * `--target-token`; `services --watch --json` across a registrar restart; `--log-format json`.
  */
+import { type AddressInfo, createServer, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeOllama, startFakeOllama } from './support/fake-ollama.js';
 import {
@@ -119,14 +120,29 @@ describe('a registrar started with --token', () => {
     expect(await servicesOf(registrar)).not.toHaveProperty('guarded_ollama');
   });
 
-  it('without the token, `svcmesh ollama --register` says why it cannot register and keeps trying', async () => {
-    const service = await startSvcmesh([
-      'ollama', '--port', '0', '--host', '127.0.0.1', '--ollama-host', ollama.host, '--name', 'tokenless',
-      '--register', '--registrar', registrar.url,
-    ]);
-    await waitFor(() => /Registration failed: .*401.*token/.test(service.output()), 10_000, 'a registration failure that names the token');
-    expect(await servicesOf(registrar)).not.toHaveProperty('tokenless');
-    await service.stop('SIGTERM');
+  it('without the token, `svcmesh ollama --register` says why and gives up with exit 1, even while Ollama keeps it waiting', async () => {
+    // An Ollama that takes connections and never answers: the start-up check must neither hold up
+    // the registration nor keep the process alive once it has given up.
+    const sockets = new Set<Socket>();
+    const silent = createServer((socket) => sockets.add(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const silentHost = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+    try {
+      const result = await runSvcmesh(
+        ['ollama', '--port', '0', '--host', '127.0.0.1', '--ollama-host', silentHost, '--name', 'tokenless', '--register', '--registrar', registrar.url],
+        { timeoutMs: 15_000 },
+      );
+      expect(result.timedOut).toBe(false);
+      expect(result.code).toBe(1);
+      expect(result.stdout).toContain('svcmesh ollama service listening on');
+      expect(result.stderr).toMatch(/error .*\/register answered 401: .*token/);
+      expect(result.stderr).toContain('Pass the registrar\'s token with --token');
+      expect(result.stderr).not.toContain('Trying again');
+      expect(await servicesOf(registrar)).not.toHaveProperty('tokenless');
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
   });
 });
 
