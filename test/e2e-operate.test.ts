@@ -202,6 +202,51 @@ describe('a protected /receive and the registrar’s --target-token', () => {
   });
 });
 
+describe('a second Ctrl-C while answers are in flight', () => {
+  let slow: FakeOllama;
+  beforeAll(async () => {
+    // A hundred seconds of answer: far past the default --drain-timeout of 30 s.
+    slow = await startFakeOllama({ tokenDelayMs: 100, reply: 'word '.repeat(1000) });
+  });
+  afterAll(async () => {
+    await slow?.close();
+  });
+
+  /** Starts a streamed answer and returns its reader once the first words have come. */
+  async function answerInFlight(url: string, body: Record<string, unknown>) {
+    const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...body, stream: true }) });
+    expect(response.status).toBe(200);
+    const reader = response.body!.getReader();
+    await reader.read();
+    return reader;
+  }
+
+  async function interruptTwice(server: SvcmeshProcess, name: string): Promise<void> {
+    server.process.kill('SIGINT');
+    await waitFor(() => server.output().includes(`${name}: SIGINT received`), 10_000, 'the first SIGINT taken');
+    server.process.kill('SIGINT');
+    expect(await server.exited).toEqual({ code: 130, signal: null });
+    expect(server.output()).toContain(`${name}: second SIGINT, quitting now: answers in flight were cut`);
+  }
+
+  it('quits the Ollama service at once, with exit 130, instead of draining', async () => {
+    const service = await startSvcmesh(['ollama', '--port', '0', '--host', '127.0.0.1', '--ollama-host', slow.host]);
+    const reader = await answerInFlight(`${service.url}/receive`, { from: 'test', message: 'a long story' });
+    await interruptTwice(service, 'svcmesh ollama service');
+    await reader.cancel().catch(() => {});
+  });
+
+  it('quits the registrar at once, with exit 130, instead of draining', async () => {
+    const service = await startSvcmesh(['ollama', '--port', '0', '--host', '127.0.0.1', '--ollama-host', slow.host]);
+    const registrar = await startSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1']);
+    expect((await runSvcmesh(['register', 'storyteller', service.url, '--registrar', registrar.url])).code).toBe(0);
+    const reader = await answerInFlight(`${registrar.url}/forward`, { from: 'test', to: 'storyteller', message: 'a long story' });
+    await interruptTwice(registrar, 'svcmesh registrar');
+    await reader.cancel().catch(() => {});
+    await service.stop();
+  });
+});
+
 describe('services --watch --json', () => {
   it('prints a snapshot, then one JSON line per change, and follows the registrar across a restart', async () => {
     const port = await freePort();

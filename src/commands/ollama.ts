@@ -60,12 +60,15 @@ export function makeOllamaCommand(): Command {
         const checking = new AbortController();
         let registration: HeartbeatLoop | undefined;
         // Before the listening line: whoever waits for it may send a signal the moment it shows.
-        onShutdownSignal(async (signal) => {
-          console.log(`svcmesh ollama service: ${signal} received, deregistering and finishing answers in flight`);
-          checking.abort();
-          await registration?.leave();
-          await server.close(drainMs);
-        });
+        onShutdownSignal(
+          async (signal) => {
+            console.log(`svcmesh ollama service: ${signal} received, deregistering and finishing answers in flight`);
+            checking.abort();
+            await registration?.leave();
+            await server.close(drainMs);
+          },
+          { cut: (signal) => `svcmesh ollama service: second ${signal}, quitting now: answers in flight were cut` },
+        );
         console.log(`svcmesh ollama service listening on ${server.url} (model: ${model}, ollama: ${ollamaHost})`);
         registration =
           client &&
