@@ -24,9 +24,9 @@ export function assertSettingKey(key: string): asserts key is SettingKey {
 export interface ConfigStore {
   readonly path: string;
   get(key: SettingKey): string | undefined;
-  set(key: SettingKey, value: string): void;
-  unset(key: SettingKey): void;
-  list(): Partial<Record<SettingKey, string>>;
+  set(key: SettingKey, value: string): Promise<void>;
+  unset(key: SettingKey): Promise<void>;
+  list(): Record<string, unknown>;
 }
 
 /**
@@ -38,24 +38,90 @@ function settingsDir(): string {
   return process.env.SVCMESH_CONFIG_DIR || envPaths('svcmesh', { suffix: 'nodejs' }).config;
 }
 
+/** The settings file, as conf names it: known without reading it, so a broken file can still be found. */
+export function settingsPath(): string {
+  return path.resolve(settingsDir(), 'config.json');
+}
+
+const REPAIR = 'fix the file or delete it and set them again (svcmesh config set)';
+
+/** What went wrong with a file, in words, with the code to search for. */
+function fileProblem(error: unknown): string {
+  const e = error as NodeJS.ErrnoException;
+  const problems: Record<string, string> = {
+    EACCES: 'permission denied',
+    EPERM: 'operation not permitted',
+    EISDIR: 'it is a folder, not a file',
+    ENOTDIR: 'a folder on its path is a file',
+    // mkdir -p of a folder that exists as a file.
+    EEXIST: 'its folder is a file',
+    EROFS: 'the file system is read-only',
+    ENOSPC: 'no space left on the device',
+  };
+  const problem = e.code ? problems[e.code] : undefined;
+  return problem ? `${problem} (${e.code})` : e.message;
+}
+
 /**
- * Opens the stored settings to change or list them. conf (and its JSON-schema validator) is
- * loaded only here: `svcmesh config` pays for it, the client commands that only read a setting
- * do not (see readStoredSetting).
+ * Every stored setting, read straight from conf's file; {} when there is none. Loading conf and
+ * its validator to read a line of JSON cost every client command about 50 ms of start-up. A file
+ * that cannot be read or parsed is a ConfigError that names it and says what to do.
  */
-export async function openConfig(): Promise<ConfigStore> {
-  const { Conf } = await import('./runtime/conf.js');
-  const conf = new Conf<Partial<Record<SettingKey, string>>>({ projectName: 'svcmesh', cwd: settingsDir() });
+export function readStoredSettings(): Record<string, unknown> {
+  const file = settingsPath();
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    // ENOTDIR: a part of the folder's path is a file, so there is no settings file either; writing one says so.
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return {};
+    throw new ConfigError(`Cannot read the settings in ${file}: ${fileProblem(error)}: ${REPAIR}`);
+  }
+  let stored: unknown;
+  try {
+    stored = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError(`The settings in ${file} are not valid JSON (${(error as Error).message}): ${REPAIR}`);
+  }
+  if (typeof stored !== 'object' || stored === null || Array.isArray(stored)) {
+    throw new ConfigError(`The settings in ${file} are not a JSON object: ${REPAIR}`);
+  }
+  return stored as Record<string, unknown>;
+}
+
+/** One stored setting; see readStoredSettings. */
+export function readStoredSetting(key: SettingKey): string | undefined {
+  const value = readStoredSettings()[key];
+  return typeof value === 'string' ? value : undefined;
+}
+
+/**
+ * The stored settings, to change or list them. Reads go straight to the file (readStoredSettings);
+ * changes go through conf (atomic writes), loaded only then. A file that cannot be read is refused
+ * before conf sees it, so it is never overwritten; one that cannot be written is named, with why.
+ */
+export function openConfig(): ConfigStore {
+  const file = settingsPath();
+  async function change(apply: (conf: import('conf').default<Record<string, string>>) => void): Promise<void> {
+    readStoredSettings();
+    const { Conf } = await import('./runtime/conf.js');
+    try {
+      apply(new Conf<Record<string, string>>({ projectName: 'svcmesh', cwd: path.dirname(file) }));
+    } catch (error) {
+      throw new Error(`Cannot write the settings to ${file}: ${fileProblem(error)}. Check that its folder can be written, or point SVCMESH_CONFIG_DIR at one that can`);
+    }
+  }
   return {
-    path: conf.path,
-    get: (key) => conf.get(key),
-    set(key, value) {
+    path: file,
+    get: (key) => readStoredSetting(key),
+    async set(key, value) {
       const setting = SETTINGS[key];
       if (!setting.check(value)) throw new ConfigError(`Expected \`${key}\` to be ${setting.expected}, got "${value}"`);
-      conf.set(key, value);
+      await change((conf) => conf.set(key, value));
     },
-    unset: (key) => conf.delete(key),
-    list: () => ({ ...conf.store }),
+    unset: (key) => change((conf) => conf.delete(key)),
+    list: () => readStoredSettings(),
   };
 }
 
@@ -63,37 +129,9 @@ export async function openConfig(): Promise<ConfigStore> {
  * A client setting in the order users expect: the flag, then the environment, then the stored
  * setting, then the default. The stored settings are read only when the first two are absent.
  */
-export async function resolveSetting(
-  key: SettingKey,
-  flag: string | undefined,
-  envName: string,
-  fallback?: string,
-): Promise<string | undefined> {
+export function resolveSetting(key: SettingKey, flag: string | undefined, envName: string, fallback?: string): string | undefined {
   if (flag) return flag;
   const fromEnv = process.env[envName];
   if (fromEnv) return fromEnv;
   return readStoredSetting(key) ?? fallback;
-}
-
-/**
- * One stored setting, read straight from conf's file: loading conf and its validator to read a
- * line of JSON cost every client command about 50 ms of start-up.
- */
-export function readStoredSetting(key: SettingKey): string | undefined {
-  const file = path.join(settingsDir(), 'config.json');
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw new ConfigError(`Cannot read the settings in ${file}: ${(error as Error).message}`);
-  }
-  let stored: unknown;
-  try {
-    stored = JSON.parse(text);
-  } catch {
-    throw new ConfigError(`The settings in ${file} are not valid JSON: fix the file or delete it and set them again (svcmesh config set)`);
-  }
-  const value = typeof stored === 'object' && stored !== null ? (stored as Record<string, unknown>)[key] : undefined;
-  return typeof value === 'string' ? value : undefined;
 }

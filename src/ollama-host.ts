@@ -1,11 +1,30 @@
+import { isIPv6 } from 'node:net';
+
+/** A value that names no place Ollama could answer at; the message says what is wrong with it. */
+export class OllamaHostError extends Error {
+  override readonly name = 'OllamaHostError';
+}
+
 /**
  * Normalises an Ollama host the way the Ollama CLI reads OLLAMA_HOST: `h` → `http://h:11434`,
- * `:8000` → `http://127.0.0.1:8000`, a full URL as given (without a trailing slash).
+ * `:8000` → `http://127.0.0.1:8000`, `::1` → `http://[::1]:11434`, a full URL as given (without
+ * a trailing slash). Throws an OllamaHostError for what is no host, or not http(s).
  */
 export function normaliseOllamaHost(value: string): string {
   let host = value.trim();
+  if (host === '') throw new OllamaHostError('is empty');
+  if (isIPv6(host)) host = `[${host}]`;
   if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(host)) host = `http://${host.startsWith(':') ? `127.0.0.1${host}` : host}`;
-  const url = new URL(host);
-  if (!url.port && url.protocol === 'http:' && !/:\d+$/.test(url.host)) url.port = '11434';
+  let url: URL;
+  try {
+    url = new URL(host);
+  } catch {
+    throw new OllamaHostError('is not a host, host:port or URL');
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new OllamaHostError(`uses ${url.protocol}, but Ollama answers over http or https`);
+  if (url.hostname === '') throw new OllamaHostError('names no host');
+  // An http URL without a port gets Ollama's; URL parsing drops an explicit :80, so look at what was written.
+  const authority = /^[a-z][a-z0-9+.-]*:\/\/([^/?#]*)/i.exec(host)?.[1] ?? '';
+  if (!url.port && url.protocol === 'http:' && !/:\d+$/.test(authority)) url.port = '11434';
   return url.toString().replace(/\/+$/, '');
 }

@@ -165,6 +165,55 @@ describe('config', () => {
     expect(result.stderr).toContain('svcmesh config set');
   });
 
+  it.each([
+    ['not JSON', (file: string) => writeFileSync(file, '{bad json'), 'are not valid JSON'],
+    ['a folder', (file: string) => mkdirSync(file), 'it is a folder, not a file (EISDIR)'],
+  ])('a settings file that is %s: `config path` still shows it, the other config commands name it and exit 2', async (_what, breakIt, problem) => {
+    const configDir = tempDir('svcmesh-config-');
+    const file = path.join(configDir, 'config.json');
+    breakIt(file);
+    const env = { SVCMESH_CONFIG_DIR: configDir };
+    expect(await runSvcmesh(['config', 'path'], { env })).toMatchObject({ code: 0, stdout: `${file}\n`, stderr: '' });
+    for (const args of [['config', 'list'], ['config', 'get', 'token'], ['config', 'set', 'token', 'x'], ['config', 'unset', 'token']]) {
+      const result = await runSvcmesh(args, { env });
+      expect(result.code, args.join(' ')).toBe(2);
+      expect(result.stdout, args.join(' ')).toBe('');
+      expect(result.stderr, args.join(' ')).toContain(`${file}`);
+      expect(result.stderr, args.join(' ')).toContain(problem);
+      expect(result.stderr, args.join(' ')).toContain('fix the file or delete it');
+    }
+  });
+
+  it('a client command given its registrar does not need a broken settings file; one that needs it stops at it', async () => {
+    const configDir = tempDir('svcmesh-config-');
+    const file = path.join(configDir, 'config.json');
+    writeFileSync(file, '{bad json');
+    const env = { SVCMESH_CONFIG_DIR: configDir };
+    const given = await runSvcmesh(['status', '--registrar', registrar.url], { env });
+    expect(given.code, given.stderr).toBe(0);
+    expect(given.stdout).toContain('Status     ok');
+    // Its stored token cannot be read: said once, on stderr.
+    expect(given.stderr).toContain(`warning The settings in ${file} are not valid JSON`);
+    const fromEnv = await runSvcmesh(['services', '--json'], { env: { ...env, SVCMESH_REGISTRAR: registrar.url } });
+    expect(fromEnv.code, fromEnv.stderr).toBe(0);
+    expect(JSON.parse(fromEnv.stdout)).toHaveProperty('services');
+    const needed = await runSvcmesh(['status'], { env });
+    expect(needed.code).toBe(2);
+    expect(needed.stderr).toContain(`The settings in ${file} are not valid JSON`);
+  });
+
+  it('a settings file that cannot be written is named, with the cause, and exits 1', async () => {
+    const blocker = path.join(tempDir('svcmesh-config-'), 'a-file');
+    writeFileSync(blocker, '');
+    const configDir = path.join(blocker, 'svcmesh');
+    const result = await runSvcmesh(['config', 'set', 'token', 'x'], { env: { SVCMESH_CONFIG_DIR: configDir } });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/^error Cannot write the settings to /);
+    expect(result.stderr).toContain(`${path.join(configDir, 'config.json')}: a folder on its path is a file (ENOTDIR)`);
+    // Nothing stored there, and reading says so instead of failing.
+    expect(await runSvcmesh(['config', 'list'], { env: { SVCMESH_CONFIG_DIR: configDir } })).toMatchObject({ code: 0, stdout: '' });
+  });
+
   it('rejects a registrar setting that is not a URL', async () => {
     const result = await runSvcmesh(['config', 'set', 'registrar', 'localhost']);
     expect(result.code).toBe(2);
@@ -600,7 +649,48 @@ describe('the Ollama service from the command line', () => {
     expect(result.stderr).toContain('ollama pull mistral');
     const health = await fetch(`${service.url}/health`);
     expect(health.status).toBe(503);
+    // Said at start-up already, once, in the words of /health.
+    await waitFor(() => service.output().includes('warning'), 10_000, 'the start-up warning');
+    expect(service.output()).toContain(`warning Model mistral is not available in Ollama at ${ollama.host}: run \`ollama pull mistral\``);
+    expect(service.output().match(/warning/g)).toHaveLength(1);
     await service.stop();
+  });
+
+  it('warns once at start-up that Ollama is not reachable, after listening, and still registers', async () => {
+    const closed = `http://127.0.0.1:${await freePort()}`;
+    const service = await startSvcmesh([
+      'ollama', '--port', '0', '--host', '127.0.0.1', '--ollama-host', closed, '--name', 'early_service', '--register', '--registrar', registrar.url,
+    ]);
+    await waitFor(() => service.output().includes('registered at') && service.output().includes('warning'), 10_000, 'registration and the warning');
+    const output = service.output();
+    expect(output).toContain(`warning Ollama is not reachable at ${closed}: ECONNREFUSED. Start it with \`ollama serve\``);
+    expect(output.match(/warning/g)).toHaveLength(1);
+    expect(output.indexOf('listening on')).toBeLessThan(output.indexOf('warning'));
+    expect(await service.stop()).toEqual({ code: 0, signal: null });
+  });
+
+  it('refuses a bad --name, an empty --model, an Ollama host that is none and a registrar URL that is none: exit 2, before listening', async () => {
+    const example = 'such as 127.0.0.1:11434, :11434 or http://ollama.internal:11434';
+    const cases: Array<[string[], Record<string, string>, string[]]> = [
+      [['--name', 'ollama service'], {}, ['--name "ollama service" must be 1-128 letters, digits']],
+      [['--model', ''], {}, ['--model is empty']],
+      [['--ollama-host', 'http://bad host'], {}, ['--ollama-host "http://bad host" is not a host, host:port or URL', example]],
+      [['--ollama-host', 'ftp://x'], {}, ['--ollama-host "ftp://x" uses ftp:, but Ollama answers over http or https', example]],
+      [[], { OLLAMA_HOST: 'http://bad host' }, ['OLLAMA_HOST "http://bad host" is not a host, host:port or URL', example]],
+      [['--register'], { SVCMESH_REGISTRAR: 'garbage' }, ['The registrar URL "garbage" is not an http(s) URL']],
+    ];
+    for (const [args, env, said] of cases) {
+      const result = await runSvcmesh(['ollama', '--port', '0', '--host', '127.0.0.1', ...args], { env, timeoutMs: 4_000 });
+      expect(result.code, args.join(' ') || JSON.stringify(env)).toBe(2);
+      expect(result.stdout).toBe('');
+      for (const words of said) expect(result.stderr).toContain(words);
+    }
+  });
+
+  it('takes OLLAMA_HOST and OLLAMA_MODEL set but empty as the defaults, as the Ollama CLI does', async () => {
+    const service = await startSvcmesh(['ollama', '--port', '0', '--host', '127.0.0.1'], { env: { OLLAMA_HOST: '', OLLAMA_MODEL: '' } });
+    expect(service.output()).toContain('(model: llama3.2, ollama: http://127.0.0.1:11434)');
+    expect(await service.stop()).toEqual({ code: 0, signal: null });
   });
 
   it('asks with the message piped on standard input, like ollama run', async () => {

@@ -3,6 +3,7 @@
  * from flag, environment and stored setting; a protected `/receive` and the registrar's
  * `--target-token`; `services --watch --json` across a registrar restart; `--log-format json`.
  */
+import { type AddressInfo, createServer, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeOllama, startFakeOllama } from './support/fake-ollama.js';
 import {
@@ -119,14 +120,29 @@ describe('a registrar started with --token', () => {
     expect(await servicesOf(registrar)).not.toHaveProperty('guarded_ollama');
   });
 
-  it('without the token, `svcmesh ollama --register` says why it cannot register and keeps trying', async () => {
-    const service = await startSvcmesh([
-      'ollama', '--port', '0', '--host', '127.0.0.1', '--ollama-host', ollama.host, '--name', 'tokenless',
-      '--register', '--registrar', registrar.url,
-    ]);
-    await waitFor(() => /Registration failed: .*401.*token/.test(service.output()), 10_000, 'a registration failure that names the token');
-    expect(await servicesOf(registrar)).not.toHaveProperty('tokenless');
-    await service.stop('SIGTERM');
+  it('without the token, `svcmesh ollama --register` says why and gives up with exit 1, even while Ollama keeps it waiting', async () => {
+    // An Ollama that takes connections and never answers: the start-up check must neither hold up
+    // the registration nor keep the process alive once it has given up.
+    const sockets = new Set<Socket>();
+    const silent = createServer((socket) => sockets.add(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const silentHost = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+    try {
+      const result = await runSvcmesh(
+        ['ollama', '--port', '0', '--host', '127.0.0.1', '--ollama-host', silentHost, '--name', 'tokenless', '--register', '--registrar', registrar.url],
+        { timeoutMs: 15_000 },
+      );
+      expect(result.timedOut).toBe(false);
+      expect(result.code).toBe(1);
+      expect(result.stdout).toContain('svcmesh ollama service listening on');
+      expect(result.stderr).toMatch(/error .*\/register answered 401: .*token/);
+      expect(result.stderr).toContain('Pass the registrar\'s token with --token');
+      expect(result.stderr).not.toContain('Trying again');
+      expect(await servicesOf(registrar)).not.toHaveProperty('tokenless');
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
   });
 });
 
@@ -183,6 +199,51 @@ describe('a protected /receive and the registrar’s --target-token', () => {
     expect(asked.code).toBe(1);
     expect(asked.stderr).toContain(`${plain.url}/forward answered 401`);
     await plain.stop();
+  });
+});
+
+describe('a second Ctrl-C while answers are in flight', () => {
+  let slow: FakeOllama;
+  beforeAll(async () => {
+    // A hundred seconds of answer: far past the default --drain-timeout of 30 s.
+    slow = await startFakeOllama({ tokenDelayMs: 100, reply: 'word '.repeat(1000) });
+  });
+  afterAll(async () => {
+    await slow?.close();
+  });
+
+  /** Starts a streamed answer and returns its reader once the first words have come. */
+  async function answerInFlight(url: string, body: Record<string, unknown>) {
+    const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...body, stream: true }) });
+    expect(response.status).toBe(200);
+    const reader = response.body!.getReader();
+    await reader.read();
+    return reader;
+  }
+
+  async function interruptTwice(server: SvcmeshProcess, name: string): Promise<void> {
+    server.process.kill('SIGINT');
+    await waitFor(() => server.output().includes(`${name}: SIGINT received`), 10_000, 'the first SIGINT taken');
+    server.process.kill('SIGINT');
+    expect(await server.exited).toEqual({ code: 130, signal: null });
+    expect(server.output()).toContain(`${name}: second SIGINT, quitting now: answers in flight were cut`);
+  }
+
+  it('quits the Ollama service at once, with exit 130, instead of draining', async () => {
+    const service = await startSvcmesh(['ollama', '--port', '0', '--host', '127.0.0.1', '--ollama-host', slow.host]);
+    const reader = await answerInFlight(`${service.url}/receive`, { from: 'test', message: 'a long story' });
+    await interruptTwice(service, 'svcmesh ollama service');
+    await reader.cancel().catch(() => {});
+  });
+
+  it('quits the registrar at once, with exit 130, instead of draining', async () => {
+    const service = await startSvcmesh(['ollama', '--port', '0', '--host', '127.0.0.1', '--ollama-host', slow.host]);
+    const registrar = await startSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1']);
+    expect((await runSvcmesh(['register', 'storyteller', service.url, '--registrar', registrar.url])).code).toBe(0);
+    const reader = await answerInFlight(`${registrar.url}/forward`, { from: 'test', to: 'storyteller', message: 'a long story' });
+    await interruptTwice(registrar, 'svcmesh registrar');
+    await reader.cancel().catch(() => {});
+    await service.stop();
   });
 });
 

@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { SETTINGS, assertSettingKey, openConfig } from '../config.js';
+import { SETTINGS, assertSettingKey, openConfig, settingsPath } from '../config.js';
 
 export function makeConfigCommand(): Command {
   const config = new Command('config').description(
@@ -14,7 +14,7 @@ export function makeConfigCommand(): Command {
     .argument('<key>', Object.keys(SETTINGS).join(' | '))
     .action(async (key: string) => {
       assertSettingKey(key);
-      const value = (await openConfig()).get(key);
+      const value = openConfig().get(key);
       if (value === undefined) {
         process.exitCode = 1;
         return;
@@ -29,7 +29,7 @@ export function makeConfigCommand(): Command {
     .argument('<value>')
     .action(async (key: string, value: string) => {
       assertSettingKey(key);
-      (await openConfig()).set(key, value);
+      await openConfig().set(key, value);
     });
 
   config
@@ -38,7 +38,7 @@ export function makeConfigCommand(): Command {
     .argument('<key>', Object.keys(SETTINGS).join(' | '))
     .action(async (key: string) => {
       assertSettingKey(key);
-      (await openConfig()).unset(key);
+      await openConfig().unset(key);
     });
 
   config
@@ -47,7 +47,7 @@ export function makeConfigCommand(): Command {
     .option('--json', 'print them as one JSON object')
     .option('--show-secrets', 'print secrets as they are')
     .action(async (flags: { json?: boolean; showSecrets?: boolean }) => {
-      const stored = (await openConfig()).list();
+      const stored = openConfig().list();
       const shown = Object.fromEntries(
         Object.entries(stored).map(([key, value]) => {
           const secret = SETTINGS[key as keyof typeof SETTINGS]?.secret && !flags.showSecrets;
@@ -61,8 +61,8 @@ export function makeConfigCommand(): Command {
   config
     .command('path')
     .description('print where the settings are stored')
-    .action(async () => {
-      process.stdout.write(`${(await openConfig()).path}\n`);
+    .action(() => {
+      process.stdout.write(`${settingsPath()}\n`);
     });
 
   return config;

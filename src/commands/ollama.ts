@@ -1,6 +1,9 @@
 import { Command, Option } from 'commander';
-import { resolveSetting } from '../config.js';
-import { DEFAULT_REGISTRAR, parseHttpUrl, parsePort, parseSecret, parseSeconds } from './shared.js';
+import type { HeartbeatLoop } from '../client/heartbeat-loop.js';
+import { DEFAULT_REGISTRAR, UsageError, clientFrom, parseHttpUrl, parsePort, parseSecret, parseSeconds } from './shared.js';
+
+const DEFAULT_MODEL = 'llama3.2';
+const DEFAULT_OLLAMA_HOST = 'http://127.0.0.1:11434';
 
 interface OllamaFlags {
   port: number;
@@ -17,14 +20,16 @@ interface OllamaFlags {
   drainTimeout: number;
 }
 
+type Runtime = typeof import('../runtime/server.js');
+
 export function makeOllamaCommand(): Command {
   return new Command('ollama')
     .description('start the Ollama microservice: answers forwarded questions through a local Ollama')
     .addOption(new Option('--port <port>', 'port to listen on').default(5000).argParser(parsePort))
     .addOption(new Option('--host <host>', 'address to listen on').default('0.0.0.0'))
     .addOption(new Option('--name <name>', 'service name to register under').default('ollama_service'))
-    .addOption(new Option('--model <model>', 'Ollama model that answers').env('OLLAMA_MODEL').default('llama3.2'))
-    .addOption(new Option('--ollama-host <url>', 'where Ollama runs').env('OLLAMA_HOST').default('http://127.0.0.1:11434'))
+    .addOption(new Option('--model <model>', 'Ollama model that answers').env('OLLAMA_MODEL').default(DEFAULT_MODEL))
+    .addOption(new Option('--ollama-host <url>', 'where Ollama runs').env('OLLAMA_HOST').default(DEFAULT_OLLAMA_HOST))
     .option('--register', 'register with the registrar and keep the registration alive with heartbeats')
     .addOption(new Option('--advertise-url <url>', 'URL others reach this service by (default http://127.0.0.1:<port>)').argParser(parseHttpUrl))
     .addOption(new Option('--heartbeat-interval <seconds>', "seconds between heartbeats (default: 120, or a third of the registrar's TTL when that is under 240)").argParser(parseSeconds))
@@ -32,52 +37,91 @@ export function makeOllamaCommand(): Command {
     .addOption(new Option('--token <token>', "the registrar's token (env SVCMESH_TOKEN, setting `token`)"))
     .addOption(new Option('--receive-token <secret>', 'require Authorization: Bearer <secret> on /receive').env('SVCMESH_RECEIVE_TOKEN').argParser(parseSecret))
     .addOption(new Option('--drain-timeout <seconds>', 'on SIGINT/SIGTERM, how long answers in flight may take to finish').default(30).argParser(parseSeconds))
-    .action(async (flags: OllamaFlags) => {
-      const { Ollama, createOllamaApp, InFlightTracker, startServer, listenOrExplain, onShutdownSignal, normaliseOllamaHost } = await import(
-        '../runtime/server.js'
-      );
-      const ollamaHost = normaliseOllamaHost(flags.ollamaHost);
+    .action(async (flags: OllamaFlags, command: Command) => {
+      const runtime = await import('../runtime/server.js');
+      // Every mistake in the call is reported before anything listens or registers.
+      const ollamaHost = ollamaHostFrom(runtime, flags.ollamaHost, command.getOptionValueSource('ollamaHost'));
+      const model = modelFrom(flags.model, command.getOptionValueSource('model'));
+      const name = runtime.serviceName.safeParse(flags.name);
+      if (!name.success) throw new UsageError(`--name "${flags.name}" ${name.error.issues[0]?.message}: the registrar would refuse it`);
+      const client = flags.register ? await clientFrom(flags) : undefined;
+
+      // The loop comes from this bundle, as the client does: one from the server payload would
+      // hold another HttpError class, and refusals (instanceof HttpError) would go unrecognised.
+      const [output, { startHeartbeatLoop }] = await Promise.all([import('../output.js'), import('../client/heartbeat-loop.js')]);
+      const { Ollama, createOllamaApp, InFlightTracker, startServer, listenOrExplain, onShutdownSignal } = runtime;
       const tracker = new InFlightTracker();
-      const app = createOllamaApp({
-        ollama: new Ollama({ host: ollamaHost }),
-        ollamaHost,
-        model: flags.model,
-        token: flags.receiveToken,
-        tracker,
-      });
+      const app = createOllamaApp({ ollama: new Ollama({ host: ollamaHost }), ollamaHost, model, token: flags.receiveToken, tracker });
       const server = await listenOrExplain(() => startServer(app, { host: flags.host, port: flags.port }), flags.host, flags.port);
-      console.log(`svcmesh ollama service listening on ${server.url} (model: ${flags.model}, ollama: ${ollamaHost})`);
 
-      let stopRegistration = async () => {};
-      if (flags.register) stopRegistration = await keepRegistered(flags, server.port);
-
-      onShutdownSignal(async (signal) => {
-        console.log(`svcmesh ollama service: ${signal} received, deregistering and finishing answers in flight`);
-        await stopRegistration();
-        await server.close(flags.drainTimeout * 1000);
+      // Runs until a signal (which exits), or until the registrar refuses the registration.
+      await new Promise<void>((_resolve, reject) => {
+        const drainMs = flags.drainTimeout * 1000;
+        const checking = new AbortController();
+        let registration: HeartbeatLoop | undefined;
+        // Before the listening line: whoever waits for it may send a signal the moment it shows.
+        onShutdownSignal(
+          async (signal) => {
+            console.log(`svcmesh ollama service: ${signal} received, deregistering and finishing answers in flight`);
+            checking.abort();
+            await registration?.leave();
+            await server.close(drainMs);
+          },
+          { cut: (signal) => `svcmesh ollama service: second ${signal}, quitting now: answers in flight were cut` },
+        );
+        console.log(`svcmesh ollama service listening on ${server.url} (model: ${model}, ollama: ${ollamaHost})`);
+        registration =
+          client &&
+          startHeartbeatLoop({
+            client,
+            name: flags.name,
+            url: flags.advertiseUrl ?? `http://127.0.0.1:${server.port}`,
+            metadata: { model },
+            intervalMs: flags.heartbeatInterval === undefined ? undefined : flags.heartbeatInterval * 1000,
+            // A wrong token or a refused name or URL stays refused: stop, as `register --keep-alive` does.
+            onRefused: (error) => {
+              checking.abort();
+              server.close(drainMs).then(() => reject(error), reject);
+            },
+            log: (line) => console.log(line),
+            warn: (line) => output.warn(line),
+          });
+        // After listening and registering have begun, so that a slow Ollama delays neither.
+        warnUnlessOllamaReady(runtime, output, ollamaHost, model, checking.signal);
       });
     });
 }
 
-/** Registers and heartbeats; returns the function that stops the loop and deregisters. */
-async function keepRegistered(flags: OllamaFlags, port: number): Promise<() => Promise<void>> {
-  const [{ createRegistrarClient }, { startHeartbeatLoop }, output] = await Promise.all([
-    import('../client/registrar-client.js'),
-    import('../runtime/server.js'),
-    import('../output.js'),
-  ]);
-  const baseUrl = (await resolveSetting('registrar', flags.registrar, 'SVCMESH_REGISTRAR', DEFAULT_REGISTRAR)) as string;
-  const token = await resolveSetting('token', flags.token, 'SVCMESH_TOKEN');
-  const client = createRegistrarClient({ baseUrl, token });
-  const url = flags.advertiseUrl ?? `http://127.0.0.1:${port}`;
-  const loop = startHeartbeatLoop({
-    client,
-    name: flags.name,
-    url,
-    metadata: { model: flags.model },
-    intervalMs: flags.heartbeatInterval === undefined ? undefined : flags.heartbeatInterval * 1000,
-    log: (line) => console.log(line),
-    warn: (line) => output.warn(line),
+/**
+ * OLLAMA_HOST set but empty is the default, as the Ollama CLI reads it; an empty --ollama-host, a
+ * value that names no host, or a scheme Ollama does not speak is a usage error.
+ */
+function ollamaHostFrom(runtime: Runtime, value: string, source: string | undefined): string {
+  if (source === 'env' && value.trim() === '') return DEFAULT_OLLAMA_HOST;
+  try {
+    return runtime.normaliseOllamaHost(value);
+  } catch (error) {
+    if (!(error instanceof runtime.OllamaHostError)) throw error;
+    const given = source === 'env' ? 'OLLAMA_HOST' : '--ollama-host';
+    throw new UsageError(`${given} "${value}" ${error.message}: give where Ollama answers, such as 127.0.0.1:11434, :11434 or http://ollama.internal:11434`);
+  }
+}
+
+/** OLLAMA_MODEL set but empty is the default; an empty --model is a mistake. */
+function modelFrom(value: string, source: string | undefined): string {
+  if (value.trim() !== '') return value;
+  if (source === 'env') return DEFAULT_MODEL;
+  throw new UsageError(`--model is empty: name the model that answers, such as ${DEFAULT_MODEL} (\`ollama list\` shows those pulled), or leave it out for ${DEFAULT_MODEL}`);
+}
+
+/**
+ * One warning at start-up when Ollama does not answer or lacks the model, in the words `/health`
+ * uses. The service runs on: Ollama may start, or the model be pulled, later. `stop` ends the
+ * check, so that one hanging on Ollama does not keep a stopping process alive.
+ */
+function warnUnlessOllamaReady(runtime: Runtime, output: typeof import('../output.js'), host: string, model: string, stop: AbortSignal): void {
+  const ollama = new runtime.Ollama({ host, fetch: (input, init) => fetch(input, { ...init, signal: stop }) });
+  void runtime.checkOllama(ollama, host, model).then((readiness) => {
+    if (!readiness.ok && !stop.aborted) output.warn(readiness.error);
   });
-  return () => loop.leave();
 }

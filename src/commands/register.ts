@@ -82,7 +82,9 @@ async function keepRegistered(client: RegistrarClient, name: string, url: string
       log: (line) => output.print(line),
       warn: (line) => output.warn(line),
     });
-    onShutdownSignal(() => loop.leave());
+    onShutdownSignal(() => loop.leave(), {
+      cut: (signal) => `svcmesh register: second ${signal}, quitting now: ${name} may stay registered until the registrar's TTL runs out`,
+    });
   });
 }
 

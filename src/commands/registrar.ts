@@ -104,18 +104,22 @@ export function makeRegistrarCommand(): Command {
       if ((flags.targetToken || tokensByService.size > 0) && !flags.token) {
         console.error('svcmesh registrar: warning: target tokens without --token: anyone who can reach this registrar can register a URL and receive a target token');
       }
+      // Before the listening line: whoever waits for it may send a signal the moment it shows.
+      onShutdownSignal(
+        async (signal) => {
+          console.log(`svcmesh registrar: ${signal} received, finishing answers in flight`);
+          shutdown.abort();
+          await server.close(flags.drainTimeout * 1000);
+          await forwarder.close();
+          await registry.close();
+          logger.flush();
+        },
+        { cut: (signal) => `svcmesh registrar: second ${signal}, quitting now: answers in flight were cut` },
+      );
       // Listening on every address, the browser on this machine still wants a loopback URL.
       const local = flags.host === '0.0.0.0' ? `http://127.0.0.1:${server.port}` : flags.host === '::' ? `http://[::1]:${server.port}` : server.url;
       console.log(
         `svcmesh registrar listening on ${server.url} (store: ${store.description}, ttl: ${flags.ttl} s${flags.token ? ', token required' : ''}); dashboard: ${local}/`,
       );
-      onShutdownSignal(async (signal) => {
-        console.log(`svcmesh registrar: ${signal} received, finishing answers in flight`);
-        shutdown.abort();
-        await server.close(flags.drainTimeout * 1000);
-        await forwarder.close();
-        await registry.close();
-        logger.flush();
-      });
     });
 }

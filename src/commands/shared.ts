@@ -1,5 +1,5 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import { resolveSetting } from '../config.js';
+import { ConfigError, resolveSetting } from '../config.js';
 import type { RegistrarClient } from '../client/registrar-client.js';
 import { isHttpUrl } from '../http-url.js';
 
@@ -76,14 +76,31 @@ export function hinted(client: RegistrarClient, name: string): (error: unknown) 
   };
 }
 
-/** Builds a registrar client from flags, environment and stored settings, in that order. */
-export async function clientFrom(flags: ClientFlags, options: { timeoutMs?: number } = {}) {
-  const baseUrl = (await resolveSetting('registrar', flags.registrar, 'SVCMESH_REGISTRAR', DEFAULT_REGISTRAR)) as string;
+/**
+ * The registrar URL and token from flags, environment and stored settings, in that order. A
+ * settings file that cannot be read stops the command when the registrar was to come from it;
+ * when the registrar was given, it costs only the stored token, with a warning.
+ */
+export async function registrarSettings(flags: Pick<ClientFlags, 'registrar' | 'token'>): Promise<{ baseUrl: string; token?: string }> {
+  const baseUrl = resolveSetting('registrar', flags.registrar, 'SVCMESH_REGISTRAR', DEFAULT_REGISTRAR) as string;
   if (!isHttpUrl(baseUrl)) {
     throw new UsageError(`The registrar URL "${baseUrl}" is not an http(s) URL: fix SVCMESH_REGISTRAR or \`svcmesh config set registrar <url>\``);
   }
-  const token = await resolveSetting('token', flags.token, 'SVCMESH_TOKEN');
+  let token: string | undefined;
+  try {
+    token = resolveSetting('token', flags.token, 'SVCMESH_TOKEN');
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    (await import('../output.js')).warn(`${error.message}. Going on without a stored token`);
+    return { baseUrl };
+  }
   if (token !== undefined) assertHeaderSafe(token, flags);
+  return { baseUrl, token };
+}
+
+/** Builds a registrar client from flags, environment and stored settings, in that order. */
+export async function clientFrom(flags: ClientFlags, options: { timeoutMs?: number } = {}) {
+  const { baseUrl, token } = await registrarSettings(flags);
   const { createRegistrarClient } = await import('../client/registrar-client.js');
   return createRegistrarClient({ baseUrl, token, timeoutMs: options.timeoutMs });
 }
@@ -96,7 +113,7 @@ const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
  * its trailing newline, say) would fail every request as if the registrar were unreachable.
  * The message names where the token came from, never the token itself.
  */
-function assertHeaderSafe(token: string, flags: ClientFlags): void {
+function assertHeaderSafe(token: string, flags: Pick<ClientFlags, 'token'>): void {
   if (HEADER_VALUE.test(token)) return;
   const [source, fix] = flags.token
     ? ['--token', 'pass it without them']

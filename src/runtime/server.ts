@@ -4,17 +4,17 @@
  * unpacked only when a server starts: client commands never parse any of it.
  */
 export { parseAllowHosts } from '../allow-hosts.js';
-export { startHeartbeatLoop } from '../client/heartbeat-loop.js';
-export { normaliseOllamaHost } from '../ollama-host.js';
+export { normaliseOllamaHost, OllamaHostError } from '../ollama-host.js';
 export { openStore } from '../registry/open-store.js';
 export { Registry } from '../registry/registry.js';
 export { createForwarder } from '../server/forwarder.js';
 export { createRegistrarMetrics } from '../server/metrics.js';
-export { createOllamaApp, InFlightTracker } from '../server/ollama.js';
+export { checkOllama, createOllamaApp, InFlightTracker } from '../server/ollama.js';
 export { createRegistrarApp } from '../server/registrar.js';
 export { createLogger } from '../server/request-log.js';
 export { createRegistrarFastPath } from '../server/registrar-fast-path.js';
 export { onShutdownSignal } from '../server/shutdown.js';
 export { listenOrExplain, startServer } from '../server/start.js';
 export { parseTargetTokens, targetHeaders } from '../target-tokens.js';
+export { serviceName } from '../server/validation.js';
 export { Ollama } from 'ollama/browser';

@@ -58,6 +58,24 @@ export function hasModel(names: string[], model: string): boolean {
   return names.some((name) => name === model || name === wanted);
 }
 
+export type OllamaReadiness = { ok: true; version: string } | { ok: false; error: string };
+
+/**
+ * Whether Ollama answers at `host` and has the model: what `/health` reports, and what the
+ * service warns about at start-up. The error says what to do.
+ */
+export async function checkOllama(ollama: Pick<OllamaClient, 'list' | 'version'>, host: string, model: string): Promise<OllamaReadiness> {
+  try {
+    const [{ version }, { models }] = await Promise.all([ollama.version(), ollama.list()]);
+    if (!hasModel(models.map((m) => m.name), model)) {
+      return { ok: false, error: `Model ${model} is not available in Ollama at ${host}: run \`ollama pull ${model}\`` };
+    }
+    return { ok: true, version };
+  } catch (error) {
+    return { ok: false, error: describeOllamaError(error, host, model).message };
+  }
+}
+
 /** Builds the Ollama microservice: answers forwarded questions through a local Ollama. */
 export function createOllamaApp(deps: OllamaAppDeps): Hono {
   const { ollama, ollamaHost, model } = deps;
@@ -141,19 +159,9 @@ export function createOllamaApp(deps: OllamaAppDeps): Hono {
   });
 
   app.get('/health', async (c) => {
-    try {
-      const [{ version }, { models }] = await Promise.all([ollama.version(), ollama.list()]);
-      const names = models.map((m) => m.name);
-      if (!hasModel(names, model)) {
-        return c.json(
-          { status: 'unavailable', error: `Model ${model} is not available in Ollama at ${ollamaHost}: run \`ollama pull ${model}\``, ollama: ollamaHost, model },
-          503,
-        );
-      }
-      return c.json({ status: 'ok', ollama: ollamaHost, ollama_version: version, model, in_flight: tracker.count });
-    } catch (error) {
-      return c.json({ status: 'unavailable', error: describeOllamaError(error, ollamaHost, model).message, ollama: ollamaHost, model }, 503);
-    }
+    const readiness = await checkOllama(ollama, ollamaHost, model);
+    if (!readiness.ok) return c.json({ status: 'unavailable', error: readiness.error, ollama: ollamaHost, model }, 503);
+    return c.json({ status: 'ok', ollama: ollamaHost, ollama_version: readiness.version, model, in_flight: tracker.count });
   });
 
   refuseOtherMethods(app, { '/receive': ['POST'], '/health': ['GET'] });

@@ -1,12 +1,23 @@
+import { constants } from 'node:os';
+
+export interface ShutdownOptions {
+  /** Printed (on stderr) when a second signal cuts the stop short: what was left unfinished. */
+  cut?: (signal: NodeJS.Signals) => string;
+}
+
 /**
- * Runs `stop` once on the first SIGINT or SIGTERM, then exits 0 (1 if stopping failed). Later
- * signals are ignored: conf's exit hook re-raises the signal it saw, and stopping is bounded by
- * the drain timeout anyway (SIGKILL remains for the impatient).
+ * Runs `stop` once on the first SIGINT or SIGTERM, then exits 0 (1 if stopping failed). A second
+ * signal while stopping quits at once, as `ollama serve` and most servers do on a second Ctrl-C:
+ * 128 + the signal's number (130 for SIGINT). The commands using this never load conf, whose exit
+ * hook re-raises the signal it saw and would read as that second signal.
  */
-export function onShutdownSignal(stop: (signal: NodeJS.Signals) => Promise<void>): void {
+export function onShutdownSignal(stop: (signal: NodeJS.Signals) => Promise<void>, options: ShutdownOptions = {}): void {
   let stopping = false;
   const handle = (signal: NodeJS.Signals) => {
-    if (stopping) return;
+    if (stopping) {
+      if (options.cut) console.error(options.cut(signal));
+      process.exit(128 + (constants.signals[signal] ?? 0));
+    }
     stopping = true;
     stop(signal).then(
       () => process.exit(0),
