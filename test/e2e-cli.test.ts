@@ -85,6 +85,11 @@ describe('usage', () => {
       SVCMESH_TOKEN: await runSvcmesh(['register', 'web', 'http://127.0.0.1:8080', '--registrar', registrar.url], { env: { SVCMESH_TOKEN: bad } }),
       'the stored `token` setting': await runSvcmesh(['services', '--registrar', registrar.url], { env: { SVCMESH_CONFIG_DIR: configDir } }),
     };
+    // The Ollama service registering itself reads the token the same way, and stops before listening.
+    const service = await runSvcmesh(['ollama', '--port', '0', '--host', '127.0.0.1', '--register', '--registrar', registrar.url], { env: { SVCMESH_TOKEN: bad } });
+    expect(service, 'svcmesh ollama --register').toMatchObject({ code: 2 });
+    expect(service.stderr).toContain('The token from SVCMESH_TOKEN holds characters an HTTP header cannot carry');
+    expect(service.stdout).not.toContain('listening');
     for (const [source, result] of Object.entries(runs)) {
       expect(result, source).toMatchObject({ code: 2, stdout: '' });
       expect(result.stderr).toContain(`The token from ${source} holds characters an HTTP header cannot carry (a line break?)`);
