@@ -1014,6 +1014,29 @@ describe('GET /metrics', () => {
     expect(again.get('svcmesh_forwards_total{status="200",target="silent"}')).toBe(1);
   });
 
+  it('counts a streamed answer that broke after it began, beside its 200', async () => {
+    const { app } = setup();
+    const target = await startTarget({
+      handler: (_req, res) => {
+        res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+        res.write('{"message":"half"}\n');
+        setTimeout(() => res.destroy(), 20);
+      },
+    });
+    await post(app, '/register', { service_name: 'flaky', service_url: target.url });
+    const whole = await startTarget();
+    await post(app, '/register', { service_name: 'steady', service_url: whole.url });
+    for (const to of ['flaky', 'steady']) {
+      const response = await post(app, '/forward', { from: 'test', to, message: 'hi', stream: true });
+      expect(response.status).toBe(200);
+      await response.text();
+    }
+    const metrics = parseMetrics(await (await app.request('/metrics')).text());
+    expect(metrics.get('svcmesh_forwards_total{status="200",target="flaky"}')).toBe(1);
+    expect(metrics.get('svcmesh_forward_streams_broken_total{target="flaky"}')).toBe(1);
+    expect(metrics.get('svcmesh_forward_streams_broken_total{target="steady"}')).toBeUndefined();
+  });
+
   it('counts a forward nothing answered as a 502 and brings in-flight back to 0', async () => {
     const { app } = setup();
     await post(app, '/register', { service_name: 'gone', service_url: `http://127.0.0.1:${await closedPort()}` });

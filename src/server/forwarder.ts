@@ -273,7 +273,8 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
               finish();
             };
             const onFirstChunk = () => observer?.firstChunk(label, elapsed());
-            done(undefined, { status: reply.status, headers, stream: chunkSource(reply.body, name, instance.url, end, onFirstChunk) });
+            const onBroken = () => observer?.broken(label);
+            done(undefined, { status: reply.status, headers, stream: chunkSource(reply.body, name, instance.url, end, onFirstChunk, onBroken) });
             return;
           }
           release();
@@ -403,6 +404,7 @@ function chunkSource(
   url: string,
   done: () => void,
   onFirstChunk: () => void,
+  onBroken: () => void,
 ): ChunkSource {
   const chunks = body[Symbol.asyncIterator]();
   let first = true;
@@ -432,6 +434,7 @@ function chunkSource(
         return chunk;
       } catch (error) {
         if (over) return undefined;
+        onBroken();
         end();
         const line = JSON.stringify({ error: `Lost ${name} at ${url} in the middle of the answer: ${causeOf(error)}` });
         return encoder.encode(`${atLineStart ? '' : '\n'}${line}\n`);

@@ -10,6 +10,8 @@ export interface ForwardObserver {
   /** The answer's status is known (or the forward failed with `status`). */
   answered(target: string, status: number, seconds: number): void;
   firstChunk(target: string, seconds: number): void;
+  /** A streamed answer broke after it had begun (counted under its 200 as well). */
+  broken(target: string): void;
   finished(target: string): void;
 }
 
@@ -77,6 +79,13 @@ export function createRegistrarMetrics(registry: Registry): RegistrarMetrics {
     registers: [prom],
   });
 
+  const broken = new Counter({
+    name: 'svcmesh_forward_streams_broken_total',
+    help: 'Streamed answers that broke after they had begun (the caller got an error line), by target',
+    labelNames: ['target'],
+    registers: [prom],
+  });
+
   // The statuses each target was answered with: removing a counter's series takes every label.
   const statusesByTarget = new Map<string, Set<string>>();
   // A service that is gone takes its forward series with it, once its last forward is over:
@@ -87,6 +96,7 @@ export function createRegistrarMetrics(registry: Registry): RegistrarMetrics {
     statusesByTarget.delete(target);
     latency.remove({ target });
     firstChunk.remove({ target });
+    broken.remove({ target });
     inFlightByTarget.delete(target);
   };
 
@@ -111,6 +121,7 @@ export function createRegistrarMetrics(registry: Registry): RegistrarMetrics {
         latency.observe({ target }, seconds);
       },
       firstChunk: (target, seconds) => firstChunk.observe({ target }, seconds),
+      broken: (target) => broken.inc({ target }),
       // A target keeps its series at 0 once its forwards are over, as a gauge's dec() would,
       // for as long as its service is registered.
       finished(target) {
