@@ -308,6 +308,24 @@ describe("servicesJson(): the seed's GET /services body", () => {
     expect(store.servicesJson()).toBe('{"services":{}}');
   });
 
+  it('shows an older instance while a forward finds the newest down, and the newest again once it is back', async () => {
+    const { clock, registry } = memory();
+    await registry.register({ name: 'a', url: 'http://a:1' });
+    clock.set(T0 + 1_000);
+    await registry.register({ name: 'a', url: 'http://a:2' });
+    await registry.register({ name: 'b', url: 'http://b:1' });
+    const newest = registry.instances('a').find((i) => i.url === 'http://a:2')!;
+    expect(registry.servicesJson()).toBe('{"services":{"a":"http://a:2","b":"http://b:1"}}');
+    registry.reportReachable(newest, false);
+    expect(registry.servicesJson()).toBe('{"services":{"a":"http://a:1","b":"http://b:1"}}');
+    // Every instance down: the newest still stands for the name (nothing better to give).
+    const lone = registry.instances('b')[0]!;
+    registry.reportReachable(lone, false);
+    expect(JSON.parse(registry.servicesJson()).services.b).toBe('http://b:1');
+    registry.reportReachable(newest, true);
+    expect(registry.servicesJson()).toBe('{"services":{"a":"http://a:2","b":"http://b:1"}}');
+  });
+
   it('follows a deregistration of the newest instance, and a registration after it', async () => {
     const { store } = memory();
     await store.register({ name: 'a', url: 'http://a:1' });

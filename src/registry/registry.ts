@@ -28,6 +28,9 @@ export class Registry {
   /** Instances the last forward could not reach, and when that was. */
   readonly #down = new Map<string, number>();
   readonly #listeners = new Set<RegistryListener>();
+  /** Counts changes to the down marks, for what is built from them. */
+  #downChanges = 0;
+  #servicesJson: { fromStore: string; downChanges: number; text: string } | undefined;
   readonly #retryDownAfterMs: number;
   readonly #clock: Clock;
   #changes = 0;
@@ -37,7 +40,7 @@ export class Registry {
     this.#retryDownAfterMs = options.retryDownAfterMs ?? RETRY_DOWN_AFTER_MS;
     this.#clock = options.clock ?? { now: () => Date.now() };
     store.subscribe((event) => {
-      if (event.type === 'deregistered' || event.type === 'evicted') this.#down.delete(key(event.instance));
+      if ((event.type === 'deregistered' || event.type === 'evicted') && this.#down.delete(key(event.instance))) this.#downChanges += 1;
       this.#emit(event);
     });
   }
@@ -78,8 +81,26 @@ export class Registry {
     return this.store.counts();
   }
 
+  /**
+   * The seed's `{"services": {name: url}}`: each name's newest instance, unless a forward found it
+   * down while an older one is not: a client that calls the URL itself should get one that answers.
+   * Built again only when the catalog or the down marks change.
+   */
   servicesJson(): string {
-    return this.store.servicesJson();
+    const fromStore = this.store.servicesJson();
+    if (this.#down.size === 0) return fromStore;
+    const cached = this.#servicesJson;
+    if (cached?.fromStore === fromStore && cached.downChanges === this.#downChanges) return cached.text;
+    const services = (JSON.parse(fromStore) as { services: Record<string, string> }).services;
+    for (const [name, url] of Object.entries(services)) {
+      if (!this.#down.has(`${name}\u0000${url}`)) continue;
+      const reachable = this.store.instances(name).filter((instance) => !this.#down.has(key(instance)));
+      const newest = reachable.reduce<Instance | undefined>((best, instance) => (!best || instance.registeredAt >= best.registeredAt ? instance : best), undefined);
+      if (newest) services[name] = newest.url;
+    }
+    const text = JSON.stringify({ services });
+    this.#servicesJson = { fromStore, downChanges: this.#downChanges, text };
+    return text;
   }
 
   /** Changes to the catalog, plus `down`/`up` as forwards find instances unreachable or back. */
@@ -100,7 +121,10 @@ export class Registry {
     // Failing again restarts the wait before the next retry; only a change is news.
     if (!reachable) this.#down.set(k, this.#clock.now());
     else if (wasDown) this.#down.delete(k);
-    if (reachable === wasDown) this.#emit({ type: reachable ? 'up' : 'down', instance });
+    if (reachable === wasDown) {
+      this.#downChanges += 1;
+      this.#emit({ type: reachable ? 'up' : 'down', instance });
+    }
   }
 
   /** Down, and not yet due for another try. */
