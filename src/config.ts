@@ -1,12 +1,18 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import envPaths from 'env-paths';
+import { fitsInHeader } from './header-value.js';
 import { isHttpUrl } from './http-url.js';
 
 /** The settings `svcmesh config` knows; anything else is a typo worth reporting. */
 export const SETTINGS = {
   registrar: { description: 'registrar URL used by client commands', secret: false, check: isHttpUrl, expected: 'an http(s) URL such as http://127.0.0.1:5001' },
-  token: { description: 'bearer token sent to the registrar', secret: true, check: (v: string) => v.length > 0, expected: 'a non-empty string' },
+  token: {
+    description: 'bearer token sent to the registrar',
+    secret: true,
+    check: (v: string) => v.trim() !== '' && fitsInHeader(v),
+    expected: 'a non-empty token without line breaks or other control characters',
+  },
 } as const;
 
 export type SettingKey = keyof typeof SETTINGS;
@@ -117,7 +123,8 @@ export function openConfig(): ConfigStore {
     get: (key) => readStoredSetting(key),
     async set(key, value) {
       const setting = SETTINGS[key];
-      if (!setting.check(value)) throw new ConfigError(`Expected \`${key}\` to be ${setting.expected}, got "${value}"`);
+      // A secret is never printed back, not even a mistyped one.
+      if (!setting.check(value)) throw new ConfigError(`Expected \`${key}\` to be ${setting.expected}${setting.secret ? '' : `, got "${value}"`}`);
       await change((conf) => conf.set(key, value));
     },
     unset: (key) => change((conf) => conf.delete(key)),

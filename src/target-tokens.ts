@@ -1,3 +1,4 @@
+import { fitsInHeader } from './header-value.js';
 import { serviceName } from './server/validation.js';
 
 /**
@@ -22,7 +23,7 @@ export function parseTargetTokens(entries: readonly string[]): Map<string, strin
     if (at < 0) {
       throw new TargetTokenError('--target-token-for takes SERVICE=SECRET (e.g. ollama_service=<token>): an entry has no "=" (not shown, in case it is a secret)');
     }
-    if (!serviceName.safeParse(name).success || secret === '') {
+    if (!serviceName.safeParse(name).success || secret === '' || !fitsInHeader(secret)) {
       throw new TargetTokenError(`--target-token-for entry "${redact(entry)}" is not SERVICE=SECRET (e.g. ollama_service=<token>)`);
     }
     if (tokens.has(name)) throw new TargetTokenError(`--target-token-for names ${name} twice: give each service one token`);

@@ -51,6 +51,12 @@ describe('usage', () => {
     [['ollama', '--port', '0', '--receive-token', ' ']],
     [['registrar', '--port', '0', '--ttl', '1e13']],
     [['registrar', '--port', '0', '--ttl', '0.5']],
+    // A secret an HTTP header cannot carry would refuse every caller, or fail every forward.
+    [['registrar', '--port', '0', '--token', 'sekrit\nline']],
+    [['registrar', '--port', '0', '--target-token', 'sekrit\r']],
+    [['registrar', '--port', '0', '--target-token-for', 'ollama_service=sekrit\nline']],
+    [['ollama', '--port', '0', '--receive-token', 'sekrit\n']],
+    [['config', 'set', 'token', 'sekrit\nline']],
     // The root's -v/--version is the root's alone: after a command it is an unknown option, not a version probe.
     [['ask', 'ollama_service', 'what', 'does', '-v', 'mean']],
     [['services', '--watch', '--json', '-v']],
@@ -60,6 +66,8 @@ describe('usage', () => {
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/error/i);
     expect(result.stdout).toBe('');
+    // A secret refused is never printed back.
+    expect(result.stderr).not.toContain('sekrit');
   });
 
   it('answers -v and --version before any command, from the shim and from the bundle; help still works', async () => {
@@ -414,6 +422,13 @@ describe('status', () => {
  * on PATH (as after `npm i -g`: the scripts call it for the names) and the script `svcmesh
  * completion <shell>` printed.
  */
+/** A registrar that protects its reads, with one name registered: completion needs the token on the line. */
+async function guardedRegistrar(name: string): Promise<SvcmeshProcess> {
+  const guarded = await startSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1', '--token', 'open-sesame', '--protect-reads']);
+  await runSvcmesh(['register', name, 'http://127.0.0.1:8096', '--registrar', guarded.url, '--token', 'open-sesame']);
+  return guarded;
+}
+
 async function completionSetup(shell: string, names: Array<[string, string]>): Promise<{ pathDir: string; script: string }> {
   for (const [name, url] of names) await runSvcmesh(['register', name, url, '--registrar', registrar.url]);
   const pathDir = tempDir('svcmesh-path-');
@@ -457,6 +472,16 @@ describe('shell completion (bash)', () => {
     // After the name comes the message: nothing to offer; nor when the registrar is away.
     expect(await tab(`svcmesh ask --registrar ${registrar.url} compass `)).toEqual([]);
     expect(await tab(`svcmesh ask --registrar http://127.0.0.1:${await freePort()} comp`)).toEqual([]);
+    // The --registrar=URL spelling; and a registrar that protects its reads, with the token on the line.
+    expect(await tab(`svcmesh ask --registrar=http://127.0.0.1:${await freePort()} comp`)).toEqual([]);
+    const guarded = await guardedRegistrar('guarded_name');
+    try {
+      expect(await tab(`svcmesh ask --registrar ${guarded.url} guar`)).toEqual([]);
+      expect(await tab(`svcmesh ask --registrar ${guarded.url} --token open-sesame guar`)).toEqual(['guarded_name']);
+      expect(await tab(`svcmesh ask --registrar=${guarded.url} --token=open-sesame guar`)).toEqual(['guarded_name']);
+    } finally {
+      await guarded.stop();
+    }
   });
 });
 
@@ -503,6 +528,14 @@ describeIfInstalled('shell completion (zsh)', spawnSync('zsh', ['--version']).st
       const names = await sourced.tab(`svcmesh ask --registrar ${registrar.url} zcomp`, /zcompass +zcomplete_me/);
       expect(names).not.toMatch(/(^|\s)compass\b/); // registered too, but it does not start with zcomp
       await sourced.tab(`svcmesh heartbeat --registrar ${registrar.url} zcomplete`, /svcmesh heartbeat --registrar \S+ zcomplete_me $/);
+      // The --registrar=URL spelling, and the token on the line for a registrar that protects its reads.
+      const guarded = await guardedRegistrar('zguarded_name');
+      try {
+        // A long line: zsh scrolls it sideways on an 80-column terminal, so only its end shows.
+        await sourced.tab(`svcmesh ask --registrar=${guarded.url} --token=open-sesame zguar`, /--token=open-sesame zguarded_name /);
+      } finally {
+        await guarded.stop();
+      }
     } finally {
       sourced.stop();
     }
@@ -555,6 +588,14 @@ describeIfInstalled('shell completion (fish)', spawnSync('fish', ['--version']).
     // After the name comes the message: nothing to offer; nor when the registrar is away.
     expect(await values(`svcmesh ask --registrar ${registrar.url} fcompass `)).toEqual([]);
     expect(await values(`svcmesh ask --registrar http://127.0.0.1:${await freePort()} fcomp`)).toEqual([]);
+    const guarded = await guardedRegistrar('guarded_name');
+    try {
+      expect(await values(`svcmesh ask --registrar ${guarded.url} guar`)).toEqual([]);
+      expect(await values(`svcmesh ask --registrar ${guarded.url} --token open-sesame guar`)).toEqual(['guarded_name']);
+      expect(await values(`svcmesh ask --registrar=${guarded.url} --token=open-sesame guar`)).toEqual(['guarded_name']);
+    } finally {
+      await guarded.stop();
+    }
   });
 });
 

@@ -92,11 +92,13 @@ describe('POST /receive', () => {
     expect(fake.stats.chats).toHaveLength(0);
   });
 
-  it('works without a from field', async () => {
+  it('works without a from field, and with optional fields sent as null (Python None)', async () => {
     const fake = await fakeOllama();
-    const response = await receive(appFor(fake.host), { message: 'Capital of India?' });
-    expect(response.status).toBe(200);
-    expect(await response.json()).toEqual({ message: REPLY });
+    for (const body of [{ message: 'Capital of India?' }, { from: null, message: 'Capital of India?', stream: null, history: null }]) {
+      const response = await receive(appFor(fake.host), body);
+      expect(response.status).toBe(200);
+      expect(await response.json()).toEqual({ message: REPLY });
+    }
   });
 
   it('streams one line per piece, then done, when asked to', async () => {

@@ -402,6 +402,15 @@ describe('bad input', () => {
     expect((await post(app, '/heartbeat', { service_name: 'x', service_url: null })).status).toBe(200);
     expect((await post(app, '/deregister', { service_name: 'x', service_url: null })).status).toBe(200);
     expect(registry.all().size).toBe(0);
+
+    const target = await startTarget(answering(200, '{"message":"ok"}'));
+    await post(app, '/register', { service_name: 'svc', service_url: target.url });
+    const forwarded = await post(app, '/forward', { from: null, to: 'svc', message: 'hi', stream: null, history: null });
+    expect(forwarded.status).toBe(200);
+    // Passed on as if left out: the default sender, no stream, no history.
+    expect(target.received.at(-1)!.body).toEqual({ from: 'anonymous', message: 'hi' });
+    // A wrong type is still wrong.
+    expect((await post(app, '/forward', { from: 5, to: 'svc', message: 'hi' })).status).toBe(400);
   });
 
   it('answers an unknown path with a JSON 404', async () => {

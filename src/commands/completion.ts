@@ -95,10 +95,14 @@ ${choices}
     return 0
   fi
   # The words after the command that are neither options nor their values.
-  local i word positional=0 registrar=()
+  # The registrar and token named on the line, for the names: a registrar may protect its reads.
+  local i word positional=0 target=()
   for ((i = 2; i < cword; i++)); do
     word="\${words[i]}"
-    if [ "$word" = "--registrar" ]; then registrar=(--registrar "\${words[i+1]}"); fi
+    case "$word" in
+      --registrar|--token) target+=("$word" "\${words[i+1]}") ;;
+      --registrar=*|--token=*) target+=("$word") ;;
+    esac
     if [[ "$valued" == *" $word "* ]]; then i=$((i + 1)); continue; fi
     [[ "$word" == -* ]] || positional=$((positional + 1))
   done
@@ -106,7 +110,7 @@ ${choices}
     ${TAKES_SERVICE.join('|')})
       if [ "$positional" -eq 0 ]; then
         local IFS=$'\\n'
-        COMPREPLY=($(compgen -W "$(svcmesh __service-names "\${registrar[@]}" 2>/dev/null)" -- "$cur"))
+        COMPREPLY=($(compgen -W "$(svcmesh __service-names "\${target[@]}" 2>/dev/null)" -- "$cur"))
       fi ;;
     config)
       if [ "$positional" -eq 0 ]; then
@@ -163,16 +167,19 @@ ${choices}
   fi
   # The words after the command that are neither options nor their values.
   local i word positional=0
-  local -a registrar
+  local -a target
   for ((i = 3; i < cword; i++)); do
     word="\${w[i]}"
-    [[ "$word" == --registrar ]] && registrar=(--registrar "\${w[i+1]}")
+    case "$word" in
+      --registrar|--token) target+=("$word" "\${w[i+1]}") ;;
+      --registrar=*|--token=*) target+=("$word") ;;
+    esac
     if [[ "$valued" == *" $word "* ]]; then (( i++ )); continue; fi
     [[ "$word" == -* ]] || (( positional++ ))
   done
   case "$cmd" in
     ${TAKES_SERVICE.join('|')})
-      (( positional == 0 )) && candidates=(\${(f)"$(svcmesh __service-names "\${registrar[@]}" 2>/dev/null)"}) ;;
+      (( positional == 0 )) && candidates=(\${(f)"$(svcmesh __service-names "\${target[@]}" 2>/dev/null)"}) ;;
     config)
       if (( positional == 0 )); then
         candidates=(${configSubcommands})
@@ -273,17 +280,20 @@ function __svcmesh_positionals
     echo $count
 end
 
-# The names registered at the registrar named on the line (or the configured one).
+# The names registered at the registrar named on the line (or the configured one), with the
+# token named on the line: a registrar may protect its reads.
 function __svcmesh_service_names
     set -l words (commandline -opc)
-    set -l registrar
-    set -l at (contains -i -- --registrar $words)
-    if test -n "$at"; and set -q words[(math $at + 1)]
-        set registrar --registrar $words[(math $at + 1)]
-    else
-        set registrar (string match -- '--registrar=*' $words)[1]
+    set -l target
+    for i in (seq 2 (count $words))
+        switch $words[$i]
+            case --registrar --token
+                set -q words[(math $i + 1)]; and set -a target $words[$i] $words[(math $i + 1)]
+            case '--registrar=*' '--token=*'
+                set -a target $words[$i]
+        end
     end
-    svcmesh __service-names $registrar 2>/dev/null
+    svcmesh __service-names $target 2>/dev/null
 end
 
 complete -c svcmesh -f

@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import type { HeartbeatLoop } from '../client/heartbeat-loop.js';
-import { DEFAULT_REGISTRAR, UsageError, clientFrom, parseHttpUrl, parsePort, parseSecret, parseSeconds } from './shared.js';
+import { DEFAULT_REGISTRAR, UsageError, assertSecretFitsHeader, clientFrom, parseHttpUrl, parsePort, parseSecret, parseSeconds } from './shared.js';
 
 const DEFAULT_MODEL = 'llama3.2';
 const DEFAULT_OLLAMA_HOST = 'http://127.0.0.1:11434';
@@ -44,6 +44,7 @@ export function makeOllamaCommand(): Command {
       const model = modelFrom(flags.model, command.getOptionValueSource('model'));
       const name = runtime.serviceName.safeParse(flags.name);
       if (!name.success) throw new UsageError(`--name "${flags.name}" ${name.error.issues[0]?.message}: the registrar would refuse it`);
+      assertSecretFitsHeader(flags.receiveToken, '--receive-token', 'SVCMESH_RECEIVE_TOKEN');
       const client = flags.register ? await clientFrom(flags) : undefined;
 
       // The loop comes from this bundle, as the client does: one from the server payload would

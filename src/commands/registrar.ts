@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { UsageError, parsePort, parseSecret, parseSeconds, parseTtl } from './shared.js';
+import { UsageError, assertSecretFitsHeader, parsePort, parseSecret, parseSeconds, parseTtl } from './shared.js';
 
 const collectList = (value: string, previous: string[] = []) => [...previous, ...value.split(',').map((v) => v.trim()).filter(Boolean)];
 
@@ -40,6 +40,8 @@ export function makeRegistrarCommand(): Command {
     .addOption(new Option('--drain-timeout <seconds>', 'on SIGINT/SIGTERM, how long answers in flight may take to finish').default(30).argParser(parseSeconds))
     .action(async (flags: RegistrarFlags) => {
       if (flags.protectReads && !flags.token) throw new UsageError('--protect-reads needs --token (or SVCMESH_TOKEN): there is nothing to protect reads with');
+      assertSecretFitsHeader(flags.token, '--token', 'SVCMESH_TOKEN');
+      assertSecretFitsHeader(flags.targetToken, '--target-token', 'SVCMESH_TARGET_TOKEN');
       const {
         openStore,
         Registry,

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { requireToken, type TokenWording } from './auth.js';
 import { ApiError, notFound, onError, refuseOtherMethods } from './errors.js';
 import { describeOllamaError } from './ollama-errors.js';
-import { type History, history, message, parseJsonBody } from './validation.js';
+import { type History, history, message, parseJsonBody, sender, streamFlag } from './validation.js';
 
 const RECEIVE_TOKEN: TokenWording = {
   who: "This service's /receive",
@@ -43,9 +43,9 @@ export class InFlightTracker {
 }
 
 const receiveBody = z.object({
-  from: z.string({ error: 'must be a string naming the sender' }).optional(),
+  from: sender,
   message,
-  stream: z.boolean({ error: 'must be true or false' }).optional(),
+  stream: streamFlag,
   history,
 });
 

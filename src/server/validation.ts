@@ -70,23 +70,28 @@ export const message = z
  * The conversation so far, oldest first, for a service that answers in context (the Ollama
  * service does; others may ignore it). The 1 MiB body limit bounds it.
  */
-export const history = z
-  .array(
+export const history = optional(
+  z.array(
     z.object({
       role: z.enum(['user', 'assistant'], { error: 'must be "user" or "assistant"' }),
       content: z.string({ error: 'must be a string' }),
     }),
     { error: 'must be a list of {"role": "user" or "assistant", "content": text}' },
-  )
-  .optional();
+  ),
+);
+
+/** Who sends a message: any text, or left out (or null). */
+export const sender = optional(z.string({ error: 'must be a string naming the sender' }));
+
+export const streamFlag = optional(z.boolean({ error: 'must be true or false' }));
 
 export type History = NonNullable<z.infer<typeof history>>;
 
 export const forwardBody = z.object({
-  from: z.string({ error: 'must be a string naming the sender' }).default('anonymous'),
+  from: sender.transform((from) => from ?? 'anonymous'),
   to: serviceName,
   message,
-  stream: z.boolean({ error: 'must be true or false' }).optional(),
+  stream: streamFlag,
   history,
 });
 
