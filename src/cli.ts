@@ -1,17 +1,7 @@
+import { hintFor } from './error-hint.js';
 import { VERSION } from './version.js';
 
 const USAGE_ERRORS = new Set(['UsageError', 'StoreSpecError', 'ConfigError', 'HostPolicyError', 'TargetTokenError']);
-
-function hintFor(error: Error & { status?: number; hint?: string }): string {
-  if (error.hint) return `\n  ${error.hint}`;
-  if (error.name === 'HttpError' && error.status === undefined) {
-    return '\n  Is the registrar running there? Start it with `svcmesh registrar`, or point --registrar / SVCMESH_REGISTRAR at it.';
-  }
-  if (error.name === 'HttpError' && error.status === 401) {
-    return "\n  Pass the registrar's token with --token, SVCMESH_TOKEN or `svcmesh config set token <token>`.";
-  }
-  return '';
-}
 
 /** The only place that turns errors into a message on stderr and an exit code. */
 async function main(argv: string[]): Promise<void> {

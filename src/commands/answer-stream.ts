@@ -37,7 +37,8 @@ export async function streamAnswer(
       first ??= line.text;
       const value = (line.value ?? {}) as { message?: unknown; error?: unknown; done?: unknown };
       if (flags.json) process.stdout.write(`${line.text}\n`);
-      if (typeof value.error === 'string') throw new BadAnswerError(`${service} failed in the middle of the answer: ${value.error}`);
+      // The line says who failed (the service, Ollama, the registrar shutting down): not always the service.
+      if (typeof value.error === 'string') throw new BadAnswerError(`The answer from ${service} stopped: ${value.error}`);
       if (value.done === true) answered = true;
       if (typeof value.message === 'string') {
         answered = true;

@@ -1,5 +1,6 @@
 import { createInterface } from 'node:readline';
 import type { ChatTurn, RegistrarClient } from '../client/registrar-client.js';
+import { hintFor } from '../error-hint.js';
 import { type AskFlags, streamAnswer } from './answer-stream.js';
 
 /**
@@ -64,8 +65,8 @@ export async function askInteractively(client: RegistrarClient, flags: AskFlags,
         if (answer !== undefined) history = keepWithin([...history, { role: 'user', content: message }, { role: 'assistant', content: answer }]);
       } catch (error) {
         // One failed question (the service gone, a timeout) does not end the session.
-        const { message: text, hint } = error as Error & { hint?: string };
-        output.error(hint ? `${text}\n  ${hint}` : text);
+        // With the same advice under it as a one-off ask gets (a registrar away, a token wanted).
+        output.error(`${(error as Error).message}${hintFor(error as Error)}`);
       } finally {
         answering = undefined;
       }

@@ -81,7 +81,8 @@ async function watch(client: Awaited<ReturnType<typeof clientFrom>>, flags: Serv
   const redraw = () => {
     const shown = only ? { [only]: catalog[only] ?? [] } : catalog;
     // The table, the blank line, the two lines under it and the header leave rows - 5 instances.
-    const fit = Math.max(3, (process.stdout.rows ?? 24) - 5);
+    // A terminal that reports no size (0 rows, as under `script`) gets the usual 24.
+    const fit = Math.max(3, (process.stdout.rows || 24) - 5);
     const screen = `${renderCatalog(output, shown, client.baseUrl, fit)}\n\n${output.style.dim(`watching ${client.baseUrl}/events — Ctrl-C to stop`)}\n${lastChange}`;
     // Drawn over the last screen line by line (home, each line cleared to its end, the rest
     // cleared), not after clearing it all: a redraw every second must not flicker.
