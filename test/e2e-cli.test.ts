@@ -433,6 +433,18 @@ async function guardedRegistrar(name: string): Promise<SvcmeshProcess> {
   return guarded;
 }
 
+/** Names complete at a registrar that protects its reads only with the token on the line, either spelling. */
+async function expectGuardedNames(complete: (line: string) => Promise<Array<string | undefined>>): Promise<void> {
+  const guarded = await guardedRegistrar('guarded_name');
+  try {
+    expect(await complete(`svcmesh ask --registrar ${guarded.url} guar`)).toEqual([]);
+    expect(await complete(`svcmesh ask --registrar ${guarded.url} --token open-sesame guar`)).toEqual(['guarded_name']);
+    expect(await complete(`svcmesh ask --registrar=${guarded.url} --token=open-sesame guar`)).toEqual(['guarded_name']);
+  } finally {
+    await guarded.stop();
+  }
+}
+
 async function completionSetup(shell: string, names: Array<[string, string]>): Promise<{ pathDir: string; script: string }> {
   for (const [name, url] of names) await runSvcmesh(['register', name, url, '--registrar', registrar.url]);
   const pathDir = tempDir('svcmesh-path-');
@@ -478,14 +490,7 @@ describe('shell completion (bash)', () => {
     expect(await tab(`svcmesh ask --registrar http://127.0.0.1:${await freePort()} comp`)).toEqual([]);
     // The --registrar=URL spelling; and a registrar that protects its reads, with the token on the line.
     expect(await tab(`svcmesh ask --registrar=http://127.0.0.1:${await freePort()} comp`)).toEqual([]);
-    const guarded = await guardedRegistrar('guarded_name');
-    try {
-      expect(await tab(`svcmesh ask --registrar ${guarded.url} guar`)).toEqual([]);
-      expect(await tab(`svcmesh ask --registrar ${guarded.url} --token open-sesame guar`)).toEqual(['guarded_name']);
-      expect(await tab(`svcmesh ask --registrar=${guarded.url} --token=open-sesame guar`)).toEqual(['guarded_name']);
-    } finally {
-      await guarded.stop();
-    }
+    await expectGuardedNames(tab);
   });
 });
 
@@ -592,14 +597,7 @@ describeIfInstalled('shell completion (fish)', spawnSync('fish', ['--version']).
     // After the name comes the message: nothing to offer; nor when the registrar is away.
     expect(await values(`svcmesh ask --registrar ${registrar.url} fcompass `)).toEqual([]);
     expect(await values(`svcmesh ask --registrar http://127.0.0.1:${await freePort()} fcomp`)).toEqual([]);
-    const guarded = await guardedRegistrar('guarded_name');
-    try {
-      expect(await values(`svcmesh ask --registrar ${guarded.url} guar`)).toEqual([]);
-      expect(await values(`svcmesh ask --registrar ${guarded.url} --token open-sesame guar`)).toEqual(['guarded_name']);
-      expect(await values(`svcmesh ask --registrar=${guarded.url} --token=open-sesame guar`)).toEqual(['guarded_name']);
-    } finally {
-      await guarded.stop();
-    }
+    await expectGuardedNames(values);
   });
 });
 
