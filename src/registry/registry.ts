@@ -93,7 +93,7 @@ export class Registry {
     if (cached?.fromStore === fromStore && cached.downChanges === this.#downChanges) return cached.text;
     const services = (JSON.parse(fromStore) as { services: Record<string, string> }).services;
     for (const [name, url] of Object.entries(services)) {
-      if (!this.#down.has(`${name}\u0000${url}`)) continue;
+      if (!this.#down.has(key({ name, url }))) continue;
       const reachable = this.store.instances(name).filter((instance) => !this.#down.has(key(instance)));
       const newest = reachable.reduce<Instance | undefined>((best, instance) => (!best || instance.registeredAt >= best.registeredAt ? instance : best), undefined);
       if (newest) services[name] = newest.url;
@@ -205,4 +205,4 @@ export class Registry {
   }
 }
 
-const key = (instance: Instance) => `${instance.name}\u0000${instance.url}`;
+const key = (instance: Pick<Instance, 'name' | 'url'>) => `${instance.name}\u0000${instance.url}`;
