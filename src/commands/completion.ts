@@ -67,6 +67,23 @@ function treeForShell(root: Command, offer: (words: string) => string) {
   };
 }
 
+/**
+ * The loop both scripts run over the words between the command and the cursor (in `array`, from
+ * index `first`): counts the positional ones, skips option values, and keeps --registrar and
+ * --token for the names. The same text is valid bash and zsh.
+ */
+function scanWords(array: string, first: number): string {
+  return `  for ((i = ${first}; i < cword; i++)); do
+    word="\${${array}[i]}"
+    case "$word" in
+      --registrar|--token) target+=("$word" "\${${array}[i+1]}") ;;
+      --registrar=*|--token=*) target+=("$word") ;;
+    esac
+    if [[ "$valued" == *" $word "* ]]; then (( i++ )); continue; fi
+    [[ "$word" == -* ]] || (( positional++ ))
+  done`;
+}
+
 function bashScript(root: Command): string {
   const { commands, optionCases, choices, configSubcommands } = treeForShell(root, (words) => `COMPREPLY=($(compgen -W "${words}" -- "$cur"))`);
   return `# svcmesh completion for bash: source <(svcmesh completion bash)
@@ -97,15 +114,7 @@ ${choices}
   # The words after the command that are neither options nor their values.
   # The registrar and token named on the line, for the names: a registrar may protect its reads.
   local i word positional=0 target=()
-  for ((i = 2; i < cword; i++)); do
-    word="\${words[i]}"
-    case "$word" in
-      --registrar|--token) target+=("$word" "\${words[i+1]}") ;;
-      --registrar=*|--token=*) target+=("$word") ;;
-    esac
-    if [[ "$valued" == *" $word "* ]]; then i=$((i + 1)); continue; fi
-    [[ "$word" == -* ]] || positional=$((positional + 1))
-  done
+${scanWords('words', 2)}
   case "$cmd" in
     ${TAKES_SERVICE.join('|')})
       if [ "$positional" -eq 0 ]; then
@@ -168,15 +177,7 @@ ${choices}
   # The words after the command that are neither options nor their values.
   local i word positional=0
   local -a target
-  for ((i = 3; i < cword; i++)); do
-    word="\${w[i]}"
-    case "$word" in
-      --registrar|--token) target+=("$word" "\${w[i+1]}") ;;
-      --registrar=*|--token=*) target+=("$word") ;;
-    esac
-    if [[ "$valued" == *" $word "* ]]; then (( i++ )); continue; fi
-    [[ "$word" == -* ]] || (( positional++ ))
-  done
+${scanWords('w', 3)}
   case "$cmd" in
     ${TAKES_SERVICE.join('|')})
       (( positional == 0 )) && candidates=(\${(f)"$(svcmesh __service-names "\${target[@]}" 2>/dev/null)"}) ;;
