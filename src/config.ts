@@ -3,6 +3,7 @@ import path from 'node:path';
 import envPaths from 'env-paths';
 import { fitsInHeader } from './header-value.js';
 import { isHttpUrl } from './http-url.js';
+import { makeFolder } from './make-folder.js';
 
 /** The settings `svcmesh config` knows; anything else is a typo worth reporting. */
 export const SETTINGS = {
@@ -63,6 +64,8 @@ function fileProblem(error: unknown): string {
     EEXIST: 'its folder is a file',
     EROFS: 'the file system is read-only',
     ENOSPC: 'no space left on the device',
+    // mkdir where the file system allows no folder (inside /proc, say).
+    ENOENT: 'its folder cannot be created there',
   };
   const problem = e.code ? problems[e.code] : undefined;
   return problem ? `${problem} (${e.code})` : e.message;
@@ -113,6 +116,8 @@ export function openConfig(): ConfigStore {
     readStoredSettings();
     const { Conf } = await import('./runtime/conf.js');
     try {
+      // conf would make the folder itself, with a recursive mkdir that can spin forever.
+      makeFolder(path.dirname(file));
       apply(new Conf<Record<string, string>>({ projectName: 'svcmesh', cwd: path.dirname(file) }));
     } catch (error) {
       throw new Error(`Cannot write the settings to ${file}: ${fileProblem(error)}. Check that its folder can be written, or point SVCMESH_CONFIG_DIR at one that can`);

@@ -231,6 +231,14 @@ describe('config', () => {
     expect(await runSvcmesh(['config', 'list'], { env: { SVCMESH_CONFIG_DIR: configDir } })).toMatchObject({ code: 0, stdout: '' });
   });
 
+  it('a settings folder the system will not create (inside /proc) is an error at once, not a spin', async () => {
+    const configDir = '/proc/svcmesh-test-no-such-folder';
+    const result = await runSvcmesh(['config', 'set', 'registrar', 'http://127.0.0.1:5001'], { env: { SVCMESH_CONFIG_DIR: configDir }, timeoutMs: 10_000 });
+    expect(result.timedOut).toBe(false);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`Cannot write the settings to ${path.join(configDir, 'config.json')}: its folder cannot be created there (ENOENT)`);
+  });
+
   it('rejects a registrar setting that is not a URL', async () => {
     const result = await runSvcmesh(['config', 'set', 'registrar', 'localhost']);
     expect(result.code).toBe(2);

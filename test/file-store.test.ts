@@ -223,6 +223,11 @@ describe('a catalog file it cannot trust', () => {
     expect(readFileSync(path, 'utf8')).toBe(text);
   });
 
+  it('refuses, at once, a folder the system will not create (inside /proc)', async () => {
+    path = '/proc/svcmesh-test-no-such-folder/catalog.json';
+    await expectRefused(/^Cannot create the folder \/proc\/svcmesh-test-no-such-folder for the catalog file \/proc\/svcmesh-test-no-such-folder\/catalog.json: ENOENT/);
+  });
+
   it('refuses a path it cannot read (a directory in its place)', async () => {
     mkdirSync(path);
     await expectRefused(/Cannot read the catalog file/);

@@ -1,6 +1,7 @@
-import { readFile, rename, writeFile, mkdir } from 'node:fs/promises';
+import { readFile, rename, writeFile } from 'node:fs/promises';
 import { writeFileSync, renameSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { makeFolder } from '../make-folder.js';
 import { inOneSpelling, isInstance } from './instance-shape.js';
 import { MemoryStore, type MemoryStoreOptions } from './memory.js';
 import type { Instance, RegistrationInput } from './types.js';
@@ -39,11 +40,17 @@ export class FileStore extends MemoryStore {
   }
 
   override async open(): Promise<void> {
+    try {
+      makeFolder(dirname(this.#path));
+    } catch (error) {
+      throw new CatalogFileError(
+        `Cannot create the folder ${dirname(this.#path)} for the catalog file ${this.#path}: ${(error as Error).message}. Start with another --store file:PATH.`,
+      );
+    }
     for (const instance of await this.#load()) this.catalog.put(instance);
     this.#loaded = true;
     this.catalog.sweep();
     this.#unsubscribe = this.subscribe(() => this.#scheduleFlush());
-    await mkdir(dirname(this.#path), { recursive: true });
     await super.open();
   }
 
