@@ -102,7 +102,10 @@ export function readStoredSettings(): Record<string, unknown> {
 /** One stored setting; see readStoredSettings. */
 export function readStoredSetting(key: SettingKey): string | undefined {
   const value = readStoredSettings()[key];
-  return typeof value === 'string' ? value : undefined;
+  if (value === undefined || typeof value === 'string') return value;
+  // Ignoring it would quietly send the request elsewhere (the default registrar, no token).
+  const kind = value === null ? 'null' : Array.isArray(value) ? 'a list' : typeof value === 'object' ? 'an object' : `a ${typeof value}`;
+  throw new ConfigError(`The \`${key}\` setting in ${settingsPath()} is ${kind}, not text: ${REPAIR}`);
 }
 
 /**

@@ -201,6 +201,18 @@ describe('config', () => {
     }
   });
 
+  it('a stored setting that is not text is named with the file, not quietly ignored', async () => {
+    const configDir = tempDir('svcmesh-config-');
+    const file = path.join(configDir, 'config.json');
+    writeFileSync(file, '{"registrar": 5001, "token": null}');
+    const env = { SVCMESH_CONFIG_DIR: configDir };
+    const services = await runSvcmesh(['services'], { env });
+    expect(services.code).toBe(2);
+    expect(services.stderr).toContain(`The \`registrar\` setting in ${file} is a number, not text: fix the file`);
+    expect(await runSvcmesh(['config', 'get', 'token'], { env })).toMatchObject({ code: 2, stdout: '' });
+    expect((await runSvcmesh(['config', 'list'], { env })).stdout).toBe('registrar=5001\ntoken=null\n');
+  });
+
   it('a client command given its registrar does not need a broken settings file; one that needs it stops at it', async () => {
     const configDir = tempDir('svcmesh-config-');
     const file = path.join(configDir, 'config.json');

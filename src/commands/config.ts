@@ -50,7 +50,8 @@ export function makeConfigCommand(): Command {
       const stored = openConfig().list();
       const shown = Object.fromEntries(
         Object.entries(stored).map(([key, value]) => {
-          const secret = SETTINGS[key as keyof typeof SETTINGS]?.secret && !flags.showSecrets;
+          // A value that is not text is shown as it is, so that what is wrong with the file shows.
+          const secret = SETTINGS[key as keyof typeof SETTINGS]?.secret && !flags.showSecrets && typeof value === 'string';
           return [key, secret ? '********' : value];
         }),
       );
