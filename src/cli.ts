@@ -12,8 +12,11 @@ async function main(argv: string[]): Promise<void> {
     return;
   }
   const [{ buildProgram }, { CommanderError }] = await Promise.all([import('./program.js'), import('commander')]);
+  // commander's `help` reads one command name: `help config list` would show config's help.
+  // `help A B` is `A B --help`, which finds the subcommand at any depth.
+  const parsed = args[0] === 'help' && args.length > 2 ? [...argv.slice(0, 2), ...args.slice(1), '--help'] : argv;
   try {
-    await buildProgram().parseAsync(argv);
+    await buildProgram().parseAsync(parsed);
   } catch (error) {
     if (error instanceof CommanderError) {
       process.exitCode = error.exitCode === 0 ? 0 : 2;

@@ -82,6 +82,12 @@ describe('usage', () => {
       expect(help.code).toBe(0);
       expect(help.stdout).toContain('Usage: svcmesh ask [options] <service> [message...]');
     }
+    // A subcommand's subcommand, as `git help`/`kubectl help` users type it.
+    for (const args of [['help', 'config', 'list'], ['config', 'list', '--help']]) {
+      const help = await runSvcmesh(args);
+      expect(help.code).toBe(0);
+      expect(help.stdout).toContain('Usage: svcmesh config list [options]');
+    }
   });
 
   it('refuses a token an HTTP header cannot carry with exit 2, naming where it came from and never the token', async () => {
