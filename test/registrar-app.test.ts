@@ -471,6 +471,26 @@ describe('forwarding', () => {
     expect((await json(response)).error).toMatch(/slow/);
   });
 
+  it('passes over an instance that hangs, once it has timed out, instead of waiting on it every other forward', async () => {
+    const { app } = setup({ timeoutMs: 300 });
+    const hung = await startTarget(() => {
+      /* accepts, never answers: a frozen process */
+    });
+    const live = await startTarget(answering(200, '{"message":"alive"}'));
+    await post(app, '/register', { service_name: 'svc', service_url: hung.url });
+    await post(app, '/register', { service_name: 'svc', service_url: live.url });
+    const attempts: string[] = [];
+    for (let i = 0; i < 6; i += 1) {
+      const response = await post(app, '/forward', { from: 'x', to: 'svc', message: `q${i}` });
+      expect(response.status).toBe(200);
+      expect(response.headers.get('x-svcmesh-instance')).toBe(live.url);
+      attempts.push(response.headers.get('x-svcmesh-attempts')!);
+    }
+    // At most the one forward that found it hung paid the timeout; the others went straight to the live one.
+    expect(attempts.filter((a) => a !== '1').length).toBeLessThanOrEqual(1);
+    expect(hung.received.length).toBeLessThanOrEqual(1);
+  });
+
   it('sends every forward to the live instance when the other is down', async () => {
     const { app } = setup();
     const down = `http://127.0.0.1:${await closedPort()}`;

@@ -235,8 +235,10 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
               );
               return;
             }
+            // Silent (hung, frozen) is down too: otherwise every other forward waits out the
+            // whole timeout on it again before moving on.
             if (TIMEOUT_CODES.has((error as { code?: string }).code ?? '')) timeouts += 1;
-            else registry.reportReachable(instance, false);
+            registry.reportReachable(instance, false);
             failed.push(instance.url);
             log(`forward to ${name} failed`, { instance: instance.url, cause: causeOf(error) });
             next(index);
