@@ -27,6 +27,11 @@ const targets: Record<string, (body: { message?: string }, res: ServerResponse) 
   // A 200 that is JSON, but not an answer.
   unanswered: (_body, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"answer":"x"}'),
   garbled: (_body, res) => res.writeHead(200, NDJSON).end('{"message":"partial "}\nnot json\n'),
+  // Longer than a registrar reads whole (64 MiB): it says so from the length, and hangs up.
+  huge: (_body, res) => {
+    res.on('error', () => {});
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': 65 * 1024 * 1024 }).write('{"message":"');
+  },
 };
 
 let target: Server;
@@ -64,6 +69,15 @@ afterAll(async () => {
   target.closeAllConnections();
   await new Promise((resolve) => target.close(resolve));
   removeTempDirs();
+});
+
+describe('an answer too long to read whole', () => {
+  it('says to ask again with --stream, the flag, not the HTTP field', async () => {
+    const result = await runSvcmesh(['ask', 'huge', 'tell me everything'], { env: { SVCMESH_REGISTRAR: registrar.url } });
+    expect(result).toMatchObject({ code: 1, stdout: '' });
+    expect(result.stderr).toContain('answered more than 64 MiB');
+    expect(result.stderr).toContain('Ask again with --stream');
+  });
 });
 
 describe('the message', () => {

@@ -37,6 +37,10 @@ export function makeAskCommand(): Command {
       .catch((error: unknown) => {
         // Ctrl-C: the request was aborted on purpose, there is nothing to report (exit 130).
         if (controller.signal.aborted) return undefined;
+        // The registrar's advice is for HTTP callers; at the command line it is a flag.
+        if ((error as Error).message?.includes('send "stream": true')) {
+          Object.assign(error as Error, { hint: 'Ask again with --stream to get a long answer as it is produced.' });
+        }
         return hinted(client, service)(error);
       });
     if (answer === undefined) return;
