@@ -311,7 +311,7 @@ describe('services', () => {
     expect(snapshot.services.flaky?.[0]?.down).toBe(true);
     expect(snapshot.services.steady?.[0]?.down).toBeUndefined();
     watcher.child.kill('SIGINT');
-    expect((await watcher.exited).code).toBe(0);
+    expect((await watcher.exited).code).toBe(130);
     await own.stop();
   });
 
@@ -355,7 +355,7 @@ describe('services', () => {
         expect(row('watched')).not.toContain('unreachable');
 
         session.stdin.write('\x03');
-        expect(await exited).toBe(0);
+        expect(await exited).toBe(130);
       } finally {
         session.kill('SIGKILL');
         await own.stop();

@@ -291,7 +291,7 @@ describe('services --watch --json', () => {
     expect(watcher.stderr()).toMatch(new RegExp(`lost ${registrar.url}/events .*reconnecting`));
 
     watcher.child.kill('SIGINT');
-    expect(await watcher.exited).toEqual({ code: 0, signal: null });
+    expect(await watcher.exited).toEqual({ code: 130, signal: null });
     // Nothing but the JSON lines went to stdout.
     expect(watcher.stdout().endsWith('\n')).toBe(true);
   });
@@ -338,7 +338,7 @@ describe('services --watch --json', () => {
     await waitFor(() => (watcher.stderr().match(/reconnecting in/g) ?? []).length >= 4, 10_000, 'several failed attempts');
     const started = Date.now();
     watcher.child.kill('SIGINT');
-    expect(await watcher.exited).toEqual({ code: 0, signal: null });
+    expect(await watcher.exited).toEqual({ code: 130, signal: null });
     expect(Date.now() - started).toBeLessThan(1_500);
   });
 
@@ -350,7 +350,7 @@ describe('services --watch --json', () => {
     const watcher = spawnSvcmesh(['services', '--watch', '--json', '--registrar', registrar.url, '--token', TOKEN]);
     await waitFor(() => watcher.stdout().includes('"type":"snapshot"'), 10_000, 'the snapshot');
     watcher.child.kill('SIGINT');
-    expect((await watcher.exited).code).toBe(0);
+    expect((await watcher.exited).code).toBe(130);
     await registrar.stop();
   });
 });

@@ -74,7 +74,11 @@ async function watch(client: Awaited<ReturnType<typeof clientFrom>>, flags: Serv
   const [output, { watchEvents }] = await Promise.all([import('../output.js'), import('../client/event-stream.js')]);
   await lookBeforeWatching(client, output, only);
   const controller = new AbortController();
-  process.once('SIGINT', () => controller.abort());
+  // Stopped with Ctrl-C, as a watch always is: 130, as for `ask` and a shell's own Ctrl-C.
+  process.once('SIGINT', () => {
+    controller.abort();
+    process.exitCode = 130;
+  });
   const live = output.isInteractive() && !flags.json;
   let catalog: Catalog = {};
   let lastChange = '';
