@@ -174,6 +174,19 @@ describeEtcd('EtcdStore on a three-member etcd cluster', () => {
     expect(summary(aEvents)).toEqual([`registered svc ${url}`, `deregistered svc ${url}`]);
   });
 
+  it('renews a live instance for every one of many heartbeats at once, through one registrar or two', async () => {
+    const prefix = freshPrefix();
+    const a = await store(prefix);
+    const b = await store(prefix);
+    const url = 'http://127.0.0.1:5601';
+    await a.register({ name: 'busy', url });
+    // Name-only beats (renew every instance of the name) and beats naming the instance, interleaved.
+    const beats = Array.from({ length: 40 }, (_, i) => (i % 2 ? a : b).heartbeat('busy', i % 4 < 2 ? url : undefined));
+    const renewed = await Promise.all(beats);
+    // None may come back empty: that is a 404 "not registered", which sends a live instance to register again.
+    expect(renewed.map((r) => r.map((i) => i.url))).toEqual(beats.map(() => [url]));
+  });
+
   it('evicts by lease expiry on every registrar, while heartbeats keep an instance alive', async () => {
     const prefix = freshPrefix();
     const a = await store(prefix, { ttlSeconds: 2 });

@@ -317,22 +317,23 @@ export class EtcdStore implements Store {
     });
   }
 
-  async #renewOne(client: Etcd3, first: IKeyValue): Promise<Instance | undefined> {
-    const key = first.key.toString();
-    let kv: IKeyValue | undefined = first;
-    for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS && kv; attempt++) {
-      const current = this.#parse(kv);
-      if (!current || current.lease === '0') return undefined;
-      const ttl = await this.#keepalive(client, current.lease);
-      // The lease is gone: the instance expired (its key is deleted with the lease), nothing to renew.
-      if (ttl <= 0) return undefined;
-      const now = this.#clock.now();
-      const next: StoredInstance = { ...current, lastHeartbeat: now, expiresAt: now + ttl * 1000 };
-      const result = await this.#compareAndPut(client, key, kv, next);
-      if (result.ok) return this.#applyPut(key, result.revision, next) ?? stripLease(next);
-      kv = result.current;
-    }
-    return undefined;
+  async #renewOne(client: Etcd3, kv: IKeyValue): Promise<Instance | undefined> {
+    const key = kv.key.toString();
+    const current = this.#parse(kv);
+    if (!current || current.lease === '0') return undefined;
+    const ttl = await this.#keepalive(client, current.lease);
+    // The lease is gone: the instance expired (its key is deleted with the lease), nothing to renew.
+    if (ttl <= 0) return undefined;
+    const now = this.#clock.now();
+    const next: StoredInstance = { ...current, lastHeartbeat: now, expiresAt: now + ttl * 1000 };
+    const result = await this.#compareAndPut(client, key, kv, next);
+    if (result.ok) return this.#applyPut(key, result.revision, next) ?? stripLease(next);
+    // Another write to this instance came first: a heartbeat or a registration, which renewed it
+    // as well, so this beat has done its work (the lease is kept alive above). Trying again would
+    // only race the next beat; giving up would tell a live instance it is not registered (404).
+    // Only an instance that is gone now (deregistered, expired) was not renewed.
+    const now_ = result.current && this.#parse(result.current);
+    return now_ && now_.lease !== '0' ? stripLease(now_) : undefined;
   }
 
   async #deregisterOne(client: Etcd3, first: IKeyValue): Promise<Instance | undefined> {
