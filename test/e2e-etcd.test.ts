@@ -31,21 +31,22 @@ async function health(registrar: SvcmeshProcess): Promise<{ status: string; stor
   return (await response.json()) as { status: string; store: string; detail?: string; instances: number };
 }
 
-async function post(registrar: SvcmeshProcess, path: string, body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
+async function post(registrar: SvcmeshProcess, path: string, body: unknown): Promise<{ status: number; json: Record<string, unknown>; retryAfter: string | null }> {
   const response = await fetch(`${registrar.url}${path}`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify(body),
     signal: AbortSignal.timeout(10_000),
   });
-  return { status: response.status, json: (await response.json()) as Record<string, unknown> };
+  return { status: response.status, json: (await response.json()) as Record<string, unknown>, retryAfter: response.headers.get('retry-after') };
 }
 
 const register = (registrar: SvcmeshProcess, name: string, url: string) => post(registrar, '/register', { service_name: name, service_url: url });
 const heartbeat = (registrar: SvcmeshProcess, name: string, url: string) => post(registrar, '/heartbeat', { service_name: name, service_url: url });
 
 async function forward(registrar: SvcmeshProcess, to: string, message: string) {
-  return post(registrar, '/forward', { from: 'e2e-etcd', to, message });
+  const { status, json } = await post(registrar, '/forward', { from: 'e2e-etcd', to, message });
+  return { status, json };
 }
 
 /** Waits until every registrar's /services satisfies `check`; returns how long that took. */
@@ -273,6 +274,8 @@ describeEtcd('several registrars on one etcd cluster (end to end)', () => {
           expect(String(refused.json.error)).toMatch(/^etcd is unreachable at .*Writes are refused until it is back; reads serve the last known catalog\.$/);
           expect(beat.status).toBe(503);
           expect(String(beat.json.error)).toMatch(/etcd/);
+          // A 503 that says when to come back, as HTTP clients and proxies read it.
+          expect([refused.retryAfter, beat.retryAfter]).toEqual(['1', '1']);
 
           // Reads: the last known catalog, and forwarding to it still works.
           expect(await services(registrar)).toEqual(lastKnown);

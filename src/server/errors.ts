@@ -14,6 +14,8 @@ export class ApiError extends HTTPException {
   }
 }
 
+const RETRY_SOON = { 'retry-after': '1' };
+
 export const jsonError = (c: Context, status: ContentfulStatusCode, message: string) =>
   c.json({ error: message }, status);
 
@@ -29,7 +31,8 @@ export function errorAnswer(
 ): { status: ContentfulStatusCode; message: string; headers?: Readonly<Record<string, string>> } {
   if (error instanceof ApiError) return { status: error.status as ContentfulStatusCode, message: error.message || 'Request failed', headers: error.headers };
   if (error instanceof HTTPException) return { status: error.status as ContentfulStatusCode, message: error.message || 'Request failed' };
-  if (error instanceof StoreUnavailableError) return { status: 503, message: error.message };
+  // Down or busy, not broken: worth another try soon, which Retry-After tells clients and proxies.
+  if (error instanceof StoreUnavailableError) return { status: 503, message: error.message, headers: RETRY_SOON };
   const e = error as Error;
   log(`svcmesh: ${where} failed: ${e.stack ?? e.message}`);
   return { status: 500, message: `Internal error: ${e.message}` };
