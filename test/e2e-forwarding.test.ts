@@ -164,6 +164,40 @@ describe('shutdown and restarts', () => {
     expect((await stopped).code).toBe(0);
   });
 
+  it('SIGTERM to the registrar when a whole answer outlasts --drain-timeout: 503 that says why, logged as 503', async () => {
+    ollama = await startFakeOllama({ reply: REPLY, tokenDelayMs: 200 });
+    const registrar = await startRegistrar(['--drain-timeout', '1']);
+    await startService(registrar, ollama);
+    const answer = forward(registrar, 'a long story');
+    await waitFor(() => ollama!.stats.chats.length > 0, 5_000, 'the question to reach Ollama');
+    const stopped = registrar.stop('SIGTERM', 20_000);
+    const response = await answer;
+    expect(response.status).toBe(503);
+    expect(await response.json()).toEqual({ error: 'The registrar shut down before the answer was over (its --drain-timeout of 1 s ran out)' });
+    expect((await stopped).code).toBe(0);
+    expect(registrar.output()).toMatch(/POST \/forward 503 /);
+  });
+
+  it('logs a forward whose caller left before any answer as 499, as the metrics count it', async () => {
+    ollama = await startFakeOllama({ reply: REPLY, tokenDelayMs: 200 });
+    const registrar = await startRegistrar();
+    await startService(registrar, ollama);
+    const caller = new AbortController();
+    const answer = fetch(`${registrar.url}/forward`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ from: 'test', to: 'ollama_service', message: 'never mind' }),
+      signal: caller.signal,
+    }).catch(() => undefined);
+    await waitFor(() => ollama!.stats.chats.length > 0, 5_000, 'the question to reach Ollama');
+    caller.abort();
+    await answer;
+    await waitFor(() => /POST \/forward \d{3} /.test(registrar.output()), 5_000, 'the log line');
+    expect(registrar.output()).toMatch(/POST \/forward 499 /);
+    const metrics = await (await fetch(`${registrar.url}/metrics`)).text();
+    expect(metrics).toMatch(/svcmesh_forwards_total\{target="ollama_service",status="499"\} 1/);
+  });
+
   it('a heartbeating service is back within one heartbeat interval after a registrar restart (memory store)', async () => {
     ollama = await startFakeOllama();
     const port = await freePort();

@@ -10,6 +10,7 @@ import { etagMatches, servicesBody } from './wire.js';
 
 const SMALL_BODY_BYTES = 16 * 1024;
 const REREGISTERED_ANSWER = { [REREGISTERED_HEADER]: 'true' };
+const CLOSE_CONNECTION = { connection: 'close' };
 
 export interface RegistrarFastPathDeps extends HeartbeatDeps {
   forwarder: Forwarder;
@@ -123,13 +124,21 @@ export function createRegistrarFastPath(deps: RegistrarFastPathDeps): FastPath {
           else writeWhole(response, answer!);
         },
       );
+      if (response.writableFinished) return;
       // The caller leaving before the answer ends the forward (and with it the target's work);
       // once a streamed answer flows, relay() looks after it.
-      if (!response.writableFinished) {
-        response.once('close', () => {
-          if (!response.writableFinished) cancel();
-        });
-      }
+      response.once('close', () => {
+        deps.cutStreams?.removeEventListener('abort', onCut);
+        if (!response.writableFinished) cancel();
+      });
+      // The drain time ran out before the target answered: say so with a status, rather than
+      // let the cut connection look like an empty 200.
+      const onCut = () => {
+        if (response.headersSent || response.destroyed) return;
+        writeJson(response, 503, { error: String(deps.cutStreams!.reason) }, CLOSE_CONNECTION);
+        cancel();
+      };
+      deps.cutStreams?.addEventListener('abort', onCut, { once: true });
     });
   }
 }
@@ -230,8 +239,9 @@ async function relayChunks(stream: ChunkSource, response: ServerResponse, sent: 
 
 /** The app's error shape: `{"error": message}` with the status the error carries. */
 function answerError(response: ServerResponse, error: unknown, where: string): void {
-  // The caller left (which aborted the forward): there is no one to answer.
-  if (response.destroyed) return;
+  // The caller left (which aborted the forward): there is no one to answer. Or the answer was
+  // given already (the drain's 503) and this is the forward it cancelled, ending.
+  if (response.destroyed || response.writableEnded) return;
   const { status, message, headers } = errorAnswer(error, where);
   if (response.headersSent) {
     response.destroy();

@@ -82,7 +82,8 @@ export function logRequest(logger: Logger, request: IncomingMessage, response: S
   logger.request(
     request.method ?? 'GET',
     query === -1 ? url : url.slice(0, query),
-    response.statusCode,
+    // Nothing was answered (the caller left first): 499, as nginx logs it and the metrics count it.
+    response.headersSent ? response.statusCode : 499,
     Math.round((performance.now() - started) * 10) / 10,
   );
 }
