@@ -29,7 +29,7 @@ export function makeOllamaCommand(): Command {
     .addOption(new Option('--host <host>', 'address to listen on').default('0.0.0.0'))
     .addOption(new Option('--name <name>', 'service name to register under').default('ollama_service'))
     .addOption(new Option('--model <model>', 'Ollama model that answers').env('OLLAMA_MODEL').default(DEFAULT_MODEL))
-    .addOption(new Option('--ollama-host <url>', 'where Ollama runs').env('OLLAMA_HOST').default(DEFAULT_OLLAMA_HOST))
+    .addOption(new Option('--ollama-host <url>', 'where Ollama runs: host, host:port or :port (port 11434 when none is given), or an http(s) URL (port 80 or 443 when none is given)').env('OLLAMA_HOST').default(DEFAULT_OLLAMA_HOST))
     .option('--register', 'register with the registrar and keep the registration alive with heartbeats')
     .addOption(new Option('--advertise-url <url>', 'URL others reach this service by (default http://127.0.0.1:<port>)').argParser(parseHttpUrl))
     .addOption(new Option('--heartbeat-interval <seconds>', "seconds between heartbeats (default: 120, or a third of the registrar's TTL when that is under 240)").argParser(parseSeconds))
