@@ -103,6 +103,27 @@ describe('forwarding across instances', () => {
   });
 });
 
+describe('an Ollama that is busy', () => {
+  it('its "server busy" 503 moves every forward on to an idle instance', async () => {
+    ollama = await startFakeOllama();
+    const busy = await startFakeOllama({ refuseChats: { status: 503, error: 'server busy, please try again.  maximum pending requests exceeded' } });
+    try {
+      const registrar = await startRegistrar();
+      await startService(registrar, busy);
+      const idle = await startService(registrar, ollama);
+      for (let i = 0; i < 4; i++) {
+        const response = await forward(registrar, `question ${i}`, i % 2 === 1);
+        expect(response.status).toBe(200);
+        expect(response.headers.get('x-svcmesh-instance')).toBe(idle.url);
+        await response.text();
+      }
+      expect(busy.stats.requests.filter((request) => request.path === '/api/chat').length).toBeGreaterThan(0);
+    } finally {
+      await busy.close();
+    }
+  });
+});
+
 describe('shutdown and restarts', () => {
   it('SIGTERM during a streamed answer: the service deregisters, the answer finishes, exit 0', async () => {
     ollama = await startFakeOllama({ reply: REPLY, tokenDelayMs: 30 });
@@ -196,6 +217,27 @@ describe('shutdown and restarts', () => {
     expect(registrar.output()).toMatch(/POST \/forward 499 /);
     const metrics = await (await fetch(`${registrar.url}/metrics`)).text();
     expect(metrics).toMatch(/svcmesh_forwards_total\{target="ollama_service",status="499"\} 1/);
+  });
+
+  it('SIGTERM to the Ollama service when a streamed answer outlasts its --drain-timeout: it ends with an error line that says why, exit 0', async () => {
+    ollama = await startFakeOllama({ reply: REPLY, tokenDelayMs: 200 });
+    const service = await startSvcmesh(['ollama', '--port', '0', '--host', '127.0.0.1', '--ollama-host', ollama.host, '--drain-timeout', '1']);
+    const response = await fetch(`${service.url}/receive`, { method: 'POST', body: JSON.stringify({ from: 'test', message: 'a long story', stream: true }) });
+    const reader = response.body!.getReader();
+    const decoder = new TextDecoder();
+    let text = decoder.decode((await reader.read()).value);
+    const stopped = service.stop('SIGTERM', 20_000);
+    for (;;) {
+      const { value, done } = await reader.read().catch(() => ({ value: undefined, done: true }));
+      if (done) break;
+      text += decoder.decode(value);
+    }
+    const lines = text.trimEnd().split('\n');
+    expect(lines.length).toBeLessThan(REPLY.split(' ').length);
+    expect(JSON.parse(lines.at(-1)!)).toEqual({ error: 'The Ollama service shut down before the answer was complete (its --drain-timeout of 1 s ran out)' });
+    for (const line of lines.slice(0, -1)) expect(JSON.parse(line)).toHaveProperty('message');
+    expect((await stopped).code).toBe(0);
+    expect(ollama.stats.chats[0]?.status).toBe('aborted');
   });
 
   it('a heartbeating service is back within one heartbeat interval after a registrar restart (memory store)', async () => {

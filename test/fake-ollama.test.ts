@@ -116,6 +116,28 @@ describe('fake Ollama through the real ollama client', () => {
     expect(server.stats).toMatchObject({ started: 1, completed: 0, running: 0 });
   });
 
+  it('sends nothing, not even the status line, before the first token; a client that leaves meanwhile stops it', async () => {
+    const { server } = await fake({ firstTokenDelayMs: 60_000 });
+    const leaving = new AbortController();
+    const answer = fetch(`${server.url}/api/chat`, { method: 'POST', body: JSON.stringify({ model: 'llama3.2', messages: ask('x') }), signal: leaving.signal });
+    let headers = false;
+    void answer.then(() => (headers = true), () => {});
+    await waitFor(() => server.stats.started === 1, 2_000, 'the chat to start');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(headers).toBe(false);
+    leaving.abort();
+    await waitFor(() => server.stats.aborted === 1, 2_000, 'the fake to notice the abort');
+    expect(server.stats.chats[0]!.tokens).toEqual([]);
+  });
+
+  it('refuses chats as Ollama with a full queue does, before any work', async () => {
+    const busy = 'server busy, please try again.  maximum pending requests exceeded';
+    const { server, client } = await fake({ refuseChats: { status: 503, error: busy } });
+    const error = await client.chat({ model: 'llama3.2', messages: ask('hi'), stream: true }).catch((e: unknown) => e);
+    expect(error).toMatchObject({ name: 'ResponseError', status_code: 503, error: busy });
+    expect(server.stats.started).toBe(0);
+  });
+
   it('answers a request with no messages as a model load, like Ollama', async () => {
     const { server, client } = await fake();
     const answer = await client.chat({ model: 'llama3.2', messages: [], stream: false });

@@ -5,16 +5,19 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Hono } from 'hono';
-import { Ollama } from 'ollama/browser';
-import { afterEach, describe, expect, it } from 'vitest';
-import { createOllamaApp, InFlightTracker } from '../src/server/ollama.js';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { startServer } from '../src/server/start.js';
+import { createOllamaApp, InFlightTracker, type OllamaAppDeps } from '../src/server/ollama.js';
+import { connectOllama, type OllamaConnection, type OllamaConnectionOptions } from '../src/server/ollama-connection.js';
 import { startFakeOllama, waitFor, type FakeOllama, type FakeOllamaOptions } from './support/fake-ollama.js';
 
 const REPLY = 'The capital of India is New Delhi.';
 const fakes: FakeOllama[] = [];
+const connections: OllamaConnection[] = [];
 
 afterEach(async () => {
   await Promise.all(fakes.splice(0).map((fake) => fake.close()));
+  await Promise.all(connections.splice(0).map((connection) => connection.close()));
 });
 
 async function fakeOllama(options: FakeOllamaOptions = {}): Promise<FakeOllama> {
@@ -23,14 +26,13 @@ async function fakeOllama(options: FakeOllamaOptions = {}): Promise<FakeOllama> 
   return fake;
 }
 
-function appFor(host: string, options: { model?: string; token?: string; tracker?: InFlightTracker } = {}): Hono {
-  return createOllamaApp({
-    ollama: new Ollama({ host }),
-    ollamaHost: host,
-    model: options.model ?? 'llama3.2',
-    token: options.token,
-    tracker: options.tracker,
-  });
+type AppOptions = Partial<Omit<OllamaAppDeps, 'ollama'>> & { connection?: OllamaConnectionOptions };
+
+function appFor(host: string, options: AppOptions = {}): Hono {
+  const { connection: connectionOptions, ...deps } = options;
+  const ollama = connectOllama(host, connectionOptions);
+  connections.push(ollama);
+  return createOllamaApp({ model: 'llama3.2', ...deps, ollama });
 }
 
 function receive(app: Hono, body: unknown, headers: Record<string, string> = {}) {
@@ -48,6 +50,13 @@ async function closedHost(): Promise<string> {
   await new Promise<void>((resolve) => server.close(() => resolve()));
   return `http://127.0.0.1:${port}`;
 }
+
+/** What `/health` counts as answers in flight. */
+async function inFlight(app: Hono): Promise<number> {
+  return ((await (await app.request('/health')).json()) as { in_flight: number }).in_flight;
+}
+
+const BUSY = 'server busy, please try again.  maximum pending requests exceeded';
 
 async function ndjson(response: Response): Promise<unknown[]> {
   const text = await response.text();
@@ -176,6 +185,53 @@ describe('POST /receive', () => {
     expect(tracker.count).toBe(0);
   });
 
+  it('streams a failure before any piece as an error status and body, as without streaming, so the registrar can try another instance', async () => {
+    const fake = await fakeOllama({ failAfterTokens: 0, failMessage: 'model runner has unexpectedly stopped' });
+    const tracker = new InFlightTracker();
+    const app = appFor(fake.host, { tracker });
+    const whole = await receive(app, { message: 'hi' });
+    const streamed = await receive(app, { message: 'hi', stream: true });
+    expect(streamed.status).toBe(whole.status);
+    expect(streamed.status).toBeGreaterThanOrEqual(500);
+    expect(streamed.headers.get('content-type')).toMatch(/^application\/json/);
+    const body = (await streamed.json()) as { error: string };
+    expect(body).toEqual(await whole.json());
+    expect(body.error).toContain('model runner has unexpectedly stopped');
+    expect(tracker.count).toBe(0);
+  });
+
+  it.each([false, true])('answers 503 when Ollama is busy (its queue is full), so the registrar tries another instance (stream: %s)', async (stream) => {
+    const fake = await fakeOllama({ refuseChats: { status: 503, error: BUSY } });
+    const response = await receive(appFor(fake.host), { message: 'hi', stream });
+    expect(response.status).toBe(503);
+    const { error } = (await response.json()) as { error: string };
+    expect(error).toBe(`Ollama at ${fake.host} is busy: it answered 503: ${BUSY}`);
+  });
+
+  it('fails an answer that has a line from Ollama that is not JSON, rather than answer it with a piece missing', async () => {
+    const fake = await fakeOllama({ corruptTokenAt: 2 });
+    const whole = await receive(appFor(fake.host), { message: 'hi' });
+    expect(whole.status).toBe(502);
+    expect(((await whole.json()) as { error: string }).error).toMatch(/^Ollama at \S+ failed while answering: Ollama sent a line that is not JSON: /);
+
+    const streamed = await receive(appFor(fake.host), { message: 'hi', stream: true });
+    const lines = (await ndjson(streamed)) as Array<Record<string, string>>;
+    expect(lines.slice(0, 2)).toEqual([{ message: 'The ' }, { message: 'capital ' }]);
+    expect(lines).toHaveLength(3);
+    expect(lines[2]!.error).toContain('Ollama sent a line that is not JSON');
+    // Ollama is told to stop: nobody reads the rest.
+    await waitFor(() => fake.stats.chats.every((chat) => chat.status !== 'running'), 5_000, 'generations to stop');
+    expect(fake.stats.chats.map((chat) => chat.status)).toEqual(['aborted', 'aborted']);
+  });
+
+  it('says when Ollama does not start answering within a silence limit, rather than that it is not reachable', async () => {
+    const fake = await fakeOllama({ firstTokenDelayMs: 60_000 });
+    const response = await receive(appFor(fake.host, { connection: { silenceLimitMs: 200 } }), { message: 'hi' });
+    expect(response.status).toBe(504);
+    const { error } = (await response.json()) as { error: string };
+    expect(error).toBe(`Ollama at ${fake.host} did not start answering within 0.2 s (POST /api/chat)`);
+  });
+
   const bad: Array<[string, unknown]> = [
     ['malformed JSON', '{"message": '],
     ['an empty body', ''],
@@ -207,6 +263,91 @@ describe('POST /receive', () => {
     const response = await appFor(fake.host).request('/nope');
     expect(response.status).toBe(404);
     expect(await response.json()).toEqual({ error: 'No route for GET /nope' });
+  });
+});
+
+describe('a caller that leaves', () => {
+  it.each([false, true])('before Ollama\'s first token (stream: %s) cancels the request in Ollama, and /health stops counting it', async (stream) => {
+    const fake = await fakeOllama({ firstTokenDelayMs: 60_000 });
+    const app = appFor(fake.host);
+    const caller = new AbortController();
+    const request = { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ message: 'hi', stream }), signal: caller.signal };
+    const answer = Promise.resolve(app.request('/receive', request)).catch(() => undefined);
+    await waitFor(() => fake.stats.chats.length === 1, 5_000, 'the question to reach Ollama');
+    expect(await inFlight(app)).toBe(1);
+
+    caller.abort();
+    await waitFor(() => fake.stats.chats[0]!.status !== 'running', 5_000, 'Ollama to stop');
+    expect(fake.stats.chats[0]).toMatchObject({ status: 'aborted', tokens: [] });
+    await waitFor(async () => (await inFlight(app)) === 0, 5_000, 'in_flight to drop');
+    await answer;
+  });
+
+  it('over a real connection (curl -m 1) cancels the request in Ollama while the model is still loading', async () => {
+    const fake = await fakeOllama({ firstTokenDelayMs: 60_000 });
+    const app = appFor(fake.host);
+    const server = await startServer(app, { host: '127.0.0.1', port: 0 });
+    try {
+      const caller = new AbortController();
+      const answer = fetch(`${server.url}/receive`, { method: 'POST', body: JSON.stringify({ message: 'hi' }), signal: caller.signal }).catch(() => undefined);
+      await waitFor(() => fake.stats.chats.length === 1, 5_000, 'the question to reach Ollama');
+      caller.abort();
+      await answer;
+      await waitFor(() => fake.stats.chats[0]!.status !== 'running', 5_000, 'Ollama to stop');
+      expect(fake.stats.chats[0]!.status).toBe('aborted');
+      await waitFor(async () => (await inFlight(app)) === 0, 5_000, 'in_flight to drop');
+    } finally {
+      await server.close(0);
+    }
+  });
+});
+
+describe('when the service cuts answers short (its drain time ran out)', () => {
+  const WHY = 'The Ollama service shut down before the answer was complete (its --drain-timeout of 1 s ran out)';
+
+  it('ends a streamed answer with an error line that says why, and stops Ollama', async () => {
+    const fake = await fakeOllama({ tokenDelayMs: 50 });
+    const cut = new AbortController();
+    const tracker = new InFlightTracker();
+    const response = await receive(appFor(fake.host, { cutAnswers: cut.signal, tracker }), { message: 'hi', stream: true });
+    const reader = response.body!.getReader();
+    expect(new TextDecoder().decode((await reader.read()).value)).toBe('{"message":"The "}\n');
+    cut.abort(WHY);
+    let rest = '';
+    for (let part = await reader.read(); !part.done; part = await reader.read()) rest += new TextDecoder().decode(part.value);
+    expect(rest.endsWith(`${JSON.stringify({ error: WHY })}\n`)).toBe(true);
+    await waitFor(() => fake.stats.chats[0]!.status !== 'running', 5_000, 'Ollama to stop');
+    expect(fake.stats.chats[0]!.status).toBe('aborted');
+    expect(tracker.count).toBe(0);
+  });
+
+  it('answers 503 with why to an answer not yet begun, so the registrar can ask another instance', async () => {
+    const fake = await fakeOllama({ firstTokenDelayMs: 60_000 });
+    const cut = new AbortController();
+    const answer = receive(appFor(fake.host, { cutAnswers: cut.signal }), { message: 'hi' });
+    await waitFor(() => fake.stats.chats.length === 1, 5_000, 'the question to reach Ollama');
+    cut.abort(WHY);
+    const response = await answer;
+    expect(response.status).toBe(503);
+    expect(await response.json()).toEqual({ error: WHY });
+  });
+});
+
+describe('what the service prints', () => {
+  it('is only its own lines: nothing from the ollama client about answers that are not Ollama\'s or not JSON', async () => {
+    const printed = (['log', 'info', 'warn', 'error', 'debug'] as const).map((method) => vi.spyOn(console, method).mockImplementation(() => {}));
+    try {
+      const fake = await fakeOllama({ corruptTokenAt: 1 });
+      // A wrong path: Ollama's router answers a plain-text "404 page not found", as nginx or another server would.
+      for (const app of [appFor(`${fake.url}/not-ollama`), appFor(fake.host)]) {
+        await (await receive(app, { message: 'hi' })).text();
+        await (await receive(app, { message: 'hi', stream: true })).text();
+        await (await app.request('/health')).text();
+      }
+      for (const spy of printed) expect(spy.mock.calls).toEqual([]);
+    } finally {
+      for (const spy of printed) spy.mockRestore();
+    }
   });
 });
 
@@ -248,6 +389,30 @@ describe('GET /health', () => {
     const body = (await response.json()) as { status: string; error: string };
     expect(body.status).not.toBe('ok');
     expect(body.error).toContain('ollama pull llama3.2');
+  });
+
+  it('is 503, and says so, when Ollama takes the connection but does not answer in time', async () => {
+    const fake = await fakeOllama({ silentRoutes: ['GET /api/version', 'GET /api/tags'] });
+    const response = await appFor(fake.host, { healthTimeoutMs: 300 }).request('/health');
+    expect(response.status).toBe(503);
+    const body = (await response.json()) as { status: string; error: string };
+    expect(body.status).not.toBe('ok');
+    expect(body.error).toMatch(new RegExp(`^Ollama at ${fake.host} did not answer within 0.3 s`));
+  });
+
+  it('says a host that answers 404 pages does not look like Ollama, and never to pull the model', async () => {
+    const fake = await fakeOllama();
+    const host = `${fake.url}/not-ollama`;
+    const app = appFor(host);
+    const health = await app.request('/health');
+    expect(health.status).toBe(503);
+    const { error } = (await health.json()) as { error: string };
+    expect(error).toMatch(new RegExp(`^${host} does not look like Ollama \\(GET /not-ollama/api/(version|tags) answered 404: 404 page not found\\)`));
+    expect(error).not.toContain('ollama pull');
+
+    const answer = await receive(app, { message: 'hi' });
+    expect(answer.status).toBe(503);
+    expect(((await answer.json()) as { error: string }).error).toContain(`${host} does not look like Ollama (POST /not-ollama/api/chat answered 404: 404 page not found)`);
   });
 
   it('is 503 with the reason when Ollama is down', async () => {

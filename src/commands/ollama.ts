@@ -29,7 +29,7 @@ export function makeOllamaCommand(): Command {
     .addOption(new Option('--host <host>', 'address to listen on').default('0.0.0.0'))
     .addOption(new Option('--name <name>', 'service name to register under').default('ollama_service'))
     .addOption(new Option('--model <model>', 'Ollama model that answers').env('OLLAMA_MODEL').default(DEFAULT_MODEL))
-    .addOption(new Option('--ollama-host <url>', 'where Ollama runs').env('OLLAMA_HOST').default(DEFAULT_OLLAMA_HOST))
+    .addOption(new Option('--ollama-host <url>', 'where Ollama runs: host, host:port or :port (port 11434 when none is given), or an http(s) URL (port 80 or 443 when none is given)').env('OLLAMA_HOST').default(DEFAULT_OLLAMA_HOST))
     .option('--register', 'register with the registrar and keep the registration alive with heartbeats')
     .addOption(new Option('--advertise-url <url>', 'URL others reach this service by (default http://127.0.0.1:<port>)').argParser(parseHttpUrl))
     .addOption(new Option('--heartbeat-interval <seconds>', "seconds between heartbeats (default: 120, or a third of the registrar's TTL when that is under 240)").argParser(parseSeconds))
@@ -50,10 +50,14 @@ export function makeOllamaCommand(): Command {
       // The loop comes from this bundle, as the client does: one from the server payload would
       // hold another HttpError class, and refusals (instanceof HttpError) would go unrecognised.
       const [output, { startHeartbeatLoop }] = await Promise.all([import('../output.js'), import('../client/heartbeat-loop.js')]);
-      const { Ollama, createOllamaApp, InFlightTracker, startServer, listenOrExplain, onShutdownSignal } = runtime;
+      const { connectOllama, createOllamaApp, InFlightTracker, startServer, listenOrExplain, onShutdownSignal } = runtime;
       const tracker = new InFlightTracker();
-      const app = createOllamaApp({ ollama: new Ollama({ host: ollamaHost }), ollamaHost, model, token: flags.receiveToken, tracker });
-      const server = await listenOrExplain(() => startServer(app, { host: flags.host, port: flags.port }), flags.host, flags.port);
+      const ollama = connectOllama(ollamaHost);
+      const cutAnswers = new AbortController();
+      const app = createOllamaApp({ ollama, model, token: flags.receiveToken, tracker, cutAnswers: cutAnswers.signal });
+      const onDrainTimeout = () =>
+        cutAnswers.abort(`The Ollama service shut down before the answer was complete (its --drain-timeout of ${flags.drainTimeout} s ran out)`);
+      const server = await listenOrExplain(() => startServer(app, { host: flags.host, port: flags.port, onDrainTimeout }), flags.host, flags.port);
 
       // Runs until a signal (which exits), or until the registrar refuses the registration.
       await new Promise<void>((_resolve, reject) => {
@@ -82,13 +86,14 @@ export function makeOllamaCommand(): Command {
             // A wrong token or a refused name or URL stays refused: stop, as `register --keep-alive` does.
             onRefused: (error) => {
               checking.abort();
-              server.close(drainMs).then(() => reject(error), reject);
+              // The pooled connections to Ollama would otherwise keep the process alive a while.
+              server.close(drainMs).then(() => ollama.close()).then(() => reject(error), reject);
             },
             log: (line) => console.log(line),
             warn: (line) => output.warn(line),
           });
         // After listening and registering have begun, so that a slow Ollama delays neither.
-        warnUnlessOllamaReady(runtime, output, ollamaHost, model, checking.signal);
+        warnUnlessOllamaReady(runtime, output, ollama, model, checking.signal);
       });
     });
 }
@@ -120,9 +125,14 @@ function modelFrom(value: string, source: string | undefined): string {
  * uses. The service runs on: Ollama may start, or the model be pulled, later. `stop` ends the
  * check, so that one hanging on Ollama does not keep a stopping process alive.
  */
-function warnUnlessOllamaReady(runtime: Runtime, output: typeof import('../output.js'), host: string, model: string, stop: AbortSignal): void {
-  const ollama = new runtime.Ollama({ host, fetch: (input, init) => fetch(input, { ...init, signal: stop }) });
-  void runtime.checkOllama(ollama, host, model).then((readiness) => {
+function warnUnlessOllamaReady(
+  runtime: Runtime,
+  output: typeof import('../output.js'),
+  ollama: ReturnType<Runtime['connectOllama']>,
+  model: string,
+  stop: AbortSignal,
+): void {
+  void runtime.checkOllama(ollama, model, { signal: stop }).then((readiness) => {
     if (!readiness.ok && !stop.aborted) output.warn(readiness.error);
   });
 }

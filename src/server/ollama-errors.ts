@@ -1,21 +1,45 @@
 import { ApiError } from './errors.js';
+import { NotOllamaAnswerError } from './ollama-answer-guard.js';
+import { OllamaSilentError } from './ollama-connection.js';
+
+/** Ollama's words for a model it does not have: `model "x" not found, try pulling it first` (chat), `model 'x' not found` (show). */
+const MODEL_NOT_FOUND = /\bmodel ["'][^"']*["'] not found\b/i;
+
+const SILENCE_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 
 /**
- * Turns what the ollama client throws into an error that tells the user what to do. The client's
- * `ResponseError` is not exported, so it is recognised by name (ollama-js issue #18).
+ * Turns what the ollama client throws into an error that tells the user what to do. The status
+ * says whether another instance could do better: a 503 means nothing was done (Ollama down,
+ * busy, missing the model, or not there at all), which the registrar answers by trying the next
+ * instance. The client's `ResponseError` is not exported, so it is recognised by name (ollama-js
+ * issue #18).
  */
 export function describeOllamaError(error: unknown, host: string, model: string): ApiError {
+  if (error instanceof NotOllamaAnswerError) return describeNotOllama(error, host);
+  if (error instanceof OllamaSilentError) return new ApiError(504, `Ollama at ${host} ${error.message}`);
   const e = error as { name?: string; message?: string; status_code?: number; error?: string; cause?: { code?: string; message?: string } };
   if (e.name === 'ResponseError') {
     const detail = e.error ?? e.message ?? 'unknown error';
-    if (e.status_code === 404 && /not found/i.test(detail)) {
+    if (e.status_code === 404 && MODEL_NOT_FOUND.test(detail)) {
       return new ApiError(503, `Model ${model} is not available in Ollama at ${host}: run \`ollama pull ${model}\` there, or pick another with --model`);
     }
+    // "server busy, please try again.  maximum pending requests exceeded": its queue is full.
+    if (e.status_code === 503) return new ApiError(503, `Ollama at ${host} is busy: it answered 503: ${detail}`);
     return new ApiError(502, `Ollama at ${host} answered ${e.status_code ?? 'an error'}: ${detail}`);
+  }
+  if (e.cause?.code && SILENCE_CODES.has(e.cause.code)) {
+    return new ApiError(504, `Ollama at ${host} stopped answering in the middle of the answer (${e.cause.code})`);
   }
   if (e.name === 'TypeError' || e.cause?.code) {
     const cause = e.cause?.code ?? e.cause?.message ?? e.message ?? String(error);
     return new ApiError(503, `Ollama is not reachable at ${host}: ${cause}. Start it with \`ollama serve\`, or point --ollama-host / OLLAMA_HOST at it`);
   }
   return new ApiError(502, `Ollama at ${host} failed while answering: ${e.message ?? String(error)}`);
+}
+
+function describeNotOllama(error: NotOllamaAnswerError, host: string): ApiError {
+  const what = `${error.request} answered ${error.status}: ${error.detail}`;
+  if (error.status === 404) return new ApiError(503, `${host} does not look like Ollama (${what}): point --ollama-host / OLLAMA_HOST at Ollama`);
+  // A proxy in front of Ollama speaks for it: its 503 still means nothing was done.
+  return new ApiError(error.status === 503 ? 503 : 502, `Ollama at ${host} answered with something that is not Ollama's answer (${what})`);
 }

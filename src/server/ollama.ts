@@ -1,8 +1,9 @@
 import { Hono } from 'hono';
-import type { Ollama } from 'ollama/browser';
 import { z } from 'zod';
 import { requireToken, type TokenWording } from './auth.js';
 import { ApiError, notFound, onError, refuseOtherMethods } from './errors.js';
+import { ndjsonAnswer } from './ndjson-answer.js';
+import type { OllamaConnection } from './ollama-connection.js';
 import { describeOllamaError } from './ollama-errors.js';
 import { type History, history, message, parseJsonBody, sender, streamFlag } from './validation.js';
 
@@ -12,17 +13,23 @@ const RECEIVE_TOKEN: TokenWording = {
   checkIn: "the registrar's --target-token or --target-token-for against this service's --receive-token",
 };
 
-export type OllamaClient = Pick<Ollama, 'chat' | 'list' | 'version'>;
+/** How long `/health` (and the start-up check) waits for Ollama: probes must not pile up behind a hung one. */
+export const HEALTH_TIMEOUT_MS = 5_000;
 
 export interface OllamaAppDeps {
-  ollama: OllamaClient;
-  /** Where Ollama runs, for messages only. */
-  ollamaHost: string;
+  ollama: OllamaConnection;
   model: string;
   /** When set, `/receive` needs `Authorization: Bearer <token>`. */
   token?: string;
   /** Counts answers in flight, for `/health`. */
   tracker?: InFlightTracker;
+  /**
+   * Aborted, with the words the caller will read, when the service stops waiting for the answers
+   * in flight (its drain time ran out): streamed ones end with an `{"error"}` line that says so.
+   */
+  cutAnswers?: AbortSignal;
+  /** How long `/health` waits for Ollama; HEALTH_TIMEOUT_MS by default. */
+  healthTimeoutMs?: number;
 }
 
 /** How many answers are being produced right now. */
@@ -49,9 +56,6 @@ const receiveBody = z.object({
   history,
 });
 
-const encoder = new TextEncoder();
-const line = (value: unknown) => encoder.encode(`${JSON.stringify(value)}\n`);
-
 /** Ollama lists `llama3.2:latest` for a model asked for as `llama3.2`. */
 export function hasModel(names: string[], model: string): boolean {
   const wanted = model.includes(':') ? model : `${model}:latest`;
@@ -60,108 +64,88 @@ export function hasModel(names: string[], model: string): boolean {
 
 export type OllamaReadiness = { ok: true; version: string } | { ok: false; error: string };
 
+export interface CheckOptions {
+  /** Ends the check early: the asker left, or the service is stopping. */
+  signal?: AbortSignal;
+  withinMs?: number;
+}
+
 /**
- * Whether Ollama answers at `host` and has the model: what `/health` reports, and what the
- * service warns about at start-up. The error says what to do.
+ * Whether Ollama answers and has the model: what `/health` reports, and what the service warns
+ * about at start-up. The error says what to do.
  */
-export async function checkOllama(ollama: Pick<OllamaClient, 'list' | 'version'>, host: string, model: string): Promise<OllamaReadiness> {
+export async function checkOllama(ollama: OllamaConnection, model: string, options: CheckOptions = {}): Promise<OllamaReadiness> {
+  const withinMs = options.withinMs ?? HEALTH_TIMEOUT_MS;
+  const deadline = AbortSignal.timeout(withinMs);
+  const client = ollama.clientFor(options.signal ? AbortSignal.any([options.signal, deadline]) : deadline);
   try {
-    const [{ version }, { models }] = await Promise.all([ollama.version(), ollama.list()]);
+    const [{ version }, { models }] = await Promise.all([client.version(), client.list()]);
     if (!hasModel(models.map((m) => m.name), model)) {
-      return { ok: false, error: `Model ${model} is not available in Ollama at ${host}: run \`ollama pull ${model}\`` };
+      return { ok: false, error: `Model ${model} is not available in Ollama at ${ollama.host}: run \`ollama pull ${model}\`` };
     }
     return { ok: true, version };
   } catch (error) {
-    return { ok: false, error: describeOllamaError(error, host, model).message };
+    if (deadline.aborted) {
+      return { ok: false, error: `Ollama at ${ollama.host} did not answer within ${withinMs / 1000} s: it accepts connections but may be hung (\`ollama ps\` there shows what it is doing)` };
+    }
+    return { ok: false, error: describeOllamaError(error, ollama.host, model).message };
   }
 }
 
 /** Builds the Ollama microservice: answers forwarded questions through a local Ollama. */
 export function createOllamaApp(deps: OllamaAppDeps): Hono {
-  const { ollama, ollamaHost, model } = deps;
+  const { ollama, model, cutAnswers } = deps;
   const tracker = deps.tracker ?? new InFlightTracker();
   const app = new Hono();
   app.onError(onError());
   app.notFound(notFound);
   if (deps.token) app.use('/receive', requireToken(deps.token, RECEIVE_TOKEN));
 
-  /** The question, after the conversation so far when the caller sent it (as `ollama run` keeps it). */
-  async function startChat(question: string, earlier: History = []) {
-    try {
-      return await ollama.chat({ model, messages: [...earlier, { role: 'user', content: question }], stream: true });
-    } catch (error) {
-      throw describeOllamaError(error, ollamaHost, model);
-    }
+  /**
+   * The answer's pieces of text. The question goes after the conversation so far when the caller
+   * sent it (as `ollama run` keeps it). `signal` ends Ollama's work at any moment, also while it
+   * loads the model, before its first token.
+   */
+  async function* askOllama(question: string, earlier: History, signal: AbortSignal): AsyncGenerator<string> {
+    const parts = await ollama.clientFor(signal).chat({ model, messages: [...earlier, { role: 'user', content: question }], stream: true });
+    for await (const part of parts) if (part.message.content) yield part.message.content;
+  }
+
+  function failure(error: unknown): ApiError {
+    // Ollama's request was cut on purpose: say why, not what that did to the request.
+    if (cutAnswers?.aborted) return new ApiError(503, String(cutAnswers.reason));
+    return describeOllamaError(error, ollama.host, model);
   }
 
   app.post('/receive', async (c) => {
     const body = await parseJsonBody(c, receiveBody);
     const done = tracker.begin();
-    let parts: Awaited<ReturnType<typeof startChat>>;
+    const stop = new AbortController();
+    const pieces = askOllama(body.message, body.history ?? [], AbortSignal.any([c.req.raw.signal, stop.signal, ...(cutAnswers ? [cutAnswers] : [])]));
+    let streaming = false;
     try {
-      parts = await startChat(body.message, body.history);
-    } catch (error) {
-      done();
-      throw error;
-    }
-    const signal = c.req.raw.signal;
-    const abort = () => parts.abort();
-    signal.addEventListener('abort', abort, { once: true });
-
-    if (!body.stream) {
-      let answer = '';
-      try {
-        for await (const part of parts) answer += part.message.content;
-      } catch (error) {
-        throw describeOllamaError(error, ollamaHost, model);
-      } finally {
-        signal.removeEventListener('abort', abort);
-        done();
+      if (!body.stream) {
+        let answer = '';
+        for await (const piece of pieces) answer += piece;
+        return c.json({ message: answer });
       }
-      return c.json({ message: answer });
+      // Until a piece has come, a failure is an error status, as without streaming: the
+      // registrar may still try another instance. The headers go out with that first piece.
+      const first = await pieces.next();
+      const stream = ndjsonAnswer(first, pieces, { describe: (error) => failure(error).message, onEnd: done, onCancel: () => stop.abort() });
+      streaming = true;
+      return new Response(stream, { headers: { 'content-type': 'application/x-ndjson' } });
+    } catch (error) {
+      throw failure(error);
+    } finally {
+      if (!streaming) done();
     }
-
-    const iterator = parts[Symbol.asyncIterator]();
-    const stream = new ReadableStream<Uint8Array>({
-      async pull(controller) {
-        try {
-          // Skip empty parts: a pull that enqueues nothing is not called again.
-          for (;;) {
-            const next = await iterator.next();
-            if (next.done) {
-              controller.enqueue(line({ done: true }));
-              finish();
-              controller.close();
-              return;
-            }
-            if (next.value.message.content) {
-              controller.enqueue(line({ message: next.value.message.content }));
-              return;
-            }
-          }
-        } catch (error) {
-          controller.enqueue(line({ error: describeOllamaError(error, ollamaHost, model).message }));
-          finish();
-          controller.close();
-        }
-      },
-      cancel() {
-        // The caller went away: stop Ollama's generation rather than let it run on for nobody.
-        parts.abort();
-        finish();
-      },
-    });
-    function finish() {
-      signal.removeEventListener('abort', abort);
-      done();
-    }
-    return new Response(stream, { headers: { 'content-type': 'application/x-ndjson' } });
   });
 
   app.get('/health', async (c) => {
-    const readiness = await checkOllama(ollama, ollamaHost, model);
-    if (!readiness.ok) return c.json({ status: 'unavailable', error: readiness.error, ollama: ollamaHost, model }, 503);
-    return c.json({ status: 'ok', ollama: ollamaHost, ollama_version: readiness.version, model, in_flight: tracker.count });
+    const readiness = await checkOllama(ollama, model, { signal: c.req.raw.signal, withinMs: deps.healthTimeoutMs });
+    if (!readiness.ok) return c.json({ status: 'unavailable', error: readiness.error, ollama: ollama.host, model }, 503);
+    return c.json({ status: 'ok', ollama: ollama.host, ollama_version: readiness.version, model, in_flight: tracker.count });
   });
 
   refuseOtherMethods(app, { '/receive': ['POST'], '/health': ['GET'] });

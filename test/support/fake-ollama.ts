@@ -40,6 +40,20 @@ export interface FakeOllamaOptions {
   failMessage?: string;
   /** Reported by GET /api/version. Default `0.5.7`. */
   version?: string;
+  /**
+   * Time before the first token (model loading, prompt evaluation, waiting in Ollama's queue);
+   * like Ollama, nothing is sent until then, not even the status line. Default 0.
+   */
+  firstTokenDelayMs?: number;
+  /**
+   * Refuse every chat before any work with this status and JSON error, as Ollama does when its
+   * queue is full: 503 `server busy, please try again.  maximum pending requests exceeded`.
+   */
+  refuseChats?: { status: number; error: string };
+  /** The line of this token (0-based) is sent cut short, not JSON: as a proxy that truncates a line would. */
+  corruptTokenAt?: number;
+  /** Routes (`GET /api/tags`) that take the request and never answer: a hung Ollama. */
+  silentRoutes?: string[];
 }
 
 /** Options after defaults; the server reads them on every request, so a test may change them mid-way. */
@@ -51,6 +65,10 @@ export interface FakeOllamaConfig {
   failAfterTokens: number | undefined;
   failMessage: string;
   version: string;
+  firstTokenDelayMs: number;
+  refuseChats: { status: number; error: string } | undefined;
+  corruptTokenAt: number | undefined;
+  silentRoutes: string[];
 }
 
 export type ChatStatus = 'running' | 'completed' | 'aborted' | 'failed';
@@ -143,6 +161,10 @@ function resolveConfig(options: FakeOllamaOptions): FakeOllamaConfig {
     failAfterTokens: options.failAfterTokens,
     failMessage: options.failMessage ?? DEFAULT_FAIL_MESSAGE,
     version: options.version ?? '0.5.7',
+    firstTokenDelayMs: options.firstTokenDelayMs ?? 0,
+    refuseChats: options.refuseChats,
+    corruptTokenAt: options.corruptTokenAt,
+    silentRoutes: options.silentRoutes ?? [],
   };
 }
 
@@ -250,51 +272,49 @@ function assistantMessage(content: string): ChatMessage {
 type GenerationEnd = 'done' | 'aborted' | 'failed';
 
 /**
- * Produces tokens one by one, handing each to `emit`. Checks for a departed client before and
- * after each token's delay: real Ollama cancels the generation when the request context ends,
- * and tests assert that no further tokens are produced.
+ * Produces tokens one by one, handing each to `emit`. A departed client ends the wait at once
+ * and no further token is produced: real Ollama cancels the generation (and a model load or a
+ * place in its queue) when the request context ends, and tests assert exactly that.
  */
 async function generate(
   record: ChatRecord,
   config: FakeOllamaConfig,
-  isAborted: () => boolean,
+  left: AbortSignal,
   emit: (token: string) => Promise<void>,
 ): Promise<GenerationEnd> {
+  if (config.firstTokenDelayMs > 0) await sleep(config.firstTokenDelayMs, undefined, { signal: left }).catch(() => {});
   for (const token of record.plannedTokens) {
     if (config.failAfterTokens !== undefined && record.tokens.length >= config.failAfterTokens) return 'failed';
-    if (isAborted()) return 'aborted';
-    await (config.tokenDelayMs > 0 ? sleep(config.tokenDelayMs) : new Promise<void>((r) => setImmediate(r)));
-    if (isAborted()) return 'aborted';
+    if (left.aborted) return 'aborted';
+    await (config.tokenDelayMs > 0 ? sleep(config.tokenDelayMs, undefined, { signal: left }).catch(() => {}) : new Promise<void>((r) => setImmediate(r)));
+    if (left.aborted) return 'aborted';
     await emit(token);
     record.tokens.push(token);
   }
   if (config.failAfterTokens !== undefined && record.tokens.length >= config.failAfterTokens) return 'failed';
-  return isAborted() ? 'aborted' : 'done';
+  return left.aborted ? 'aborted' : 'done';
 }
 
-/** Tracks whether the client closed the connection before the response was finished. */
-function watchForAbort(res: ServerResponse): () => boolean {
-  let aborted = false;
+/** Aborted when the client closes the connection before the response was finished. */
+function watchForAbort(res: ServerResponse): AbortSignal {
+  const left = new AbortController();
   res.on('close', () => {
-    if (!res.writableFinished) aborted = true;
+    if (!res.writableFinished) left.abort();
   });
-  return () => aborted;
+  return left.signal;
 }
 
 async function streamChat(res: ServerResponse, record: ChatRecord, config: FakeOllamaConfig): Promise<GenerationEnd> {
   const startedAt = process.hrtime.bigint();
-  const isAborted = watchForAbort(res);
+  const left = watchForAbort(res);
   // Like gin's c.Stream, the status line goes out with the first line written, not before.
   res.statusCode = 200;
   res.setHeader('Content-Type', 'application/x-ndjson');
-  const end = await generate(record, config, isAborted, (token) =>
-    writeLine(res, {
-      model: record.model,
-      created_at: new Date().toISOString(),
-      message: assistantMessage(token),
-      done: false,
-    }),
-  );
+  const end = await generate(record, config, left, async (token) => {
+    const line = { model: record.model, created_at: new Date().toISOString(), message: assistantMessage(token), done: false };
+    if (record.tokens.length !== config.corruptTokenAt) return writeLine(res, line);
+    if (!res.destroyed) res.write(`${JSON.stringify(line).slice(0, 20)}\n`);
+  });
   if (end === 'failed') {
     // Headers are already sent, so Ollama reports the failure as one more line and stops.
     await writeLine(res, { error: config.failMessage });
@@ -315,8 +335,8 @@ async function streamChat(res: ServerResponse, record: ChatRecord, config: FakeO
 
 async function completeChat(res: ServerResponse, record: ChatRecord, config: FakeOllamaConfig): Promise<GenerationEnd> {
   const startedAt = process.hrtime.bigint();
-  const isAborted = watchForAbort(res);
-  const end = await generate(record, config, isAborted, async () => {});
+  const left = watchForAbort(res);
+  const end = await generate(record, config, left, async () => {});
   if (end === 'failed') sendError(res, 500, config.failMessage);
   if (end === 'done') {
     sendJson(res, 200, {
@@ -349,6 +369,7 @@ async function handleChat(req: IncomingMessage, res: ServerResponse, config: Fak
   if (!findModel(config, request.model)) {
     return sendError(res, 404, `model "${request.model}" not found, try pulling it first`);
   }
+  if (config.refuseChats) return sendError(res, config.refuseChats.status, config.refuseChats.error);
   // With no messages Ollama only loads the model and answers one JSON document, stream or not.
   if (request.messages.length === 0) {
     return sendJson(res, 200, {
@@ -435,7 +456,10 @@ function dispatch(req: IncomingMessage, res: ServerResponse, config: FakeOllamaC
   const record: RequestRecord = { method: req.method ?? 'GET', path };
   stats.requests.push(record);
   res.on('finish', () => (record.status = res.statusCode));
-  const handler = routes[`${record.method} ${path}`];
+  const route = `${record.method} ${path}`;
+  // A hung Ollama: the request is read and never answered (close() destroys the socket).
+  if (config.silentRoutes.includes(route)) return void req.resume();
+  const handler = routes[route];
   if (!handler) return sendNotFoundPage(res);
   Promise.resolve(handler(req, res, config, stats)).catch((error: unknown) => {
     // A bug in the fake must show up in the test, not as a hung request.
