@@ -1,6 +1,7 @@
 import { Ollama } from 'ollama/browser';
 import { Agent, type Dispatcher, fetch as undiciFetch } from 'undici';
 import { guardOllamaAnswer } from './ollama-answer-guard.js';
+import { anySignal } from '../any-signal.js';
 
 export type OllamaClient = Pick<Ollama, 'chat' | 'list' | 'version'>;
 
@@ -45,7 +46,7 @@ export function connectOllama(host: string, options: OllamaConnectionOptions = {
       const response = await undiciFetch(url, {
         ...(init as Parameters<typeof undiciFetch>[1]),
         // ollama-js passes a signal of its own for a stream (its abort()); either one ends it.
-        signal: init?.signal ? AbortSignal.any([init.signal, signal]) : signal,
+        signal: init?.signal ? anySignal([init.signal, signal]) : signal,
         dispatcher,
       });
       return await guardOllamaAnswer(response as unknown as Response, request);

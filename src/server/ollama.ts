@@ -6,6 +6,7 @@ import { ndjsonAnswer } from './ndjson-answer.js';
 import type { OllamaConnection } from './ollama-connection.js';
 import { describeOllamaError } from './ollama-errors.js';
 import { type History, history, message, parseJsonBody, sender, streamFlag } from './validation.js';
+import { anySignal } from '../any-signal.js';
 
 const RECEIVE_TOKEN: TokenWording = {
   who: "This service's /receive",
@@ -77,7 +78,7 @@ export interface CheckOptions {
 export async function checkOllama(ollama: OllamaConnection, model: string, options: CheckOptions = {}): Promise<OllamaReadiness> {
   const withinMs = options.withinMs ?? HEALTH_TIMEOUT_MS;
   const deadline = AbortSignal.timeout(withinMs);
-  const client = ollama.clientFor(options.signal ? AbortSignal.any([options.signal, deadline]) : deadline);
+  const client = ollama.clientFor(options.signal ? anySignal([options.signal, deadline]) : deadline);
   try {
     const [{ version }, { models }] = await Promise.all([client.version(), client.list()]);
     if (!hasModel(models.map((m) => m.name), model)) {
@@ -121,7 +122,7 @@ export function createOllamaApp(deps: OllamaAppDeps): Hono {
     const body = await parseJsonBody(c, receiveBody);
     const done = tracker.begin();
     const stop = new AbortController();
-    const pieces = askOllama(body.message, body.history ?? [], AbortSignal.any([c.req.raw.signal, stop.signal, ...(cutAnswers ? [cutAnswers] : [])]));
+    const pieces = askOllama(body.message, body.history ?? [], anySignal([c.req.raw.signal, stop.signal, ...(cutAnswers ? [cutAnswers] : [])]));
     let streaming = false;
     try {
       if (!body.stream) {
