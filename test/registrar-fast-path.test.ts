@@ -329,6 +329,44 @@ describe('the fast path answers as the app does', () => {
   });
 });
 
+describe("another site's page", () => {
+  it.each([
+    ['an Origin of another site', { origin: 'http://evil.example' }],
+    ['Origin null (a sandboxed frame, a file:// page)', { origin: 'null' }],
+    ['Sec-Fetch-Site: cross-site', { 'sec-fetch-site': 'cross-site' }],
+  ])('is refused with 403 on every write route and /forward, the app and the fast path alike: %s', async (_what, headers) => {
+    const { app, registry, url } = await setup();
+    const target = await startTarget();
+    await registry.register({ name: 'web', url: target.url });
+    const requests: Array<[string, unknown]> = [
+      ['/register', { service_name: 'csrf', service_url: 'http://127.0.0.1:1' }],
+      ['/heartbeat', { service_name: 'web' }],
+      ['/deregister', { service_name: 'web' }],
+      ['/forward', { from: 'page', to: 'web', message: 'hi' }],
+    ];
+    for (const [path, body] of requests) {
+      // What an HTML form sends: text/plain, with a body that reads as JSON.
+      const [viaApp, viaSocket] = await bothWays(app, url, path, { method: 'POST', headers: { 'content-type': 'text/plain', ...headers }, body: JSON.stringify(body) });
+      expect(viaSocket, path).toEqual(viaApp);
+      expect(viaSocket.status, path).toBe(403);
+      expect(JSON.parse(viaSocket.body).error, path).toMatch(/^Refused a request sent by a web page at /);
+    }
+    expect(target.received).toEqual([]);
+    expect(registry.instances('web')).toHaveLength(1);
+    expect(registry.instances('csrf')).toHaveLength(0);
+  });
+
+  it("still takes the registrar's own pages and programs", async () => {
+    const { registry, url } = await setup();
+    const target = await startTarget();
+    await registry.register({ name: 'web', url: target.url });
+    const own = await fetch(`${url}/forward`, postJson({ from: 'dashboard', to: 'web', message: 'hi' }, { origin: url, 'sec-fetch-site': 'same-origin' }));
+    expect(own.status).toBe(200);
+    const program = await fetch(`${url}/heartbeat`, postJson({ service_name: 'web' }));
+    expect(program.status).toBe(200);
+  });
+});
+
 describe('the fast path under a real socket', () => {
   it('a caller that leaves before the target answers ends the request to the target', async () => {
     const target = await startTarget();

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { z } from 'zod';
 import { tokenCheck } from './auth.js';
+import { refuseCrossSite } from './cross-site.js';
 import { errorAnswer } from './errors.js';
 import { acceptHeartbeat, type HeartbeatDeps, heartbeatBody, REREGISTERED_HEADER } from './heartbeat.js';
 import type { ChunkSource, ForwardAnswer, Forwarder } from './forwarder.js';
@@ -94,7 +95,9 @@ export function createRegistrarFastPath(deps: RegistrarFastPathDeps): FastPath {
   ): void {
     const fail = (error: unknown) => answerError(response, error, where);
     try {
-      checkToken?.(request.headers.authorization);
+      const { headers } = request;
+      refuseCrossSite(headers.origin, headerText(headers['sec-fetch-site']), headers.host);
+      checkToken?.(headers.authorization);
     } catch (error) {
       fail(error);
       return;
@@ -255,4 +258,8 @@ function writeJson(response: ServerResponse, status: number, value: unknown, hea
   const body = JSON.stringify(value);
   response.writeHead(status, { ...headers, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
   response.end(body);
+}
+
+function headerText(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
 }

@@ -5,6 +5,7 @@ import type { Instance } from '../registry/types.js';
 import { VERSION } from '../version.js';
 import type { HostPolicy } from '../allow-hosts.js';
 import { requireToken } from './auth.js';
+import { refuseCrossSite } from './cross-site.js';
 import { DASHBOARD_HTML } from './dashboard.js';
 import { ApiError, onError, notFound, refuseOtherMethods } from './errors.js';
 import { eventStream } from './events.js';
@@ -34,6 +35,9 @@ export interface RegistrarDeps {
   maxEventBacklog?: number;
 }
 
+/** The routes that change the catalog or reach a service: never for another site's page. */
+const WRITE_ROUTES = ['/register', '/heartbeat', '/deregister', '/forward'];
+
 const registerBody = z.object({
   service_name: serviceName,
   service_url: httpUrl,
@@ -59,9 +63,15 @@ export function createRegistrarApp(deps: RegistrarDeps): Hono {
       }),
     );
   }
+  for (const path of WRITE_ROUTES) {
+    app.use(path, async (c, next) => {
+      if (c.req.method === 'POST') refuseCrossSite(c.req.header('origin'), c.req.header('sec-fetch-site'), c.req.header('host') ?? new URL(c.req.url).host);
+      await next();
+    });
+  }
   if (deps.token) {
     const auth = requireToken(deps.token);
-    for (const path of ['/register', '/heartbeat', '/deregister', '/forward']) app.use(path, auth);
+    for (const path of WRITE_ROUTES) app.use(path, auth);
     if (deps.protectReads) for (const path of ['/services', '/services/*', '/catalog', '/events', '/metrics']) app.use(path, auth);
   }
   const shutdown = deps.shutdown ?? new AbortController().signal;
