@@ -12,7 +12,8 @@ export function isHttpUrl(value: string): boolean {
  * One spelling per address, so that `http://Host:80/` registered and `http://host` heartbeated
  * are one instance, as they are one service: the scheme and host as URL parsing writes them
  * (lower case, no default port) and the path without trailing slashes, which `/receive` is
- * appended to anyway. Query and fragment stay. Undefined for what is not an http(s) URL.
+ * appended to anyway. A query stays; a fragment goes, since no request ever carries it to the
+ * service. Undefined for what is not an http(s) URL.
  */
 export function canonicalHttpUrl(value: string): string | undefined {
   const url = parsedHttpUrl(value);
@@ -32,5 +33,5 @@ export function parsedHttpUrl(value: string): URL | undefined {
 
 /** See canonicalHttpUrl. */
 export function canonicalFormOf(url: URL): string {
-  return `${url.protocol}//${url.host}${url.pathname.replace(/\/+$/, '')}${url.search}${url.hash}`;
+  return `${url.protocol}//${url.host}${url.pathname.replace(/\/+$/, '')}${url.search}`;
 }

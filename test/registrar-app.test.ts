@@ -312,6 +312,17 @@ describe('one address, spelled several ways', () => {
     expect(catalog.services.api?.map((instance) => instance.url)).toEqual(['http://127.0.0.1:8080/v1']);
     expect(catalog.services.tenant?.map((instance) => instance.url)).toEqual(['http://127.0.0.1:8081/t?id=7']);
   });
+
+  it('drops a fragment, which never reaches the service: one instance, deregistered without it', async () => {
+    const { app } = setup();
+    for (const url of ['http://127.0.0.1:8090', 'http://127.0.0.1:8090#a', 'http://127.0.0.1:8090/#b']) {
+      expect((await post(app, '/register', { service_name: 'frag', service_url: url })).status).toBe(200);
+    }
+    const listed = (await json(await app.request('/services/frag'))) as { instances: Array<{ url: string }> };
+    expect(listed.instances.map((instance) => instance.url)).toEqual(['http://127.0.0.1:8090']);
+    expect((await post(app, '/deregister', { service_name: 'frag', service_url: 'http://127.0.0.1:8090' })).status).toBe(200);
+    expect((await app.request('/services/frag')).status).toBe(404);
+  });
 });
 
 describe('bad input', () => {
