@@ -347,6 +347,7 @@ describe('bad input', () => {
     // Written back as JSON on every read and event, a value nested thousands deep overflowed the stack.
     ['metadata nested 5000 deep', '/register', `{"service_name":"x","service_url":"http://127.0.0.1:5001","metadata":{"a":${'['.repeat(5000)}${']'.repeat(5000)}}}`, 400, /`metadata` is nested more than 32 levels deep/],
     ['metadata over 64 KiB', '/register', { ...valid, metadata: { blob: 'x'.repeat(65 * 1024) } }, 400, /`metadata` is over 64 KiB/],
+    ['metadata with a "__proto__" key (which a copy would lose)', '/register', '{"service_name":"x","service_url":"http://127.0.0.1:5001","metadata":{"__proto__":{"admin":true},"model":"x"}}', 400, /`metadata` has a key "__proto__"/],
     ['a heartbeat with a non-http url', '/heartbeat', { service_name: 'x', service_url: 'file:///etc/passwd' }, 400, /`service_url`/],
     ['a heartbeat without a name', '/heartbeat', {}, 400, /`service_name` is required/],
     ['a deregistration with a number as name', '/deregister', { service_name: 7 }, 400, /`service_name` must be a string/],

@@ -42,13 +42,26 @@ const MAX_METADATA_BYTES = 64 * 1024;
  * of the catalog and every event carries it, and writing a value nested thousands deep back as
  * JSON would overflow the stack on each of them.
  */
-export const metadata = z.record(z.string(), z.unknown(), { error: 'must be a JSON object' }).superRefine((value, context) => {
+/**
+ * Copying an object sets a "__proto__" key as its prototype instead: such a key would vanish
+ * without a word. It is refused before the copy, naming it.
+ */
+const noProtoKey = (value: unknown, context: { addIssue(issue: { code: 'custom'; message: string }): void }) => {
+  if (typeof value === 'object' && value !== null && Object.hasOwn(value, '__proto__')) {
+    context.addIssue({ code: 'custom', message: 'has a key "__proto__", which cannot be kept: rename it' });
+  }
+  return value;
+};
+
+const metadataObject = z.record(z.string(), z.unknown(), { error: 'must be a JSON object' }).superRefine((value, context) => {
   if (deeperThan(value, MAX_METADATA_DEPTH)) {
     context.addIssue({ code: 'custom', message: `is nested more than ${MAX_METADATA_DEPTH} levels deep: keep it to a few fields, e.g. {"model": "llama3.2"}` });
   } else if (Buffer.byteLength(JSON.stringify(value)) > MAX_METADATA_BYTES) {
     context.addIssue({ code: 'custom', message: `is over ${MAX_METADATA_BYTES / 1024} KiB as JSON: keep it to a few fields, e.g. {"model": "llama3.2"}` });
   }
 });
+
+export const metadata = z.preprocess(noProtoKey, metadataObject);
 
 /** Whether objects and arrays nest past `limit` levels; a loop, not recursion, whatever the depth. */
 function deeperThan(value: unknown, limit: number): boolean {
