@@ -109,6 +109,17 @@ function receiveTargets(): (serviceUrl: string) => ReceiveTarget {
   };
 }
 
+/** Why an answer stopped coming, in words; the code stays in brackets for a search. */
+function lossInWords(error: unknown): string {
+  const cause = causeOf(error);
+  const words: Record<string, string> = {
+    UND_ERR_SOCKET: 'the connection closed',
+    ECONNRESET: 'the connection was reset',
+    UND_ERR_BODY_TIMEOUT: 'it went silent for longer than --forward-timeout',
+  };
+  return words[cause] ? `${words[cause]} (${cause})` : cause;
+}
+
 function causeOf(error: unknown): string {
   const e = error as { code?: string; message?: string; cause?: { code?: string } };
   return e.code ?? e.cause?.code ?? e.message ?? String(error);
@@ -438,7 +449,7 @@ function chunkSource(
         if (over) return undefined;
         onBroken();
         end();
-        const line = JSON.stringify({ error: `Lost ${name} at ${url} in the middle of the answer: ${causeOf(error)}` });
+        const line = JSON.stringify({ error: `Lost ${name} at ${url} in the middle of the answer: ${lossInWords(error)}` });
         return encoder.encode(`${atLineStart ? '' : '\n'}${line}\n`);
       }
     },
