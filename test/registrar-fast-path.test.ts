@@ -329,6 +329,20 @@ describe('the fast path answers as the app does', () => {
   });
 });
 
+describe('a compressed request body', () => {
+  it('is refused with 415 saying to send it uncompressed, on every write route, the app and the fast path alike', async () => {
+    const { app, url } = await setup();
+    const { gzipSync } = await import('node:zlib');
+    const body = gzipSync(JSON.stringify({ service_name: 'zipped', service_url: 'http://127.0.0.1:1' }));
+    for (const path of ['/register', '/heartbeat', '/deregister', '/forward']) {
+      const [viaApp, viaSocket] = await bothWays(app, url, path, { method: 'POST', headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' }, body });
+      expect(viaSocket, path).toEqual(viaApp);
+      expect(viaSocket.status, path).toBe(415);
+      expect(JSON.parse(viaSocket.body).error, path).toBe('Request bodies with Content-Encoding: gzip are not read here: send the JSON uncompressed');
+    }
+  });
+});
+
 describe("another site's page", () => {
   it.each([
     ['an Origin of another site', { origin: 'http://evil.example' }],

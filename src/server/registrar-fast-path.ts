@@ -6,7 +6,7 @@ import { errorAnswer } from './errors.js';
 import { acceptHeartbeat, type HeartbeatDeps, heartbeatBody, REREGISTERED_HEADER } from './heartbeat.js';
 import type { ChunkSource, ForwardAnswer, Forwarder } from './forwarder.js';
 import type { FastPath } from './start.js';
-import { forwardBody, MAX_BODY_BYTES, parseJsonText, tooLarge } from './validation.js';
+import { forwardBody, MAX_BODY_BYTES, parseJsonText, refuseEncodedBody, tooLarge } from './validation.js';
 import { etagMatches, servicesBody } from './wire.js';
 
 const SMALL_BODY_BYTES = 16 * 1024;
@@ -152,6 +152,13 @@ function isPath(url: string, path: string): boolean {
 
 /** The body as text, refused with 413 past 1 MiB (declared or counted as it arrives). */
 function readBody(request: IncomingMessage, done: (error: unknown, text?: string) => void): void {
+  try {
+    refuseEncodedBody(request.headers['content-encoding']);
+  } catch (error) {
+    request.resume();
+    done(error);
+    return;
+  }
   const declared = request.headers['content-length'];
   if (declared !== undefined && Number(declared) > MAX_BODY_BYTES) {
     done(tooLarge());

@@ -122,11 +122,21 @@ export const MAX_BODY_BYTES = 1024 * 1024;
 export const tooLarge = () => new ApiError(413, 'Request body is larger than 1 MiB');
 
 /**
+ * A compressed body (Content-Encoding: gzip…) read as text is bytes, not JSON: say so with 415,
+ * rather than call it malformed JSON.
+ */
+export function refuseEncodedBody(contentEncoding: string | undefined): void {
+  if (contentEncoding === undefined || contentEncoding.trim() === '' || contentEncoding.trim().toLowerCase() === 'identity') return;
+  throw new ApiError(415, `Request bodies with Content-Encoding: ${contentEncoding} are not read here: send the JSON uncompressed`, { 'accept-encoding': 'identity' });
+}
+
+/**
  * The body as text, refused with 413 past 1 MiB. The declared length is checked before anything
  * is read; a body sent without one (chunked) is counted as it arrives. Only this reads bodies,
  * so GETs never pay for a limit check (touching the raw body builds a whole web Request).
  */
 async function readLimitedText(c: Context): Promise<string> {
+  refuseEncodedBody(c.req.header('content-encoding'));
   const declared = c.req.header('content-length');
   if (declared !== undefined) {
     if (Number(declared) > MAX_BODY_BYTES) throw tooLarge();
