@@ -1,22 +1,12 @@
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { rename, writeFile } from 'node:fs/promises';
 import { writeFileSync, renameSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { makeFolder } from '../make-folder.js';
-import { inOneSpelling, isInstance } from './instance-shape.js';
+import { CatalogFileError, catalogFileText, loadCatalogFile } from './catalog-file.js';
 import { MemoryStore, type MemoryStoreOptions } from './memory.js';
-import type { Instance, RegistrationInput } from './types.js';
+import type { RegistrationInput } from './types.js';
 
-const FORMAT_VERSION = 1;
-
-/** Thrown at start when the catalog file exists but cannot be trusted. */
-export class CatalogFileError extends Error {
-  override readonly name = 'CatalogFileError';
-}
-
-interface CatalogFile {
-  version: number;
-  instances: Instance[];
-}
+export { CatalogFileError } from './catalog-file.js';
 
 /**
  * The memory store, also kept on disk. Every change (renewals too, so expiry times survive a
@@ -25,6 +15,7 @@ interface CatalogFile {
 export class FileStore extends MemoryStore {
   override readonly description: string;
   readonly #path: string;
+  readonly #ttlMs: number;
   readonly #flushDelayMs: number;
   #flushTimer: NodeJS.Timeout | undefined;
   #writing: Promise<void> = Promise.resolve();
@@ -35,6 +26,7 @@ export class FileStore extends MemoryStore {
   constructor(path: string, options: MemoryStoreOptions & { flushDelayMs?: number }) {
     super(options);
     this.#path = path;
+    this.#ttlMs = options.ttlSeconds * 1000;
     this.#flushDelayMs = options.flushDelayMs ?? 200;
     this.description = `file:${path}`;
   }
@@ -47,7 +39,8 @@ export class FileStore extends MemoryStore {
         `Cannot create the folder ${dirname(this.#path)} for the catalog file ${this.#path}: ${(error as Error).message}. Start with another --store file:PATH.`,
       );
     }
-    for (const instance of await this.#load()) this.catalog.put(instance);
+    const instances = await loadCatalogFile(this.#path, { now: this.clock.now(), ttlMs: this.#ttlMs });
+    for (const instance of instances) this.catalog.put(instance);
     this.#loaded = true;
     this.catalog.sweep();
     this.#unsubscribe = this.subscribe(() => this.#scheduleFlush());
@@ -75,33 +68,6 @@ export class FileStore extends MemoryStore {
     if (this.#loaded) this.#writeNow();
   }
 
-  async #load(): Promise<Instance[]> {
-    let text: string;
-    try {
-      text = await readFile(this.#path, 'utf8');
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw new CatalogFileError(
-        `Cannot read the catalog file ${this.#path}: ${(error as Error).message}. Check its permissions, or start with another --store.`,
-      );
-    }
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(text);
-    } catch (error) {
-      throw new CatalogFileError(
-        `The catalog file ${this.#path} is not valid JSON (${(error as Error).message}). It was left untouched: move it away or fix it, then start again.`,
-      );
-    }
-    const file = parsed as Partial<CatalogFile>;
-    if (file?.version !== FORMAT_VERSION || !Array.isArray(file.instances) || !file.instances.every(isInstance)) {
-      throw new CatalogFileError(
-        `The catalog file ${this.#path} is not an svcmesh catalog (expected {"version": ${FORMAT_VERSION}, "instances": [...]}). It was left untouched: move it away or fix it, then start again.`,
-      );
-    }
-    return inOneSpelling(file.instances);
-  }
-
   #scheduleFlush(): void {
     if (this.#flushTimer) return;
     this.#flushTimer = setTimeout(() => {
@@ -113,8 +79,7 @@ export class FileStore extends MemoryStore {
   }
 
   #serialise(): string {
-    const instances = [...this.all().values()].flat();
-    return JSON.stringify({ version: FORMAT_VERSION, instances } satisfies CatalogFile);
+    return catalogFileText([...this.all().values()].flat());
   }
 
   async #write(): Promise<void> {
