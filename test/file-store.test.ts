@@ -2,11 +2,14 @@
  * `--store file:PATH`: the memory catalog kept on disk, written atomically, loaded at start with
  * expiry times preserved, and a file it cannot trust refused (and left as it was).
  */
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { CatalogFileError, FileStore } from '../src/registry/file.js';
+import { Registry } from '../src/registry/registry.js';
+import { createForwarder } from '../src/server/forwarder.js';
+import { createRegistrarApp } from '../src/server/registrar.js';
 import { waitFor } from './support/fake-ollama.js';
 
 const T0 = 1_700_000_000_000;
@@ -20,7 +23,7 @@ const clock = { now: () => t };
 const opened: FileStore[] = [];
 
 function fileStore(ttlSeconds = TTL_S): FileStore {
-  const store = new FileStore(path, { ttlSeconds, clock, sweepIntervalMs: 10, flushDelayMs: 5 });
+  const store = new FileStore(path, { ttlSeconds, clock, sweepIntervalMs: 10, writeBehindMs: 5 });
   opened.push(store);
   return store;
 }
@@ -42,6 +45,7 @@ beforeEach(() => {
 
 afterEach(async () => {
   await Promise.all(opened.splice(0).map((store) => store.close().catch(() => {})));
+  vi.restoreAllMocks();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -88,25 +92,36 @@ describe('FileStore', () => {
     expect(second.instances('ollama_service').map((i) => i.url)).toEqual(['http://127.0.0.1:5000']);
   });
 
-  it('writes changes to disk while running, not only at close', async () => {
+  it('has a registration and a deregistration on disk by the time they return; a renewal follows soon after', async () => {
     const store = fileStore();
     await store.open();
     await store.register({ name: 'a', url: 'http://a:1', metadata: { k: 'v' } });
-    await waitFor(() => {
-      try {
-        return readCatalog().instances.length === 1;
-      } catch {
-        return false;
-      }
-    }, 2_000, 'the catalog file to be written');
     expect(readCatalog()).toEqual({
       version: 1,
       instances: [{ name: 'a', url: 'http://a:1', registeredAt: T0, lastHeartbeat: T0, expiresAt: T0 + TTL, metadata: { k: 'v' } }],
     });
 
+    // Renewals are written behind: a lost one only makes an expiry a little earlier.
+    t = T0 + 1_000;
+    await store.heartbeat('a');
+    await waitFor(() => readCatalog().instances[0]?.lastHeartbeat === T0 + 1_000, 2_000, 'the renewal to be written');
+
     await store.deregister('a');
-    await waitFor(() => readCatalog().instances.length === 0, 2_000, 'the deregistration to be written');
+    expect(readCatalog().instances).toEqual([]);
     expect(leftovers()).toEqual([]);
+  });
+
+  it('returns each of many registrations arriving together only once it is on disk', async () => {
+    const store = fileStore();
+    await store.open();
+    const names = Array.from({ length: 200 }, (_, i) => `svc-${i}`);
+    await Promise.all(
+      names.map(async (name) => {
+        await store.register({ name, url: `http://${name}:1` });
+        expect(readCatalog().instances.map((i) => i.name)).toContain(name);
+      }),
+    );
+    expect(readCatalog().instances).toHaveLength(200);
   });
 
   it('does not load instances that expired while it was down', async () => {
@@ -182,6 +197,72 @@ describe('FileStore', () => {
     expect(catalog.instances).toHaveLength(50);
     expect(leftovers()).toEqual([]);
     expect(readdirSync(dir)).toEqual(['catalog.json']);
+  });
+});
+
+describe('a save that fails', () => {
+  /** The registrar's API over a file store on the real clock, retrying a failed save every 20 ms. */
+  async function registrar() {
+    const store = new FileStore(path, { ttlSeconds: TTL_S, writeBehindMs: 5, retrySaveMs: 20 });
+    opened.push(store);
+    await store.open();
+    const registry = new Registry(store);
+    const forwarder = createForwarder({ registry, timeoutMs: 1_000 });
+    const app = createRegistrarApp({ registry, forwarder, ttlSeconds: TTL_S });
+    const post = async (route: string, body: unknown) => {
+      const response = await app.request(route, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      return { status: response.status, body: (await response.json()) as { error?: string } };
+    };
+    const health = async () => (await (await app.request('/health')).json()) as { status: string; detail?: string };
+    return { post, health, forwarder };
+  }
+
+  it('answers 503 naming the file and the cause, shows in /health, and saves on its own once the folder works again', async () => {
+    vi.spyOn(console, 'error').mockImplementation(() => {});
+    const folder = join(dir, 'data');
+    path = join(folder, 'catalog.json');
+    const { post, health, forwarder } = await registrar();
+    try {
+      expect((await post('/register', { service_name: 'a', service_url: 'http://127.0.0.1:1' })).status).toBe(200);
+
+      // The folder moved away and a file in its place: no write can land there.
+      renameSync(folder, `${folder}.moved`);
+      writeFileSync(folder, '');
+      const refused = await post('/register', { service_name: 'b', service_url: 'http://127.0.0.1:2' });
+      expect(refused.status).toBe(503);
+      expect(refused.body.error).toContain(path);
+      expect(refused.body.error).toContain('ENOTDIR');
+      const removal = await post('/deregister', { service_name: 'a' });
+      expect(removal.status).toBe(503);
+      expect(removal.body.error).toContain(path);
+      const degraded = await health();
+      expect(degraded.status).toBe('degraded');
+      expect(degraded.detail).toContain(path);
+      expect(degraded.detail).toContain('ENOTDIR');
+
+      // The folder comes back; nothing else changes, yet the catalog reaches the file.
+      rmSync(folder);
+      renameSync(`${folder}.moved`, folder);
+      await waitFor(async () => (await health()).status === 'ok', 3_000, 'the retried save');
+      expect(readCatalog().instances.map((i) => i.name)).toEqual(['b']);
+      expect(leftovers()).toEqual([]);
+    } finally {
+      await forwarder.close();
+    }
+  });
+
+  it('makes the folder again when it was removed, and answers 200', async () => {
+    const folder = join(dir, 'data');
+    path = join(folder, 'catalog.json');
+    const { post, health, forwarder } = await registrar();
+    try {
+      rmSync(folder, { recursive: true });
+      expect((await post('/register', { service_name: 'a', service_url: 'http://127.0.0.1:1' })).status).toBe(200);
+      expect(existsSync(path)).toBe(true);
+      expect((await health()).status).toBe('ok');
+    } finally {
+      await forwarder.close();
+    }
   });
 });
 

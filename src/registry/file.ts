@@ -1,34 +1,49 @@
-import { rename, writeFile } from 'node:fs/promises';
-import { writeFileSync, renameSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { makeFolder } from '../make-folder.js';
 import { CatalogFileError, catalogFileText, loadCatalogFile } from './catalog-file.js';
+import { replaceFileDurably } from './durable-write.js';
+import { GroupCommit } from './group-commit.js';
 import { MemoryStore, type MemoryStoreOptions } from './memory.js';
-import type { RegistrationInput } from './types.js';
+import { StoreUnavailableError } from './store.js';
+import type { RegistrationInput, StoreHealth } from './types.js';
 
 export { CatalogFileError } from './catalog-file.js';
 
+export interface FileStoreOptions extends MemoryStoreOptions {
+  /** How long renewals and evictions wait to be written, so a burst of heartbeats costs one write. */
+  writeBehindMs?: number;
+  /** How often a save that failed is tried again while it keeps failing. */
+  retrySaveMs?: number;
+}
+
 /**
- * The memory store, also kept on disk. Every change (renewals too, so expiry times survive a
- * restart) schedules one atomic write (temp file + rename); bursts of heartbeats coalesce.
+ * The memory store, also kept on disk, one whole file replaced atomically and durably on each
+ * save. A registration or deregistration returns once it is on disk (saves are shared by the
+ * changes that arrive together); renewals and evictions are written behind, since losing one in a
+ * crash only makes an expiry a little earlier and the next heartbeat registers the instance again.
  */
 export class FileStore extends MemoryStore {
   override readonly description: string;
   readonly #path: string;
   readonly #ttlMs: number;
-  readonly #flushDelayMs: number;
-  #flushTimer: NodeJS.Timeout | undefined;
-  #writing: Promise<void> = Promise.resolve();
+  readonly #retrySaveMs: number;
+  readonly #commit: GroupCommit;
   #unsubscribe: (() => void) | undefined;
   /** Only a catalog that was loaded may be written back: never overwrite a file open() refused. */
   #loaded = false;
 
-  constructor(path: string, options: MemoryStoreOptions & { flushDelayMs?: number }) {
+  constructor(path: string, options: FileStoreOptions) {
     super(options);
     this.#path = path;
     this.#ttlMs = options.ttlSeconds * 1000;
-    this.#flushDelayMs = options.flushDelayMs ?? 200;
+    this.#retrySaveMs = options.retrySaveMs ?? 1_000;
     this.description = `file:${path}`;
+    this.#commit = new GroupCommit(() => replaceFileDurably(this.#path, this.#text()), {
+      behindMs: options.writeBehindMs ?? 1_000,
+      retryMs: this.#retrySaveMs,
+      onFailure: (error) => console.error(`svcmesh: could not save the catalog to ${this.#path}: ${error.message}; retrying every ${this.#retryEvery()}`),
+      onRecovery: () => console.error(`svcmesh: the catalog is saved to ${this.#path} again`),
+    });
   }
 
   override async open(): Promise<void> {
@@ -43,55 +58,66 @@ export class FileStore extends MemoryStore {
     for (const instance of instances) this.catalog.put(instance);
     this.#loaded = true;
     this.catalog.sweep();
-    this.#unsubscribe = this.subscribe(() => this.#scheduleFlush());
+    // Evictions (and anything else that changes the catalog) reach the file too.
+    this.#unsubscribe = this.subscribe(() => this.#commit.soon());
     await super.open();
   }
 
   override async register(input: RegistrationInput) {
     const result = await super.register(input);
-    this.#scheduleFlush();
+    await this.#saved();
     return result;
+  }
+
+  override async deregister(name: string, url?: string) {
+    const removed = await super.deregister(name, url);
+    if (removed.length > 0) await this.#saved();
+    return removed;
   }
 
   override async heartbeat(name: string, url?: string) {
     const renewed = await super.heartbeat(name, url);
-    if (renewed.length > 0) this.#scheduleFlush();
+    if (renewed.length > 0) this.#commit.soon();
     return renewed;
+  }
+
+  override health(): StoreHealth {
+    const failure = this.#commit.failure;
+    if (!failure) return super.health();
+    return {
+      status: 'degraded',
+      store: this.description,
+      detail: `the last save to ${this.#path} failed (${failure.message}); serving the catalog from memory and trying again every ${this.#retryEvery()}`,
+    };
   }
 
   override async close(): Promise<void> {
     await super.close();
     this.#unsubscribe?.();
-    clearTimeout(this.#flushTimer);
-    this.#flushTimer = undefined;
-    await this.#writing;
-    if (this.#loaded) this.#writeNow();
+    if (!this.#loaded) return;
+    try {
+      await this.#commit.close();
+    } catch (error) {
+      throw new Error(`could not save the catalog to ${this.#path}: ${(error as Error).message}`);
+    }
   }
 
-  #scheduleFlush(): void {
-    if (this.#flushTimer) return;
-    this.#flushTimer = setTimeout(() => {
-      this.#flushTimer = undefined;
-      this.#writing = this.#writing.then(() => this.#write()).catch((error: Error) => {
-        console.error(`svcmesh: could not save the catalog to ${this.#path}: ${error.message}`);
-      });
-    }, this.#flushDelayMs);
+  /** Waits for the save that includes the change just made: a 200 then means it is on disk. */
+  async #saved(): Promise<void> {
+    try {
+      await this.#commit.now();
+    } catch (error) {
+      throw new StoreUnavailableError(
+        `Could not save the change to the catalog file ${this.#path}: ${(error as Error).message}. It is served from memory but not yet on disk, and the registrar tries to save it again every ${this.#retryEvery()}: make ${dirname(this.#path)} a writable folder again (or free disk space).`,
+      );
+    }
   }
 
-  #serialise(): string {
+  #text(): string {
     return catalogFileText([...this.all().values()].flat());
   }
 
-  async #write(): Promise<void> {
-    const temp = `${this.#path}.${process.pid}.tmp`;
-    await writeFile(temp, this.#serialise());
-    await rename(temp, this.#path);
-  }
-
-  /** The last write at shutdown is synchronous so that nothing is lost when the process exits. */
-  #writeNow(): void {
-    const temp = `${this.#path}.${process.pid}.tmp`;
-    writeFileSync(temp, this.#serialise());
-    renameSync(temp, this.#path);
+  #retryEvery(): string {
+    return this.#retrySaveMs >= 1_000 ? `${this.#retrySaveMs / 1_000} s` : `${this.#retrySaveMs} ms`;
   }
 }
