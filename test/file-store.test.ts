@@ -2,11 +2,14 @@
  * `--store file:PATH`: the memory catalog kept on disk, written atomically, loaded at start with
  * expiry times preserved, and a file it cannot trust refused (and left as it was).
  */
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { CatalogFileError, FileStore } from '../src/registry/file.js';
+import { Registry } from '../src/registry/registry.js';
+import { createForwarder } from '../src/server/forwarder.js';
+import { createRegistrarApp } from '../src/server/registrar.js';
 import { waitFor } from './support/fake-ollama.js';
 
 const T0 = 1_700_000_000_000;
@@ -19,8 +22,8 @@ let t: number;
 const clock = { now: () => t };
 const opened: FileStore[] = [];
 
-function fileStore(): FileStore {
-  const store = new FileStore(path, { ttlSeconds: TTL_S, clock, sweepIntervalMs: 10, flushDelayMs: 5 });
+function fileStore(ttlSeconds = TTL_S): FileStore {
+  const store = new FileStore(path, { ttlSeconds, clock, sweepIntervalMs: 10, writeBehindMs: 5 });
   opened.push(store);
   return store;
 }
@@ -42,6 +45,7 @@ beforeEach(() => {
 
 afterEach(async () => {
   await Promise.all(opened.splice(0).map((store) => store.close().catch(() => {})));
+  vi.restoreAllMocks();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -88,43 +92,54 @@ describe('FileStore', () => {
     expect(second.instances('ollama_service').map((i) => i.url)).toEqual(['http://127.0.0.1:5000']);
   });
 
-  it('writes changes to disk while running, not only at close', async () => {
+  it('has a registration and a deregistration on disk by the time they return; a renewal follows soon after', async () => {
     const store = fileStore();
     await store.open();
     await store.register({ name: 'a', url: 'http://a:1', metadata: { k: 'v' } });
-    await waitFor(() => {
-      try {
-        return readCatalog().instances.length === 1;
-      } catch {
-        return false;
-      }
-    }, 2_000, 'the catalog file to be written');
     expect(readCatalog()).toEqual({
       version: 1,
       instances: [{ name: 'a', url: 'http://a:1', registeredAt: T0, lastHeartbeat: T0, expiresAt: T0 + TTL, metadata: { k: 'v' } }],
     });
 
+    // Renewals are written behind: a lost one only makes an expiry a little earlier.
+    t = T0 + 1_000;
+    await store.heartbeat('a');
+    await waitFor(() => readCatalog().instances[0]?.lastHeartbeat === T0 + 1_000, 2_000, 'the renewal to be written');
+
     await store.deregister('a');
-    await waitFor(() => readCatalog().instances.length === 0, 2_000, 'the deregistration to be written');
+    expect(readCatalog().instances).toEqual([]);
     expect(leftovers()).toEqual([]);
+  });
+
+  it('returns each of many registrations arriving together only once it is on disk', async () => {
+    const store = fileStore();
+    await store.open();
+    const names = Array.from({ length: 200 }, (_, i) => `svc-${i}`);
+    await Promise.all(
+      names.map(async (name) => {
+        await store.register({ name, url: `http://${name}:1` });
+        expect(readCatalog().instances.map((i) => i.name)).toContain(name);
+      }),
+    );
+    expect(readCatalog().instances).toHaveLength(200);
   });
 
   it('does not load instances that expired while it was down', async () => {
     const first = fileStore();
     await first.open();
-    await first.register({ name: 'a', url: 'http://a:old' });
+    await first.register({ name: 'a', url: 'http://old.a:1' });
     t = T0 + 20_000;
-    await first.register({ name: 'a', url: 'http://a:new' });
+    await first.register({ name: 'a', url: 'http://new.a:1' });
     await closeStore(first);
     expect(readCatalog().instances).toHaveLength(2);
 
     t = T0 + TTL; // exactly the old one's expiry
     const second = fileStore();
     await second.open();
-    expect(second.instances('a').map((i) => i.url)).toEqual(['http://a:new']);
-    expect(second.servicesJson()).toBe('{"services":{"a":"http://a:new"}}');
+    expect(second.instances('a').map((i) => i.url)).toEqual(['http://new.a:1']);
+    expect(second.servicesJson()).toBe('{"services":{"a":"http://new.a:1"}}');
     await closeStore(second);
-    expect(readCatalog().instances.map((i) => i.url)).toEqual(['http://a:new']);
+    expect(readCatalog().instances.map((i) => i.url)).toEqual(['http://new.a:1']);
   });
 
   it('keeps deregistrations and evictions across a restart', async () => {
@@ -185,6 +200,157 @@ describe('FileStore', () => {
   });
 });
 
+describe('a save that fails', () => {
+  /** The registrar's API over a file store on the real clock, retrying a failed save every 20 ms. */
+  async function registrar() {
+    const store = new FileStore(path, { ttlSeconds: TTL_S, writeBehindMs: 5, retrySaveMs: 20 });
+    opened.push(store);
+    await store.open();
+    const registry = new Registry(store);
+    const forwarder = createForwarder({ registry, timeoutMs: 1_000 });
+    const app = createRegistrarApp({ registry, forwarder, ttlSeconds: TTL_S });
+    const post = async (route: string, body: unknown) => {
+      const response = await app.request(route, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      return { status: response.status, body: (await response.json()) as { error?: string } };
+    };
+    const health = async () => (await (await app.request('/health')).json()) as { status: string; detail?: string };
+    return { post, health, forwarder };
+  }
+
+  it('answers 503 naming the file and the cause, shows in /health, and saves on its own once the folder works again', async () => {
+    vi.spyOn(console, 'error').mockImplementation(() => {});
+    const folder = join(dir, 'data');
+    path = join(folder, 'catalog.json');
+    const { post, health, forwarder } = await registrar();
+    try {
+      expect((await post('/register', { service_name: 'a', service_url: 'http://127.0.0.1:1' })).status).toBe(200);
+
+      // The folder moved away and a file in its place: no write can land there.
+      renameSync(folder, `${folder}.moved`);
+      writeFileSync(folder, '');
+      const refused = await post('/register', { service_name: 'b', service_url: 'http://127.0.0.1:2' });
+      expect(refused.status).toBe(503);
+      expect(refused.body.error).toContain(path);
+      expect(refused.body.error).toContain('ENOTDIR');
+      const removal = await post('/deregister', { service_name: 'a' });
+      expect(removal.status).toBe(503);
+      expect(removal.body.error).toContain(path);
+      const degraded = await health();
+      expect(degraded.status).toBe('degraded');
+      expect(degraded.detail).toContain(path);
+      expect(degraded.detail).toContain('ENOTDIR');
+
+      // The folder comes back; nothing else changes, yet the catalog reaches the file.
+      rmSync(folder);
+      renameSync(`${folder}.moved`, folder);
+      await waitFor(async () => (await health()).status === 'ok', 3_000, 'the retried save');
+      expect(readCatalog().instances.map((i) => i.name)).toEqual(['b']);
+      expect(leftovers()).toEqual([]);
+    } finally {
+      await forwarder.close();
+    }
+  });
+
+  it('makes the folder again when it was removed, and answers 200', async () => {
+    const folder = join(dir, 'data');
+    path = join(folder, 'catalog.json');
+    const { post, health, forwarder } = await registrar();
+    try {
+      rmSync(folder, { recursive: true });
+      expect((await post('/register', { service_name: 'a', service_url: 'http://127.0.0.1:1' })).status).toBe(200);
+      expect(existsSync(path)).toBe(true);
+      expect((await health()).status).toBe('ok');
+    } finally {
+      await forwarder.close();
+    }
+  });
+});
+
+describe('loading a catalog file', () => {
+  const entry = (fields: Record<string, unknown> = {}) => ({
+    name: 'a',
+    url: 'http://a:1',
+    registeredAt: T0,
+    lastHeartbeat: T0,
+    expiresAt: T0 + TTL,
+    metadata: {},
+    ...fields,
+  });
+  const writeCatalog = (...instances: unknown[]) => writeFileSync(path, JSON.stringify({ version: 1, instances }));
+
+  it.each([
+    ['empty (made with touch)', ''],
+    ['only whitespace', ' \n\t\n'],
+  ])('takes a file that is %s as an empty catalog, and writes to it', async (_what, text) => {
+    writeFileSync(path, text);
+    const store = fileStore();
+    await store.open();
+    expect(store.all().size).toBe(0);
+    await store.register({ name: 'a', url: 'http://a:1' });
+    await closeStore(store);
+    expect(readCatalog().instances.map((i) => i.name)).toEqual(['a']);
+  });
+
+  it('after a restart with a shorter TTL, lets no instance outlive it', async () => {
+    const first = fileStore(600);
+    await first.open();
+    await first.register({ name: 'stale', url: 'http://stale:1' });
+    t = T0 + 5_000;
+    await first.register({ name: 'fresh', url: 'http://fresh:1' });
+    await closeStore(first);
+
+    t = T0 + 6_000;
+    const second = fileStore(2); // --ttl 2 now
+    await second.open();
+    // Silent for 6 s: past the 2 s the registrar now allows, whatever the file said.
+    expect([...second.all().keys()]).toEqual(['fresh']);
+    expect(second.instances('fresh')[0]?.expiresAt).toBe(T0 + 5_000 + 2_000);
+    t = T0 + 7_000;
+    expect(second.all().size).toBe(0);
+  });
+
+  it('caps an expiry far in the future, and a last heartbeat in the future, at one TTL', async () => {
+    writeCatalog(
+      entry({ name: 'forever', expiresAt: 99_999_999_999_999 }),
+      entry({ name: 'from-the-future', lastHeartbeat: T0 + 3_600_000, expiresAt: T0 + 3_600_000 + TTL }),
+    );
+    const store = fileStore();
+    await store.open();
+    expect(store.instances('forever')[0]?.expiresAt).toBe(T0 + TTL);
+    expect(store.instances('from-the-future')[0]?.expiresAt).toBe(T0 + TTL);
+  });
+
+  it('takes an instance saved without metadata as one with none, as POST /register does', async () => {
+    const { metadata: _left, ...withoutMetadata } = entry();
+    writeCatalog(withoutMetadata);
+    const store = fileStore();
+    await store.open();
+    expect(store.instances('a')[0]?.metadata).toEqual({});
+  });
+
+  it.each([
+    ['a name the API refuses', entry({ name: 'a b' }), /instance 2 \("a b" at http:\/\/a:1\).*name must be 1-128 letters/],
+    ['a URL that is not http(s)', entry({ url: 'ftp://127.0.0.1:1/' }), /instance 2 \("a" at ftp:\/\/127\.0\.0\.1:1\/\).*url must be an http\(s\) URL/],
+    ['a URL with a password', entry({ url: 'http://u:p@a:1' }), /instance 2 .*url must not carry a user name or password/],
+    ['metadata nested too deep', entry({ metadata: JSON.parse('{"a":'.repeat(40) + '1' + '}'.repeat(40)) }), /instance 2 .*metadata is nested more than 32 levels/],
+    ['a time that is not a number', entry({ expiresAt: 'soon' }), /instance 2 .*expiresAt must be a number/],
+    ['an entry that is not an object', 'a', /instance 2: is not an object/],
+  ])('refuses %s, naming the entry and leaving the file as it was', async (_what, bad, expected) => {
+    writeCatalog(entry({ name: 'good' }), bad);
+    const text = readFileSync(path, 'utf8');
+    const store = fileStore();
+    const error = await store.open().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(CatalogFileError);
+    expect((error as Error).message).toContain(path);
+    expect((error as Error).message).toMatch(expected);
+    await closeStore(store);
+    expect(readFileSync(path, 'utf8')).toBe(text);
+  });
+});
+
 describe('a catalog file it cannot trust', () => {
   async function expectRefused(expected: RegExp): Promise<CatalogFileError> {
     const store = fileStore();
@@ -215,7 +381,6 @@ describe('a catalog file it cannot trust', () => {
     ['a JSON array', '[1, 2, 3]'],
     ['an object of another shape', '{"services": {"a": "http://a:1"}}'],
     ['another version', '{"version": 2, "instances": []}'],
-    ['an instance with wrong-typed fields', '{"version": 1, "instances": [{"name": "a", "url": 5}]}'],
     ['JSON null', 'null'],
   ])('refuses %s, naming the file and leaving it as it was', async (_what, text) => {
     writeFileSync(path, text);

@@ -1,42 +1,49 @@
-import { readFile, rename, writeFile } from 'node:fs/promises';
-import { writeFileSync, renameSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { makeFolder } from '../make-folder.js';
-import { inOneSpelling, isInstance } from './instance-shape.js';
+import { CatalogFileError, catalogFileText, loadCatalogFile } from './catalog-file.js';
+import { replaceFileDurably } from './durable-write.js';
+import { GroupCommit } from './group-commit.js';
 import { MemoryStore, type MemoryStoreOptions } from './memory.js';
-import type { Instance, RegistrationInput } from './types.js';
+import { StoreUnavailableError } from './store.js';
+import type { RegistrationInput, StoreHealth } from './types.js';
 
-const FORMAT_VERSION = 1;
+export { CatalogFileError } from './catalog-file.js';
 
-/** Thrown at start when the catalog file exists but cannot be trusted. */
-export class CatalogFileError extends Error {
-  override readonly name = 'CatalogFileError';
-}
-
-interface CatalogFile {
-  version: number;
-  instances: Instance[];
+export interface FileStoreOptions extends MemoryStoreOptions {
+  /** How long renewals and evictions wait to be written, so a burst of heartbeats costs one write. */
+  writeBehindMs?: number;
+  /** How often a save that failed is tried again while it keeps failing. */
+  retrySaveMs?: number;
 }
 
 /**
- * The memory store, also kept on disk. Every change (renewals too, so expiry times survive a
- * restart) schedules one atomic write (temp file + rename); bursts of heartbeats coalesce.
+ * The memory store, also kept on disk, one whole file replaced atomically and durably on each
+ * save. A registration or deregistration returns once it is on disk (saves are shared by the
+ * changes that arrive together); renewals and evictions are written behind, since losing one in a
+ * crash only makes an expiry a little earlier and the next heartbeat registers the instance again.
  */
 export class FileStore extends MemoryStore {
   override readonly description: string;
   readonly #path: string;
-  readonly #flushDelayMs: number;
-  #flushTimer: NodeJS.Timeout | undefined;
-  #writing: Promise<void> = Promise.resolve();
+  readonly #ttlMs: number;
+  readonly #retrySaveMs: number;
+  readonly #commit: GroupCommit;
   #unsubscribe: (() => void) | undefined;
   /** Only a catalog that was loaded may be written back: never overwrite a file open() refused. */
   #loaded = false;
 
-  constructor(path: string, options: MemoryStoreOptions & { flushDelayMs?: number }) {
+  constructor(path: string, options: FileStoreOptions) {
     super(options);
     this.#path = path;
-    this.#flushDelayMs = options.flushDelayMs ?? 200;
+    this.#ttlMs = options.ttlSeconds * 1000;
+    this.#retrySaveMs = options.retrySaveMs ?? 1_000;
     this.description = `file:${path}`;
+    this.#commit = new GroupCommit(() => replaceFileDurably(this.#path, this.#text()), {
+      behindMs: options.writeBehindMs ?? 1_000,
+      retryMs: this.#retrySaveMs,
+      onFailure: (error) => console.error(`svcmesh: could not save the catalog to ${this.#path}: ${error.message}; retrying every ${this.#retryEvery()}`),
+      onRecovery: () => console.error(`svcmesh: the catalog is saved to ${this.#path} again`),
+    });
   }
 
   override async open(): Promise<void> {
@@ -47,86 +54,70 @@ export class FileStore extends MemoryStore {
         `Cannot create the folder ${dirname(this.#path)} for the catalog file ${this.#path}: ${(error as Error).message}. Start with another --store file:PATH.`,
       );
     }
-    for (const instance of await this.#load()) this.catalog.put(instance);
+    const instances = await loadCatalogFile(this.#path, { now: this.clock.now(), ttlMs: this.#ttlMs });
+    for (const instance of instances) this.catalog.put(instance);
     this.#loaded = true;
     this.catalog.sweep();
-    this.#unsubscribe = this.subscribe(() => this.#scheduleFlush());
+    // Evictions (and anything else that changes the catalog) reach the file too.
+    this.#unsubscribe = this.subscribe(() => this.#commit.soon());
     await super.open();
   }
 
   override async register(input: RegistrationInput) {
     const result = await super.register(input);
-    this.#scheduleFlush();
+    await this.#saved();
     return result;
+  }
+
+  override async deregister(name: string, url?: string) {
+    const removed = await super.deregister(name, url);
+    if (removed.length > 0) await this.#saved();
+    return removed;
   }
 
   override async heartbeat(name: string, url?: string) {
     const renewed = await super.heartbeat(name, url);
-    if (renewed.length > 0) this.#scheduleFlush();
+    if (renewed.length > 0) this.#commit.soon();
     return renewed;
+  }
+
+  override health(): StoreHealth {
+    const failure = this.#commit.failure;
+    if (!failure) return super.health();
+    return {
+      status: 'degraded',
+      store: this.description,
+      detail: `the last save to ${this.#path} failed (${failure.message}); serving the catalog from memory and trying again every ${this.#retryEvery()}`,
+    };
   }
 
   override async close(): Promise<void> {
     await super.close();
     this.#unsubscribe?.();
-    clearTimeout(this.#flushTimer);
-    this.#flushTimer = undefined;
-    await this.#writing;
-    if (this.#loaded) this.#writeNow();
-  }
-
-  async #load(): Promise<Instance[]> {
-    let text: string;
+    if (!this.#loaded) return;
     try {
-      text = await readFile(this.#path, 'utf8');
+      await this.#commit.close();
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw new CatalogFileError(
-        `Cannot read the catalog file ${this.#path}: ${(error as Error).message}. Check its permissions, or start with another --store.`,
-      );
+      throw new Error(`could not save the catalog to ${this.#path}: ${(error as Error).message}`);
     }
-    let parsed: unknown;
+  }
+
+  /** Waits for the save that includes the change just made: a 200 then means it is on disk. */
+  async #saved(): Promise<void> {
     try {
-      parsed = JSON.parse(text);
+      await this.#commit.now();
     } catch (error) {
-      throw new CatalogFileError(
-        `The catalog file ${this.#path} is not valid JSON (${(error as Error).message}). It was left untouched: move it away or fix it, then start again.`,
+      throw new StoreUnavailableError(
+        `Could not save the change to the catalog file ${this.#path}: ${(error as Error).message}. It is served from memory but not yet on disk, and the registrar tries to save it again every ${this.#retryEvery()}: make ${dirname(this.#path)} a writable folder again (or free disk space).`,
       );
     }
-    const file = parsed as Partial<CatalogFile>;
-    if (file?.version !== FORMAT_VERSION || !Array.isArray(file.instances) || !file.instances.every(isInstance)) {
-      throw new CatalogFileError(
-        `The catalog file ${this.#path} is not an svcmesh catalog (expected {"version": ${FORMAT_VERSION}, "instances": [...]}). It was left untouched: move it away or fix it, then start again.`,
-      );
-    }
-    return inOneSpelling(file.instances);
   }
 
-  #scheduleFlush(): void {
-    if (this.#flushTimer) return;
-    this.#flushTimer = setTimeout(() => {
-      this.#flushTimer = undefined;
-      this.#writing = this.#writing.then(() => this.#write()).catch((error: Error) => {
-        console.error(`svcmesh: could not save the catalog to ${this.#path}: ${error.message}`);
-      });
-    }, this.#flushDelayMs);
+  #text(): string {
+    return catalogFileText([...this.all().values()].flat());
   }
 
-  #serialise(): string {
-    const instances = [...this.all().values()].flat();
-    return JSON.stringify({ version: FORMAT_VERSION, instances } satisfies CatalogFile);
-  }
-
-  async #write(): Promise<void> {
-    const temp = `${this.#path}.${process.pid}.tmp`;
-    await writeFile(temp, this.#serialise());
-    await rename(temp, this.#path);
-  }
-
-  /** The last write at shutdown is synchronous so that nothing is lost when the process exits. */
-  #writeNow(): void {
-    const temp = `${this.#path}.${process.pid}.tmp`;
-    writeFileSync(temp, this.#serialise());
-    renameSync(temp, this.#path);
+  #retryEvery(): string {
+    return this.#retrySaveMs >= 1_000 ? `${this.#retrySaveMs / 1_000} s` : `${this.#retrySaveMs} ms`;
   }
 }

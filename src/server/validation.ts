@@ -1,29 +1,19 @@
 import type { Context } from 'hono';
 import { z } from 'zod';
 import { canonicalFormOf, parsedHttpUrl } from '../http-url.js';
+import { metadataProblem, protoKeyProblem, SERVICE_NAME_PATTERN, SERVICE_NAME_RULE, serviceUrlProblem } from '../registry/instance-rules.js';
 import { ApiError } from './errors.js';
 
-/** Service names end up in URLs and store keys, so they stay plain. */
 export const serviceName = z
   .string({ error: (issue) => (issue.input === undefined ? 'is required' : 'must be a string') })
-  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, {
-    error: 'must be 1-128 letters, digits, ".", "_" or "-", starting with a letter or digit',
-  });
+  .regex(SERVICE_NAME_PATTERN, { error: SERVICE_NAME_RULE });
 
 export const httpUrl = z
   .string({ error: (issue) => (issue.input === undefined ? 'is required' : 'must be a string') })
   // One parse of the URL per request: a heartbeat carries one, and heartbeats are most of the load.
   .transform((value, context) => {
     const url = parsedHttpUrl(value);
-    const problem =
-      url === undefined
-        ? 'must be an http(s) URL such as http://127.0.0.1:5000'
-        : // Credentials in a service URL would be listed by /services and written to the logs.
-          url.username !== '' || url.password !== ''
-          ? 'must not carry a user name or password'
-          : url.port === '0'
-            ? 'must name the port the service listens on (port 0 cannot be reached)'
-            : undefined;
+    const problem = serviceUrlProblem(url);
     if (problem) {
       context.addIssue({ code: 'custom', message: problem });
       return z.NEVER;
@@ -34,46 +24,21 @@ export const httpUrl = z
 /** An optional field sent as null (Python's None) is taken as left out. */
 export const optional = <T extends z.ZodType>(schema: T) => z.preprocess((value) => (value === null ? undefined : value), schema.optional());
 
-const MAX_METADATA_DEPTH = 32;
-const MAX_METADATA_BYTES = 64 * 1024;
-
 /**
- * What a service says of itself (its model, its version): a JSON object, kept small. Every read
- * of the catalog and every event carries it, and writing a value nested thousands deep back as
- * JSON would overflow the stack on each of them.
+ * What a service says of itself (its model, its version): a JSON object, kept small. A
+ * "__proto__" key is refused before zod copies the object, since the copy would drop it.
  */
-/**
- * Copying an object sets a "__proto__" key as its prototype instead: such a key would vanish
- * without a word. It is refused before the copy, naming it.
- */
-const noProtoKey = (value: unknown, context: { addIssue(issue: { code: 'custom'; message: string }): void }) => {
-  if (typeof value === 'object' && value !== null && Object.hasOwn(value, '__proto__')) {
-    context.addIssue({ code: 'custom', message: 'has a key "__proto__", which cannot be kept: rename it' });
-  }
-  return value;
-};
-
-const metadataObject = z.record(z.string(), z.unknown(), { error: 'must be a JSON object' }).superRefine((value, context) => {
-  if (deeperThan(value, MAX_METADATA_DEPTH)) {
-    context.addIssue({ code: 'custom', message: `is nested more than ${MAX_METADATA_DEPTH} levels deep: keep it to a few fields, e.g. {"model": "llama3.2"}` });
-  } else if (Buffer.byteLength(JSON.stringify(value)) > MAX_METADATA_BYTES) {
-    context.addIssue({ code: 'custom', message: `is over ${MAX_METADATA_BYTES / 1024} KiB as JSON: keep it to a few fields, e.g. {"model": "llama3.2"}` });
-  }
-});
-
-export const metadata = z.preprocess(noProtoKey, metadataObject);
-
-/** Whether objects and arrays nest past `limit` levels; a loop, not recursion, whatever the depth. */
-function deeperThan(value: unknown, limit: number): boolean {
-  const pending: Array<[unknown, number]> = [[value, 1]];
-  while (pending.length > 0) {
-    const [item, depth] = pending.pop()!;
-    if (typeof item !== 'object' || item === null) continue;
-    if (depth > limit) return true;
-    for (const child of Object.values(item)) pending.push([child, depth + 1]);
-  }
-  return false;
-}
+export const metadata = z.preprocess(
+  (value, context) => {
+    const problem = typeof value === 'object' && value !== null ? protoKeyProblem(value) : undefined;
+    if (problem) context.addIssue({ code: 'custom', message: problem });
+    return value;
+  },
+  z.record(z.string(), z.unknown(), { error: 'must be a JSON object' }).superRefine((value, context) => {
+    const problem = metadataProblem(value);
+    if (problem) context.addIssue({ code: 'custom', message: problem });
+  }),
+);
 
 export const message = z
   .string({ error: (issue) => (issue.input === undefined ? 'is required' : 'must be a string') })

@@ -1,0 +1,48 @@
+/**
+ * `--store file:PATH` end to end: the built registrar, killed the way a crash kills it.
+ */
+import { readFileSync } from 'node:fs';
+import { afterEach, describe, expect, it } from 'vitest';
+import { removeTempDirs, startSvcmesh, stopAll, tempDir } from './support/processes.js';
+
+afterEach(async () => {
+  await stopAll();
+  removeTempDirs();
+});
+
+const register = (registrar: string, name: string, url: string) =>
+  fetch(`${registrar}/register`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ service_name: name, service_url: url }),
+  });
+
+const deregister = (registrar: string, name: string) =>
+  fetch(`${registrar}/deregister`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ service_name: name }),
+  });
+
+const savedNames = (path: string) =>
+  (JSON.parse(readFileSync(path, 'utf8')) as { instances: Array<{ name: string }> }).instances.map((i) => i.name).sort();
+
+describe('the file store after a crash (kill -9)', () => {
+  it('holds every registration and deregistration that was answered 200', async () => {
+    const path = `${tempDir('svcmesh-crash-')}/catalog.json`;
+    const registrar = await startSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1', '--ttl', '600', '--store', `file:${path}`]);
+
+    // A burst, as a fleet restarting at once sends: all in flight together.
+    const names = Array.from({ length: 300 }, (_, i) => `svc-${String(i).padStart(3, '0')}`);
+    const answers = await Promise.all(names.map((name, i) => register(registrar.url, name, `http://127.0.0.1:${10_000 + i}`)));
+    expect(answers.map((a) => a.status)).toEqual(names.map(() => 200));
+    const gone = names.slice(0, 10);
+    const deregistered = await Promise.all(gone.map((name) => deregister(registrar.url, name)));
+    expect(deregistered.map((a) => a.status)).toEqual(gone.map(() => 200));
+
+    // At once, with no time for a write behind to land.
+    expect((await registrar.stop('SIGKILL')).signal).toBe('SIGKILL');
+
+    expect(savedNames(path)).toEqual(names.slice(10));
+  });
+});
