@@ -42,6 +42,27 @@ async function forward(registrar: SvcmeshProcess, message: string, stream = fals
   });
 }
 
+/**
+ * A streamed answer's lines: `first` once its first chunk came (so a test can act mid-answer),
+ * `rest` all of them once it ends, however it ends (a cut connection ends it too).
+ */
+function streamedLines(response: Response): { first: Promise<void>; rest: Promise<string[]> } {
+  const reader = response.body!.getReader();
+  const decoder = new TextDecoder();
+  let text = '';
+  const first = reader.read().then(({ value }) => {
+    text += decoder.decode(value);
+  });
+  const rest = first.then(async () => {
+    for (;;) {
+      const { value, done } = await reader.read().catch(() => ({ value: undefined, done: true }));
+      if (done) return text.trimEnd().split('\n');
+      text += decoder.decode(value);
+    }
+  });
+  return { first, rest };
+}
+
 describe('forwarding across instances', () => {
   it('answers every forward while one of two instances is killed mid-run', async () => {
     ollama = await startFakeOllama({ tokenDelayMs: 1 });
@@ -167,16 +188,10 @@ describe('shutdown and restarts', () => {
     const registrar = await startRegistrar(['--drain-timeout', '1']);
     await startService(registrar, ollama);
     const response = await forward(registrar, 'a long story', true);
-    const reader = response.body!.getReader();
-    const decoder = new TextDecoder();
-    let text = decoder.decode((await reader.read()).value);
+    const { first, rest } = streamedLines(response);
+    await first;
     const stopped = registrar.stop('SIGTERM', 20_000);
-    for (;;) {
-      const { value, done } = await reader.read().catch(() => ({ value: undefined, done: true }));
-      if (done) break;
-      text += decoder.decode(value);
-    }
-    const lines = text.trimEnd().split('\n');
+    const lines = await rest;
     // Words came for about a second (the drain time), then the line that says why they stopped.
     expect(lines.length).toBeGreaterThan(2);
     expect(lines.length).toBeLessThan(REPLY.split(' ').length);
@@ -223,16 +238,10 @@ describe('shutdown and restarts', () => {
     ollama = await startFakeOllama({ reply: REPLY, tokenDelayMs: 200 });
     const service = await startSvcmesh(['ollama', '--port', '0', '--host', '127.0.0.1', '--ollama-host', ollama.host, '--drain-timeout', '1']);
     const response = await fetch(`${service.url}/receive`, { method: 'POST', body: JSON.stringify({ from: 'test', message: 'a long story', stream: true }) });
-    const reader = response.body!.getReader();
-    const decoder = new TextDecoder();
-    let text = decoder.decode((await reader.read()).value);
+    const { first, rest } = streamedLines(response);
+    await first;
     const stopped = service.stop('SIGTERM', 20_000);
-    for (;;) {
-      const { value, done } = await reader.read().catch(() => ({ value: undefined, done: true }));
-      if (done) break;
-      text += decoder.decode(value);
-    }
-    const lines = text.trimEnd().split('\n');
+    const lines = await rest;
     expect(lines.length).toBeLessThan(REPLY.split(' ').length);
     expect(JSON.parse(lines.at(-1)!)).toEqual({ error: 'The Ollama service shut down before the answer was complete (its --drain-timeout of 1 s ran out)' });
     for (const line of lines.slice(0, -1)) expect(JSON.parse(line)).toHaveProperty('message');
