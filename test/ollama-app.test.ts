@@ -138,6 +138,26 @@ describe('POST /receive', () => {
     expect(fake.stats.chats[0]!.status).toBe('aborted');
   });
 
+  it('stops an answer read whole once it grows past the limit (a model that never stops), 502 saying to stream it; streamed, it flows on', async () => {
+    const fake = await fakeOllama({ tokenDelayMs: 2, reply: 'word '.repeat(200) });
+    const app = appFor(fake.host, { maxAnswerBytes: 100 });
+    const whole = await receive(app, { message: 'go on forever' });
+    expect(whole.status).toBe(502);
+    expect(((await whole.json()) as { error: string }).error).toBe(
+      'The answer from llama3.2 grew past 100 bytes: ask with "stream": true (svcmesh ask --stream) to get a long answer as it is produced',
+    );
+    // Ollama was told to stop, rather than generate the rest for nobody.
+    await waitFor(() => fake.stats.chats[0]!.status !== 'running', 5_000, 'generation to stop');
+    expect(fake.stats.chats[0]!.status).toBe('aborted');
+    expect(await inFlight(app)).toBe(0);
+
+    const streamed = await receive(appFor(fake.host, { maxAnswerBytes: 100 }), { message: 'short one', stream: true });
+    expect(streamed.status).toBe(200);
+    const lines = (await streamed.text()).trimEnd().split('\n');
+    expect(lines.length).toBeGreaterThan(100);
+    expect(JSON.parse(lines.at(-1)!)).toEqual({ done: true });
+  });
+
   it('answers 503 naming the model and `ollama pull` when the model is missing', async () => {
     const fake = await fakeOllama({ models: ['qwen2.5:0.5b'] });
     for (const stream of [false, true]) {

@@ -31,7 +31,16 @@ export interface OllamaAppDeps {
   cutAnswers?: AbortSignal;
   /** How long `/health` waits for Ollama; HEALTH_TIMEOUT_MS by default. */
   healthTimeoutMs?: number;
+  /**
+   * The longest answer put together whole (64 MiB by default, as the registrar reads whole): a
+   * model that never stops would otherwise grow the service's memory until it falls over.
+   * Streamed answers have no such limit: they are passed on as they come.
+   */
+  maxAnswerBytes?: number;
 }
+
+const MIB = 1024 * 1024;
+const DEFAULT_MAX_ANSWER_BYTES = 64 * MIB;
 
 /** How many answers are being produced right now. */
 export class InFlightTracker {
@@ -96,6 +105,7 @@ export async function checkOllama(ollama: OllamaConnection, model: string, optio
 /** Builds the Ollama microservice: answers forwarded questions through a local Ollama. */
 export function createOllamaApp(deps: OllamaAppDeps): Hono {
   const { ollama, model, cutAnswers } = deps;
+  const maxAnswerBytes = deps.maxAnswerBytes ?? DEFAULT_MAX_ANSWER_BYTES;
   const tracker = deps.tracker ?? new InFlightTracker();
   const app = new Hono();
   app.onError(onError());
@@ -113,6 +123,7 @@ export function createOllamaApp(deps: OllamaAppDeps): Hono {
   }
 
   function failure(error: unknown): ApiError {
+    if (error instanceof ApiError) return error;
     // Ollama's request was cut on purpose: say why, not what that did to the request.
     if (cutAnswers?.aborted) return new ApiError(503, String(cutAnswers.reason));
     return describeOllamaError(error, ollama.host, model);
@@ -127,7 +138,15 @@ export function createOllamaApp(deps: OllamaAppDeps): Hono {
     try {
       if (!body.stream) {
         let answer = '';
-        for await (const piece of pieces) answer += piece;
+        let bytes = 0;
+        for await (const piece of pieces) {
+          bytes += Buffer.byteLength(piece);
+          if (bytes > maxAnswerBytes) {
+            stop.abort();
+            throw new ApiError(502, `The answer from ${model} grew past ${sizeText(maxAnswerBytes)}: ask with "stream": true (svcmesh ask --stream) to get a long answer as it is produced`);
+          }
+          answer += piece;
+        }
         return c.json({ message: answer });
       }
       // Until a piece has come, a failure is an error status, as without streaming: the
@@ -152,4 +171,8 @@ export function createOllamaApp(deps: OllamaAppDeps): Hono {
   refuseOtherMethods(app, { '/receive': ['POST'], '/health': ['GET'] });
 
   return app;
+}
+
+function sizeText(bytes: number): string {
+  return bytes >= MIB && bytes % MIB === 0 ? `${bytes / MIB} MiB` : `${bytes} bytes`;
 }
