@@ -180,6 +180,19 @@ describe('POST /receive', () => {
     }
   });
 
+  it('says Ollama was lost in the middle of the answer, not that it is not reachable, when its connection breaks mid-answer', async () => {
+    const fake = await fakeOllama({ reply: 'one two three four five', dropAfterTokens: 2 });
+    const lost = `Lost Ollama at ${fake.host} in the middle of the answer: the connection `;
+    const whole = await receive(appFor(fake.host), { message: 'hi' });
+    expect(whole.status).toBe(502);
+    expect(((await whole.json()) as { error: string }).error).toContain(lost);
+    const streamed = await receive(appFor(fake.host), { message: 'hi', stream: true });
+    const lines = (await streamed.text()).trimEnd().split('\n').map((line) => JSON.parse(line) as { message?: string; error?: string });
+    expect(lines.slice(0, 2)).toEqual([{ message: 'one ' }, { message: 'two ' }]);
+    expect(lines.at(-1)?.error).toContain(lost);
+    expect(lines.at(-1)?.error).not.toContain('not reachable');
+  });
+
   it('answers a 5xx JSON error when Ollama fails in the middle of a whole answer', async () => {
     const fake = await fakeOllama({ failAfterTokens: 2, failMessage: 'model runner has unexpectedly stopped' });
     const tracker = new InFlightTracker();

@@ -17,6 +17,9 @@ const SILENCE_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'
 export function describeOllamaError(error: unknown, host: string, model: string): ApiError {
   if (error instanceof NotOllamaAnswerError) return describeNotOllama(error, host);
   if (error instanceof OllamaSilentError) return new ApiError(504, `Ollama at ${host} ${error.message}`);
+  if (error instanceof OllamaLostError) {
+    return new ApiError(502, `Lost Ollama at ${host} in the middle of the answer: ${error.message}. Did it stop or crash? \`ollama ps\` and its log there tell`);
+  }
   const e = error as { name?: string; message?: string; status_code?: number; error?: string; cause?: { code?: string; message?: string } };
   if (e.name === 'ResponseError') {
     const detail = e.error ?? e.message ?? 'unknown error';
@@ -35,6 +38,27 @@ export function describeOllamaError(error: unknown, host: string, model: string)
     return new ApiError(503, `Ollama is not reachable at ${host}: ${cause}. Start it with \`ollama serve\`, or point --ollama-host / OLLAMA_HOST at it`);
   }
   return new ApiError(502, `Ollama at ${host} failed while answering: ${e.message ?? String(error)}`);
+}
+
+/** Ollama's connection broke after it began to answer (it crashed, or the network dropped). */
+export class OllamaLostError extends Error {
+  override readonly name = 'OllamaLostError';
+}
+
+const LOSS_WORDS: Record<string, string> = {
+  UND_ERR_SOCKET: 'the connection closed',
+  ECONNRESET: 'the connection was reset',
+};
+
+/**
+ * What the client throws when an answer's body stops short, as an OllamaLostError; anything else
+ * (Ollama's own error line, a line that is not JSON) as it was.
+ */
+export function lostMidAnswer(error: unknown): unknown {
+  const e = error as { name?: string; cause?: { code?: string } };
+  const code = e.cause?.code;
+  if (e.name !== 'TypeError' || code === undefined || SILENCE_CODES.has(code)) return error;
+  return new OllamaLostError(`${LOSS_WORDS[code] ?? 'the connection broke'} (${code})`, { cause: error });
 }
 
 function describeNotOllama(error: NotOllamaAnswerError, host: string): ApiError {

@@ -4,7 +4,7 @@ import { requireToken, type TokenWording } from './auth.js';
 import { ApiError, notFound, onError, refuseOtherMethods } from './errors.js';
 import { ndjsonAnswer } from './ndjson-answer.js';
 import type { OllamaConnection } from './ollama-connection.js';
-import { describeOllamaError } from './ollama-errors.js';
+import { describeOllamaError, lostMidAnswer } from './ollama-errors.js';
 import { type History, history, message, parseJsonBody, sender, streamFlag } from './validation.js';
 import { anySignal } from '../any-signal.js';
 
@@ -119,7 +119,12 @@ export function createOllamaApp(deps: OllamaAppDeps): Hono {
    */
   async function* askOllama(question: string, earlier: History, signal: AbortSignal): AsyncGenerator<string> {
     const parts = await ollama.clientFor(signal).chat({ model, messages: [...earlier, { role: 'user', content: question }], stream: true });
-    for await (const part of parts) if (part.message.content) yield part.message.content;
+    try {
+      for await (const part of parts) if (part.message.content) yield part.message.content;
+    } catch (error) {
+      // Ollama answered, then its connection broke: lost mid-answer, not "not reachable".
+      throw signal.aborted ? error : lostMidAnswer(error);
+    }
   }
 
   function failure(error: unknown): ApiError {

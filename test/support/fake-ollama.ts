@@ -52,6 +52,8 @@ export interface FakeOllamaOptions {
   refuseChats?: { status: number; error: string };
   /** The line of this token (0-based) is sent cut short, not JSON: as a proxy that truncates a line would. */
   corruptTokenAt?: number;
+  /** After this many tokens the connection is cut, mid-answer, with no last line: as when Ollama crashes or the network drops. */
+  dropAfterTokens?: number;
   /** Routes (`GET /api/tags`) that take the request and never answer: a hung Ollama. */
   silentRoutes?: string[];
 }
@@ -68,6 +70,7 @@ export interface FakeOllamaConfig {
   firstTokenDelayMs: number;
   refuseChats: { status: number; error: string } | undefined;
   corruptTokenAt: number | undefined;
+  dropAfterTokens: number | undefined;
   silentRoutes: string[];
 }
 
@@ -164,6 +167,7 @@ function resolveConfig(options: FakeOllamaOptions): FakeOllamaConfig {
     firstTokenDelayMs: options.firstTokenDelayMs ?? 0,
     refuseChats: options.refuseChats,
     corruptTokenAt: options.corruptTokenAt,
+    dropAfterTokens: options.dropAfterTokens,
     silentRoutes: options.silentRoutes ?? [],
   };
 }
@@ -312,6 +316,10 @@ async function streamChat(res: ServerResponse, record: ChatRecord, config: FakeO
   res.setHeader('Content-Type', 'application/x-ndjson');
   const end = await generate(record, config, left, async (token) => {
     const line = { model: record.model, created_at: new Date().toISOString(), message: assistantMessage(token), done: false };
+    if (record.tokens.length === config.dropAfterTokens) {
+      res.destroy();
+      return;
+    }
     if (record.tokens.length !== config.corruptTokenAt) return writeLine(res, line);
     if (!res.destroyed) res.write(`${JSON.stringify(line).slice(0, 20)}\n`);
   });
