@@ -1,5 +1,6 @@
 import { Command, Option } from 'commander';
 import { type AskFlags, BadAnswerError, streamAnswer } from './answer-stream.js';
+import { abortWhenReaderGoes } from '../stdout-reader.js';
 import { UsageError, clientFrom, hinted, withClientOptions } from './shared.js';
 
 export function makeAskCommand(): Command {
@@ -20,6 +21,8 @@ export function makeAskCommand(): Command {
     assertFits({ from: flags.from, to: service, message, ...(flags.stream && { stream: true }) }, readsStdin(words));
     const client = await clientFrom(flags);
     const controller = new AbortController();
+    // `ask --stream … | head -c 5`: the reader has what it wanted, so the answer stops.
+    abortWhenReaderGoes(controller);
     // Ctrl-C while an answer streams: stop it upstream too, then leave quietly.
     process.once('SIGINT', () => {
       controller.abort();

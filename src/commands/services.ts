@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import type { InstanceJson } from '../client/registrar-client.js';
+import { abortWhenReaderGoes } from '../stdout-reader.js';
 import { type ClientFlags, clientFrom, hinted, withClientOptions } from './shared.js';
 
 interface ServicesFlags extends ClientFlags {
@@ -74,6 +75,8 @@ async function watch(client: Awaited<ReturnType<typeof clientFrom>>, flags: Serv
   const [output, { watchEvents }] = await Promise.all([import('../output.js'), import('../client/event-stream.js')]);
   await lookBeforeWatching(client, output, only);
   const controller = new AbortController();
+  // `services --watch --json | head -1`: nobody reads the events any more.
+  abortWhenReaderGoes(controller);
   // Stopped with Ctrl-C, as a watch always is: 130, as for `ask` and a shell's own Ctrl-C.
   process.once('SIGINT', () => {
     controller.abort();
