@@ -316,6 +316,25 @@ describe('services', () => {
   });
 
   describeIfInstalled('services --watch at a terminal', spawnSync('script', ['--version']).status === 0, 'util-linux `script` (Debian: bsdutils) is needed to give the watch a terminal', () => {
+    it('watching one service not registered yet says it waits for that one, not that nothing is registered', async () => {
+      const own = await startSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1']);
+      await runSvcmesh(['register', 'present', 'http://127.0.0.1:8080', '--registrar', own.url]);
+      const session = spawn('script', ['-qfec', `exec '${process.execPath}' '${binPath}' services nothere --watch --registrar ${own.url}`, '/dev/null'], {
+        env: { ...process.env, NO_COLOR: '1', SVCMESH_CONFIG_DIR: tempDir('svcmesh-config-') },
+      });
+      let screen = '';
+      session.stdout.on('data', (chunk: Buffer) => (screen += chunk.toString('utf8')));
+      try {
+        await waitFor(() => screen.includes(`watching ${own.url}/events`), 10_000, 'the watch to draw its screen');
+        const frame = screen.split('\x1b[H').at(-1) ?? '';
+        expect(frame).toContain(`No instance of nothere is registered at ${own.url} yet (waiting)`);
+        expect(screen).not.toContain('No services registered');
+      } finally {
+        session.kill('SIGKILL');
+        await own.stop();
+      }
+    });
+
     it('keeps heartbeat times fresh, marks an instance a forward could not reach, and leaves on Ctrl-C', async () => {
       const own = await startSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1']);
       await runSvcmesh(['register', 'watched', 'http://127.0.0.1:8080', '--registrar', own.url]);

@@ -1,5 +1,6 @@
 import { Command, Option } from 'commander';
-import { type AskFlags, BadAnswerError, streamAnswer } from './answer-stream.js';
+import { type AskFlags, streamAnswer } from './answer-stream.js';
+import { BadAnswerError, quoted } from './bad-answer.js';
 import { abortWhenReaderGoes } from '../stdout-reader.js';
 import { UsageError, clientFrom, hinted, withClientOptions } from './shared.js';
 
@@ -49,7 +50,7 @@ export function makeAskCommand(): Command {
     if (answer === undefined) return;
     if (flags.json) return void process.stdout.write(`${answer.text.trim()}\n`);
     if (typeof answer.json.message !== 'string') {
-      throw new BadAnswerError(`${service} answered without a "message" text: ${answer.text.slice(0, 200)}`);
+      throw new BadAnswerError(`${service} answered without a "message" text: ${quoted(answer.text)}`);
     }
     process.stdout.write(`${answer.json.message}\n`);
   });

@@ -1,4 +1,5 @@
 import { Command, Option } from 'commander';
+import { messageOf } from './bad-answer.js';
 import { type ClientFlags, clientFrom, hinted, parseHttpUrl, withClientOptions } from './shared.js';
 
 export function makeHeartbeatCommand(): Command {
@@ -12,7 +13,7 @@ export function makeHeartbeatCommand(): Command {
     const answer = await client.heartbeat(name, flags.url).catch(hinted(client, name));
     const output = await import('../output.js');
     if (flags.json) output.printJson(answer.text);
-    else output.print(answer.json.message);
+    else output.print(messageOf(answer, `${client.baseUrl}/heartbeat`));
     // A --url the registrar did not know (lost, evicted, or mistyped) was registered by this beat.
     if (answer.reregistered) output.info(`The registrar did not know ${name} at ${flags.url}: this heartbeat registered it`);
   });

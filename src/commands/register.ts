@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { isHttpUrl } from '../http-url.js';
 import type { RegistrarClient } from '../client/registrar-client.js';
+import { messageOf } from './bad-answer.js';
 import { type ClientFlags, UsageError, clientFrom, hinted, parseSeconds, withClientOptions } from './shared.js';
 
 interface RegisterFlags extends ClientFlags {
@@ -54,7 +55,7 @@ export function makeRegisterCommand(): Command {
     const answer = await client.register(name, url, flags.metadata);
     const output = await import('../output.js');
     if (flags.json) output.printJson(answer.text);
-    else output.print(answer.json.message);
+    else output.print(messageOf(answer, `${client.baseUrl}/register`));
   });
 }
 
@@ -100,6 +101,6 @@ export function makeDeregisterCommand(): Command {
     const answer = await client.deregister(name, url).catch(hinted(client, name));
     const output = await import('../output.js');
     if (flags.json) output.printJson(answer.text);
-    else output.print(answer.json.message);
+    else output.print(messageOf(answer, `${client.baseUrl}/deregister`));
   });
 }
