@@ -446,6 +446,30 @@ describe('a service name the registrar does not know', () => {
   });
 });
 
+describe('a service name that can never be valid', () => {
+  it('is refused with exit 2 before any request, by the rule the registrar applies', async () => {
+    // Nothing listens here: a request that was sent would fail with exit 1, "Cannot reach".
+    const nowhere = ['--registrar', `http://127.0.0.1:${await freePort()}`];
+    for (const args of [
+      ['register', 'bad name', 'http://127.0.0.1:8080'],
+      ['register', '', 'http://127.0.0.1:8080'],
+      ['register', '.dot-first', 'http://127.0.0.1:8080'],
+      ['heartbeat', ''],
+      ['deregister', 'a/b'],
+      ['ask', 'bad name', 'hi'],
+      ['services', 'x'.repeat(129)],
+    ]) {
+      const result = await runSvcmesh([...args, ...nowhere]);
+      expect(result.code, JSON.stringify(args)).toBe(2);
+      expect(result.stderr, JSON.stringify(args)).toContain('Expected a service name of 1-128 letters, digits, ".", "_" or "-", starting with a letter or digit');
+      expect(result.stderr, JSON.stringify(args)).not.toContain('Cannot reach');
+    }
+    // The longest name and every allowed character still go through.
+    const fine = await runSvcmesh(['register', `a${'.-_9'.repeat(31)}xyz`, 'http://127.0.0.1:8080', '--registrar', registrar.url]);
+    expect(fine.code, fine.stderr).toBe(0);
+  });
+});
+
 describe('status', () => {
   it("shows the registrar's health for a person, the server's JSON for a script, exit 0 when ok", async () => {
     const own = await startSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1', '--ttl', '45']);

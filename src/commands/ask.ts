@@ -2,13 +2,13 @@ import { Command, Option } from 'commander';
 import { type AskFlags, streamAnswer } from './answer-stream.js';
 import { BadAnswerError, quoted } from './bad-answer.js';
 import { abortWhenReaderGoes } from '../stdout-reader.js';
-import { UsageError, clientFrom, hinted, withClientOptions } from './shared.js';
+import { UsageError, clientFrom, hinted, parseServiceName, withClientOptions } from './shared.js';
 
 export function makeAskCommand(): Command {
   return withClientOptions(
     new Command('ask')
       .description('send a message to a service through the registrar and print its answer')
-      .argument('<service>', 'service to ask, e.g. ollama_service')
+      .argument('<service>', 'service to ask, e.g. ollama_service', parseServiceName)
       .argument('[message...]', 'the message; several words are joined with spaces; none, or "-", reads it from standard input (at a terminal: asks one message after another)')
       .option('--stream', 'print the answer as it is produced')
       .addOption(new Option('--from <name>', 'sender name passed to the service').default('svcmesh-cli'))

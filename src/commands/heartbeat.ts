@@ -1,12 +1,12 @@
 import { Command, Option } from 'commander';
 import { messageOf } from './bad-answer.js';
-import { type ClientFlags, clientFrom, hinted, parseHttpUrl, withClientOptions } from './shared.js';
+import { type ClientFlags, clientFrom, hinted, parseHttpUrl, parseServiceName, withClientOptions } from './shared.js';
 
 export function makeHeartbeatCommand(): Command {
   return withClientOptions(
     new Command('heartbeat')
       .description('send one heartbeat for a service')
-      .argument('<name>', 'service name')
+      .argument('<name>', 'service name', parseServiceName)
       .addOption(new Option('--url <url>', 'renew only this instance (and register it again if the registrar lost it)').argParser(parseHttpUrl)),
   ).action(async (name: string, flags: ClientFlags & { url?: string }) => {
     const client = await clientFrom(flags);

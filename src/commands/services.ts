@@ -3,7 +3,7 @@ import type { InstanceJson } from '../client/registrar-client.js';
 import { type Catalog, catalogIn, instancesIn } from './catalog-shape.js';
 import { abortWhenReaderGoes } from '../stdout-reader.js';
 import { printable } from '../terminal-text.js';
-import { type ClientFlags, clientFrom, hinted, withClientOptions } from './shared.js';
+import { type ClientFlags, clientFrom, hinted, parseServiceName, withClientOptions } from './shared.js';
 
 interface ServicesFlags extends ClientFlags {
   watch?: boolean;
@@ -13,7 +13,7 @@ export function makeServicesCommand(): Command {
   return withClientOptions(
     new Command('services')
       .description('list registered services (or the instances of one)')
-      .argument('[name]', 'show only this service, with every instance')
+      .argument('[name]', 'show only this service, with every instance', parseServiceName)
       .option('--watch', 'follow changes live (reconnects by itself); with --json, one JSON line per event'),
   ).action(async (name: string | undefined, flags: ServicesFlags) => {
     const client = await clientFrom(flags);

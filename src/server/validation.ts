@@ -1,14 +1,13 @@
 import type { Context } from 'hono';
 import { z } from 'zod';
 import { canonicalFormOf, parsedHttpUrl } from '../http-url.js';
+import { SERVICE_NAME_RULE, isServiceName } from '../service-name.js';
 import { ApiError } from './errors.js';
 
-/** Service names end up in URLs and store keys, so they stay plain. */
+/** Service names end up in URLs and store keys, so they stay plain (the rule: src/service-name.ts). */
 export const serviceName = z
   .string({ error: (issue) => (issue.input === undefined ? 'is required' : 'must be a string') })
-  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, {
-    error: 'must be 1-128 letters, digits, ".", "_" or "-", starting with a letter or digit',
-  });
+  .refine(isServiceName, { error: `must be ${SERVICE_NAME_RULE}` });
 
 export const httpUrl = z
   .string({ error: (issue) => (issue.input === undefined ? 'is required' : 'must be a string') })
