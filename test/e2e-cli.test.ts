@@ -416,6 +416,14 @@ describe('a service name the registrar does not know', () => {
     }
   });
 
+  it('heartbeat NAME for a name the registrar does not know says, under the error, the commands that register it', async () => {
+    const result = await runSvcmesh(['heartbeat', 'never_registered_here', '--registrar', registrar.url]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(
+      /is not registered[^\n]*\n {2}Register it with `svcmesh register never_registered_here URL`, or send `svcmesh heartbeat never_registered_here --url URL`, which registers it again\.\n/,
+    );
+  });
+
   it('heartbeat --url says when the registrar did not know the instance and the beat registered it', async () => {
     const at = ['--registrar', registrar.url];
     const first = await runSvcmesh(['heartbeat', 'beat_here', '--url', 'http://127.0.0.1:8097', ...at]);
