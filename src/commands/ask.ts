@@ -1,3 +1,4 @@
+import { fstatSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { type AskFlags, streamAnswer } from './answer-stream.js';
 import { BadAnswerError, quoted } from './bad-answer.js';
@@ -87,6 +88,9 @@ async function messageFrom(words: string[]): Promise<string> {
   if (process.stdin.isTTY) {
     throw new UsageError('"-" reads the message from standard input, but that is a terminal: pipe the message in, or give it after the service name');
   }
+  // Node reads a directory on standard input (`< /tmp`) as an empty stream: the cause would be lost.
+  const unreadable = whyUnreadable();
+  if (unreadable) throw new UsageError(`cannot read standard input: ${unreadable}: pipe the question in, or give it after the service name`);
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of process.stdin as AsyncIterable<Buffer>) {
@@ -101,4 +105,14 @@ async function messageFrom(words: string[]): Promise<string> {
   const message = Buffer.concat(chunks).toString('utf8').replace(/(\r?\n)+$/, '');
   if (message.trim() === '') throw new UsageError('standard input held no message: pipe the question in, or give it after the service name');
   return message;
+}
+
+/** Why standard input cannot be read as a message (a directory, a closed descriptor), if it cannot. */
+function whyUnreadable(): string | undefined {
+  try {
+    return fstatSync(0).isDirectory() ? 'EISDIR: it is a directory' : undefined;
+  } catch (error) {
+    const e = error as NodeJS.ErrnoException;
+    return e.code ?? e.message;
+  }
 }
