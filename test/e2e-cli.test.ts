@@ -556,6 +556,8 @@ describe('shell completion (bash)', () => {
     const tab = (line: string) => completions(scriptFile, pathDir, line);
 
     expect(await tab('svcmesh as')).toEqual(['ask']);
+    expect(await tab('svcmesh help as')).toEqual(['ask']);
+    expect(await tab('svcmesh help ')).toEqual(['registrar', 'ollama', 'services', 'status', 'heartbeat', 'register', 'deregister', 'ask', 'config', 'completion']);
     expect(await tab('svcmesh ask --st')).toEqual(['--stream']);
     expect(await tab('svcmesh registrar --log-format ')).toEqual(['text', 'json']);
     expect(await tab('svcmesh config set re')).toEqual(['registrar']);
@@ -606,6 +608,8 @@ describeIfInstalled('shell completion (zsh)', spawnSync('zsh', ['--version']).st
     try {
       // One candidate: written out on the line.
       await sourced.tab('svcmesh as', /svcmesh ask $/);
+      await sourced.tab('svcmesh help as', /svcmesh help ask $/);
+      await sourced.tab('svcmesh help co', /completion +config/);
       await sourced.tab('svcmesh ask --st', /svcmesh ask --stream $/);
       // Several: listed under the line.
       await sourced.tab('svcmesh registrar --log-format ', /json +text/);
