@@ -1,4 +1,5 @@
 import { hintFor } from './error-hint.js';
+import { watchStdoutReader } from './stdout-reader.js';
 import { VERSION } from './version.js';
 
 const USAGE_ERRORS = new Set(['UsageError', 'StoreSpecError', 'ConfigError', 'HostPolicyError', 'TargetTokenError']);
@@ -11,6 +12,7 @@ async function main(argv: string[]): Promise<void> {
     process.stdout.write(`${VERSION}\n`);
     return;
   }
+  watchStdoutReader();
   const [{ buildProgram }, { CommanderError }] = await Promise.all([import('./program.js'), import('commander')]);
   // commander's `help` reads one command name: `help config list` would show config's help.
   // `help A B` is `A B --help`, which finds the subcommand at any depth.

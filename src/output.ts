@@ -1,4 +1,7 @@
 import { Chalk, type ChalkInstance } from 'chalk';
+import { printableLines } from './terminal-text.js';
+
+export { printable } from './terminal-text.js';
 
 /**
  * Colour only for a person at a terminal: never in pipes, never with NO_COLOR set to something
@@ -36,16 +39,17 @@ export function printJson(text: string): void {
   process.stdout.write(`${text.trim()}\n`);
 }
 
+// Messages quote what servers sent (names, errors): escapes in them are shown, never obeyed.
 export function error(message: string): void {
-  process.stderr.write(`${err.red('error')} ${message}\n`);
+  process.stderr.write(`${err.red('error')} ${printableLines(message)}\n`);
 }
 
 export function warn(message: string): void {
-  process.stderr.write(`${err.yellow('warning')} ${message}\n`);
+  process.stderr.write(`${err.yellow('warning')} ${printableLines(message)}\n`);
 }
 
 export function info(message: string): void {
-  process.stderr.write(`${err.dim(message)}\n`);
+  process.stderr.write(`${err.dim(printableLines(message))}\n`);
 }
 
 // biome-ignore lint: the escape character is the point of this pattern

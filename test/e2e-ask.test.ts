@@ -2,10 +2,11 @@
  * `svcmesh ask` against targets that misbehave, and a user who stops it: what reaches stdout,
  * stderr and the exit code. The targets are tiny node:http servers registered at a real registrar.
  */
+import { execFile } from 'node:child_process';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, removeTempDirs, runSvcmesh, spawnSvcmesh, startSvcmesh, stopAll, type SvcmeshProcess, waitFor } from './support/processes.js';
+import { binPath, freePort, removeTempDirs, runSvcmesh, spawnSvcmesh, startSvcmesh, stopAll, type SvcmeshProcess, tempDir, waitFor } from './support/processes.js';
 
 const NDJSON = { 'content-type': 'application/x-ndjson' };
 
@@ -109,6 +110,21 @@ describe('the message', () => {
     const piped = await runSvcmesh(['ask', 'echo', '--registrar', nowhere], { input: '"'.repeat(1_000_000) });
     expect(piped).toMatchObject({ code: 2, stdout: '' });
     expect(piped.stderr).toContain('the message on standard input is over 1 MiB as sent');
+  });
+
+  it('says why standard input cannot be read (a directory: EISDIR) rather than that it held no message, exit 2', async () => {
+    const nowhere = `http://127.0.0.1:${await freePort()}`;
+    const result = await new Promise<{ code: number; stderr: string }>((resolve) => {
+      execFile(
+        'bash',
+        ['--norc', '--noprofile', '-c', `'${process.execPath}' '${binPath}' ask echo - --registrar ${nowhere} < "$0"`, tempDir()],
+        { env: { PATH: process.env.PATH, HOME: process.env.HOME, NO_COLOR: '1', SVCMESH_CONFIG_DIR: tempDir() }, timeout: 15_000 },
+        (error, _stdout, stderr) => resolve({ code: error ? Number((error as { code?: number }).code) : 0, stderr }),
+      );
+    });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('cannot read standard input: EISDIR');
+    expect(result.stderr).not.toContain('held no message');
   });
 });
 

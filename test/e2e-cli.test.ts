@@ -316,6 +316,25 @@ describe('services', () => {
   });
 
   describeIfInstalled('services --watch at a terminal', spawnSync('script', ['--version']).status === 0, 'util-linux `script` (Debian: bsdutils) is needed to give the watch a terminal', () => {
+    it('watching one service not registered yet says it waits for that one, not that nothing is registered', async () => {
+      const own = await startSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1']);
+      await runSvcmesh(['register', 'present', 'http://127.0.0.1:8080', '--registrar', own.url]);
+      const session = spawn('script', ['-qfec', `exec '${process.execPath}' '${binPath}' services nothere --watch --registrar ${own.url}`, '/dev/null'], {
+        env: { ...process.env, NO_COLOR: '1', SVCMESH_CONFIG_DIR: tempDir('svcmesh-config-') },
+      });
+      let screen = '';
+      session.stdout.on('data', (chunk: Buffer) => (screen += chunk.toString('utf8')));
+      try {
+        await waitFor(() => screen.includes(`watching ${own.url}/events`), 10_000, 'the watch to draw its screen');
+        const frame = screen.split('\x1b[H').at(-1) ?? '';
+        expect(frame).toContain(`No instance of nothere is registered at ${own.url} yet (waiting)`);
+        expect(screen).not.toContain('No services registered');
+      } finally {
+        session.kill('SIGKILL');
+        await own.stop();
+      }
+    });
+
     it('keeps heartbeat times fresh, marks an instance a forward could not reach, and leaves on Ctrl-C', async () => {
       const own = await startSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1']);
       await runSvcmesh(['register', 'watched', 'http://127.0.0.1:8080', '--registrar', own.url]);
@@ -397,6 +416,14 @@ describe('a service name the registrar does not know', () => {
     }
   });
 
+  it('heartbeat NAME for a name the registrar does not know says, under the error, the commands that register it', async () => {
+    const result = await runSvcmesh(['heartbeat', 'never_registered_here', '--registrar', registrar.url]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(
+      /is not registered[^\n]*\n {2}Register it with `svcmesh register never_registered_here URL`, or send `svcmesh heartbeat never_registered_here --url URL`, which registers it again\.\n/,
+    );
+  });
+
   it('heartbeat --url says when the registrar did not know the instance and the beat registered it', async () => {
     const at = ['--registrar', registrar.url];
     const first = await runSvcmesh(['heartbeat', 'beat_here', '--url', 'http://127.0.0.1:8097', ...at]);
@@ -424,6 +451,30 @@ describe('a service name the registrar does not know', () => {
     } finally {
       target.close();
     }
+  });
+});
+
+describe('a service name that can never be valid', () => {
+  it('is refused with exit 2 before any request, by the rule the registrar applies', async () => {
+    // Nothing listens here: a request that was sent would fail with exit 1, "Cannot reach".
+    const nowhere = ['--registrar', `http://127.0.0.1:${await freePort()}`];
+    for (const args of [
+      ['register', 'bad name', 'http://127.0.0.1:8080'],
+      ['register', '', 'http://127.0.0.1:8080'],
+      ['register', '.dot-first', 'http://127.0.0.1:8080'],
+      ['heartbeat', ''],
+      ['deregister', 'a/b'],
+      ['ask', 'bad name', 'hi'],
+      ['services', 'x'.repeat(129)],
+    ]) {
+      const result = await runSvcmesh([...args, ...nowhere]);
+      expect(result.code, JSON.stringify(args)).toBe(2);
+      expect(result.stderr, JSON.stringify(args)).toContain('Expected a service name of 1-128 letters, digits, ".", "_" or "-", starting with a letter or digit');
+      expect(result.stderr, JSON.stringify(args)).not.toContain('Cannot reach');
+    }
+    // The longest name and every allowed character still go through.
+    const fine = await runSvcmesh(['register', `a${'.-_9'.repeat(31)}xyz`, 'http://127.0.0.1:8080', '--registrar', registrar.url]);
+    expect(fine.code, fine.stderr).toBe(0);
   });
 });
 
@@ -505,6 +556,8 @@ describe('shell completion (bash)', () => {
     const tab = (line: string) => completions(scriptFile, pathDir, line);
 
     expect(await tab('svcmesh as')).toEqual(['ask']);
+    expect(await tab('svcmesh help as')).toEqual(['ask']);
+    expect(await tab('svcmesh help ')).toEqual(['registrar', 'ollama', 'services', 'status', 'heartbeat', 'register', 'deregister', 'ask', 'config', 'completion']);
     expect(await tab('svcmesh ask --st')).toEqual(['--stream']);
     expect(await tab('svcmesh registrar --log-format ')).toEqual(['text', 'json']);
     expect(await tab('svcmesh config set re')).toEqual(['registrar']);
@@ -555,6 +608,8 @@ describeIfInstalled('shell completion (zsh)', spawnSync('zsh', ['--version']).st
     try {
       // One candidate: written out on the line.
       await sourced.tab('svcmesh as', /svcmesh ask $/);
+      await sourced.tab('svcmesh help as', /svcmesh help ask $/);
+      await sourced.tab('svcmesh help co', /completion +config/);
       await sourced.tab('svcmesh ask --st', /svcmesh ask --stream $/);
       // Several: listed under the line.
       await sourced.tab('svcmesh registrar --log-format ', /json +text/);

@@ -1,3 +1,5 @@
+import { excerpt, printable } from '../terminal-text.js';
+
 /** A request that reached nothing, or was answered with a non-2xx status. */
 export class HttpError extends Error {
   override readonly name = 'HttpError';
@@ -43,15 +45,17 @@ export async function checkOk(response: ClientResponse, url: string): Promise<Cl
   if (response.ok) return response;
   const text = await response.text().catch(() => '');
   let body: unknown = text;
-  let detail = text.trim() || response.statusText;
+  // An error page (a proxy's 502, a stack dump) can run to kilobytes: a line of it says enough.
+  let detail = excerpt(text) || response.statusText;
   try {
     body = JSON.parse(text);
     const error = (body as { error?: unknown }).error;
     if (typeof error === 'string') detail = error;
   } catch {
-    // Not JSON: keep the text as it came.
+    // Not JSON: the excerpt of the text it is.
   }
-  throw new HttpError(`${url} answered ${response.status}: ${detail}`, { status: response.status, url, body });
+  // The server's words go to a terminal: its escapes and line breaks are shown, not obeyed.
+  throw new HttpError(`${url} answered ${response.status}: ${printable(detail)}`, { status: response.status, url, body });
 }
 
 /** Reads a JSON body; an answer that is not JSON is an HttpError too. */
@@ -60,7 +64,7 @@ export async function readJson<T>(response: ClientResponse, url: string): Promis
   try {
     return { text, json: JSON.parse(text) as T };
   } catch {
-    throw new HttpError(`${url} answered with something that is not JSON: ${text.slice(0, 200)}`, { status: response.status, url });
+    throw new HttpError(`${url} answered with something that is not JSON: ${printable(excerpt(text, 200))}`, { status: response.status, url });
   }
 }
 
@@ -103,6 +107,6 @@ function parseLine(text: string, url: string, status: number): { text: string; v
   try {
     return { text, value: JSON.parse(text) };
   } catch {
-    throw new HttpError(`${url} streamed a line that is not JSON, so the answer stops here: ${text.slice(0, 200)}`, { status, url });
+    throw new HttpError(`${url} streamed a line that is not JSON, so the answer stops here: ${printable(excerpt(text, 200))}`, { status, url });
   }
 }

@@ -1,4 +1,5 @@
 import type { ChatTurn, RegistrarClient } from '../client/registrar-client.js';
+import { BadAnswerError, quoted } from './bad-answer.js';
 import { type ClientFlags, hinted } from './shared.js';
 
 export interface AskFlags extends ClientFlags {
@@ -6,10 +7,6 @@ export interface AskFlags extends ClientFlags {
   from: string;
 }
 
-/** A registrar or target answered with something other than the answer it promised. */
-export class BadAnswerError extends Error {
-  override readonly name = 'BadAnswerError';
-}
 
 /**
  * Prints a streamed answer as its words arrive, then a line break (with --json, each line as
@@ -54,7 +51,7 @@ export async function streamAnswer(
     stopSpinner();
   }
   if (!answered && !flags.json) {
-    throw new BadAnswerError(`${service} answered without a "message" text: ${(first ?? '(nothing)').slice(0, 200)}`);
+    throw new BadAnswerError(`${service} answered without a "message" text: ${quoted(first ?? '')}`);
   }
   if (!flags.json) process.stdout.write('\n');
   return text;

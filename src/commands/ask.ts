@@ -1,12 +1,15 @@
+import { fstatSync } from 'node:fs';
 import { Command, Option } from 'commander';
-import { type AskFlags, BadAnswerError, streamAnswer } from './answer-stream.js';
-import { UsageError, clientFrom, hinted, withClientOptions } from './shared.js';
+import { type AskFlags, streamAnswer } from './answer-stream.js';
+import { BadAnswerError, quoted } from './bad-answer.js';
+import { abortWhenReaderGoes } from '../stdout-reader.js';
+import { UsageError, clientFrom, hinted, parseServiceName, withClientOptions } from './shared.js';
 
 export function makeAskCommand(): Command {
   return withClientOptions(
     new Command('ask')
       .description('send a message to a service through the registrar and print its answer')
-      .argument('<service>', 'service to ask, e.g. ollama_service')
+      .argument('<service>', 'service to ask, e.g. ollama_service', parseServiceName)
       .argument('[message...]', 'the message; several words are joined with spaces; none, or "-", reads it from standard input (at a terminal: asks one message after another)')
       .option('--stream', 'print the answer as it is produced')
       .addOption(new Option('--from <name>', 'sender name passed to the service').default('svcmesh-cli'))
@@ -20,6 +23,8 @@ export function makeAskCommand(): Command {
     assertFits({ from: flags.from, to: service, message, ...(flags.stream && { stream: true }) }, readsStdin(words));
     const client = await clientFrom(flags);
     const controller = new AbortController();
+    // `ask --stream … | head -c 5`: the reader has what it wanted, so the answer stops.
+    abortWhenReaderGoes(controller);
     // Ctrl-C while an answer streams: stop it upstream too, then leave quietly.
     process.once('SIGINT', () => {
       controller.abort();
@@ -46,7 +51,7 @@ export function makeAskCommand(): Command {
     if (answer === undefined) return;
     if (flags.json) return void process.stdout.write(`${answer.text.trim()}\n`);
     if (typeof answer.json.message !== 'string') {
-      throw new BadAnswerError(`${service} answered without a "message" text: ${answer.text.slice(0, 200)}`);
+      throw new BadAnswerError(`${service} answered without a "message" text: ${quoted(answer.text)}`);
     }
     process.stdout.write(`${answer.json.message}\n`);
   });
@@ -83,6 +88,9 @@ async function messageFrom(words: string[]): Promise<string> {
   if (process.stdin.isTTY) {
     throw new UsageError('"-" reads the message from standard input, but that is a terminal: pipe the message in, or give it after the service name');
   }
+  // Node reads a directory on standard input (`< /tmp`) as an empty stream: the cause would be lost.
+  const unreadable = whyUnreadable();
+  if (unreadable) throw new UsageError(`cannot read standard input: ${unreadable}: pipe the question in, or give it after the service name`);
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of process.stdin as AsyncIterable<Buffer>) {
@@ -97,4 +105,14 @@ async function messageFrom(words: string[]): Promise<string> {
   const message = Buffer.concat(chunks).toString('utf8').replace(/(\r?\n)+$/, '');
   if (message.trim() === '') throw new UsageError('standard input held no message: pipe the question in, or give it after the service name');
   return message;
+}
+
+/** Why standard input cannot be read as a message (a directory, a closed descriptor), if it cannot. */
+function whyUnreadable(): string | undefined {
+  try {
+    return fstatSync(0).isDirectory() ? 'EISDIR: it is a directory' : undefined;
+  } catch (error) {
+    const e = error as NodeJS.ErrnoException;
+    return e.code ?? e.message;
+  }
 }

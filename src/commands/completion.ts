@@ -129,6 +129,8 @@ ${scanWords('words', 2)}
       fi ;;
     completion)
       [ "$positional" -eq 0 ] && COMPREPLY=($(compgen -W "${SHELLS.join(' ')}" -- "$cur")) ;;
+    help)
+      [ "$positional" -eq 0 ] && COMPREPLY=($(compgen -W "${commands}" -- "$cur")) ;;
   esac
   return 0
 }
@@ -189,6 +191,8 @@ ${scanWords('w', 3)}
       fi ;;
     completion)
       (( positional == 0 )) && candidates=(${SHELLS.join(' ')}) ;;
+    help)
+      (( positional == 0 )) && candidates=(${commands}) ;;
   esac
   return 0
 }

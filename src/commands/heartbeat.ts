@@ -1,19 +1,38 @@
 import { Command, Option } from 'commander';
-import { type ClientFlags, clientFrom, hinted, parseHttpUrl, withClientOptions } from './shared.js';
+import { messageOf } from './bad-answer.js';
+import { type ClientFlags, clientFrom, hinted, parseHttpUrl, parseServiceName, withClientOptions } from './shared.js';
 
 export function makeHeartbeatCommand(): Command {
   return withClientOptions(
     new Command('heartbeat')
       .description('send one heartbeat for a service')
-      .argument('<name>', 'service name')
+      .argument('<name>', 'service name', parseServiceName)
       .addOption(new Option('--url <url>', 'renew only this instance (and register it again if the registrar lost it)').argParser(parseHttpUrl)),
   ).action(async (name: string, flags: ClientFlags & { url?: string }) => {
     const client = await clientFrom(flags);
-    const answer = await client.heartbeat(name, flags.url).catch(hinted(client, name));
+    const answer = await client
+      .heartbeat(name, flags.url)
+      .catch(hinted(client, name))
+      .catch((error: unknown) => {
+        throw withRegisterHint(error, name);
+      });
     const output = await import('../output.js');
     if (flags.json) output.printJson(answer.text);
-    else output.print(answer.json.message);
+    else output.print(messageOf(answer, `${client.baseUrl}/heartbeat`));
     // A --url the registrar did not know (lost, evicted, or mistyped) was registered by this beat.
     if (answer.reregistered) output.info(`The registrar did not know ${name} at ${flags.url}: this heartbeat registered it`);
   });
+}
+
+/**
+ * A heartbeat with a name alone, for a name the registrar does not know (it restarted, or evicted
+ * the service): the registrar's advice is in HTTP terms, so the commands that bring it back go
+ * under it. A name that looks mistyped keeps its "Did you mean …?" alone.
+ */
+function withRegisterHint(error: unknown, name: string): unknown {
+  const e = error as { name?: string; status?: number; hint?: string };
+  if (e?.name !== 'HttpError' || e.status !== 404 || e.hint?.startsWith('Did you mean')) return error;
+  const advice = `Register it with \`svcmesh register ${name} URL\`, or send \`svcmesh heartbeat ${name} --url URL\`, which registers it again.`;
+  e.hint = e.hint ? `${advice}\n  ${e.hint}` : advice;
+  return error;
 }

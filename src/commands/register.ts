@@ -1,7 +1,8 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { isHttpUrl } from '../http-url.js';
 import type { RegistrarClient } from '../client/registrar-client.js';
-import { type ClientFlags, UsageError, clientFrom, hinted, parseSeconds, withClientOptions } from './shared.js';
+import { messageOf } from './bad-answer.js';
+import { type ClientFlags, UsageError, clientFrom, hinted, parseSeconds, parseServiceName, withClientOptions } from './shared.js';
 
 interface RegisterFlags extends ClientFlags {
   metadata?: Record<string, unknown>;
@@ -25,7 +26,7 @@ export function makeRegisterCommand(): Command {
   return withClientOptions(
     new Command('register')
       .description('register a service instance by hand (--keep-alive keeps it registered while the command runs)')
-      .argument('<name>', 'service name')
+      .argument('<name>', 'service name', parseServiceName)
       .argument('<url>', 'where the service answers, e.g. http://127.0.0.1:5000')
       .addOption(new Option('--metadata <json>', 'a JSON object stored with the instance').argParser(parseMetadata))
       .option('--keep-alive', 'stay running: heartbeat, register again after a registrar restart, deregister on Ctrl-C or SIGTERM')
@@ -54,7 +55,7 @@ export function makeRegisterCommand(): Command {
     const answer = await client.register(name, url, flags.metadata);
     const output = await import('../output.js');
     if (flags.json) output.printJson(answer.text);
-    else output.print(answer.json.message);
+    else output.print(messageOf(answer, `${client.baseUrl}/register`));
   });
 }
 
@@ -92,7 +93,7 @@ export function makeDeregisterCommand(): Command {
   return withClientOptions(
     new Command('deregister')
       .description('remove a service (every instance, or the one at <url>)')
-      .argument('<name>', 'service name')
+      .argument('<name>', 'service name', parseServiceName)
       .argument('[url]', 'only this instance'),
   ).action(async (name: string, url: string | undefined, flags: ClientFlags) => {
     if (url !== undefined && !isHttpUrl(url)) throw new UsageError(`"${url}" is not an http(s) URL: give the instance's URL as it was registered`);
@@ -100,6 +101,6 @@ export function makeDeregisterCommand(): Command {
     const answer = await client.deregister(name, url).catch(hinted(client, name));
     const output = await import('../output.js');
     if (flags.json) output.printJson(answer.text);
-    else output.print(answer.json.message);
+    else output.print(messageOf(answer, `${client.baseUrl}/deregister`));
   });
 }

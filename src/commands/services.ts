@@ -1,18 +1,19 @@
 import { Command } from 'commander';
 import type { InstanceJson } from '../client/registrar-client.js';
-import { type ClientFlags, clientFrom, hinted, withClientOptions } from './shared.js';
+import { type Catalog, catalogIn, instancesIn } from './catalog-shape.js';
+import { abortWhenReaderGoes } from '../stdout-reader.js';
+import { printable } from '../terminal-text.js';
+import { type ClientFlags, clientFrom, hinted, parseServiceName, withClientOptions } from './shared.js';
 
 interface ServicesFlags extends ClientFlags {
   watch?: boolean;
 }
 
-type Catalog = Record<string, InstanceJson[]>;
-
 export function makeServicesCommand(): Command {
   return withClientOptions(
     new Command('services')
       .description('list registered services (or the instances of one)')
-      .argument('[name]', 'show only this service, with every instance')
+      .argument('[name]', 'show only this service, with every instance', parseServiceName)
       .option('--watch', 'follow changes live (reconnects by itself); with --json, one JSON line per event'),
   ).action(async (name: string | undefined, flags: ServicesFlags) => {
     const client = await clientFrom(flags);
@@ -23,15 +24,24 @@ export function makeServicesCommand(): Command {
       output.printJson(answer.text);
       return;
     }
-    const services = name ? { [name]: (await client.service(name).catch(hinted(client, name))).json.instances } : (await client.catalog()).json.services;
+    const services = name ? { [name]: await instancesOf(client, name) } : catalogIn(await client.catalog(), `${client.baseUrl}/catalog`);
     output.print(renderCatalog(output, services, client.baseUrl));
   });
 }
 
+type Client = Awaited<ReturnType<typeof clientFrom>>;
+
+async function instancesOf(client: Client, name: string): Promise<InstanceJson[]> {
+  return instancesIn(await client.service(name).catch(hinted(client, name)), `${client.baseUrl}/services/${encodeURIComponent(name)}`);
+}
+
 const naturalOrder = new Intl.Collator('en', { numeric: true });
 
-/** `maxRows`: a live view fits its terminal, as `top` does; the rows past it are counted, not drawn. */
-function renderCatalog(output: typeof import('../output.js'), services: Catalog, baseUrl: string, maxRows = Number.POSITIVE_INFINITY): string {
+/**
+ * `maxRows`: a live view fits its terminal, as `top` does; the rows past it are counted, not drawn.
+ * `only`: the one service shown, whose absence says nothing of the others.
+ */
+function renderCatalog(output: typeof import('../output.js'), services: Catalog, baseUrl: string, { maxRows = Number.POSITIVE_INFINITY, only }: { maxRows?: number; only?: string } = {}): string {
   // A METADATA column only when something has metadata (the Ollama service's model, say).
   const withMetadata = Object.values(services).some((instances) => instances.some((i) => Object.keys(i.metadata ?? {}).length > 0));
   // Sorted by name, then URL (svc2 before svc10): a table to scan, not a log.
@@ -39,15 +49,18 @@ function renderCatalog(output: typeof import('../output.js'), services: Catalog,
   const sorted = Object.entries(services).sort(([a], [b]) => byText(a, b));
   const all = sorted.flatMap(([service, instances]) => [...instances].sort((a, b) => byText(a.url, b.url)).map((instance) => [service, instance] as const));
   const shown = all.length > maxRows ? all.slice(0, Math.max(1, maxRows - 1)) : all;
+  // Names, URLs and metadata are the registrar's (and whoever registered them): shown, never obeyed.
   const rows = shown.map(([service, instance]) => [
-    output.style.name(service),
+    output.style.name(output.printable(service)),
     // The registrar's last forward to it failed: the first thing to look at when asks fail.
-    instance.down ? `${instance.url} ${output.style.bad('unreachable')}` : instance.url,
+    instance.down ? `${output.printable(instance.url)} ${output.style.bad('unreachable')}` : output.printable(instance.url),
     output.relative(instance.last_heartbeat, Date.now(), { past: true }),
     output.relative(instance.expires_at),
     ...(withMetadata ? [metadataText(instance.metadata)] : []),
   ]);
-  if (rows.length === 0) return output.style.dim(`No services registered at ${baseUrl}`);
+  if (rows.length === 0) {
+    return output.style.dim(only ? `No instance of ${only} is registered at ${baseUrl} yet (waiting)` : `No services registered at ${baseUrl}`);
+  }
   const table = output.table(['SERVICE', 'URL', 'LAST HEARTBEAT', 'EXPIRES', ...(withMetadata ? ['METADATA'] : [])], rows);
   const hidden = all.length - shown.length;
   return hidden === 0 ? table : `${table}\n${output.style.dim(`… ${hidden} more instances below the screen: svcmesh services NAME lists one service`)}`;
@@ -56,7 +69,7 @@ function renderCatalog(output: typeof import('../output.js'), services: Catalog,
 /** `model=llama3.2 zone=eu`: short values as they are, others as JSON, the whole cut at 60 characters. */
 function metadataText(metadata: Record<string, unknown> | undefined): string {
   const text = Object.entries(metadata ?? {})
-    .map(([key, value]) => `${key}=${typeof value === 'string' && /^\S+$/.test(value) ? value : JSON.stringify(value)}`)
+    .map(([key, value]) => `${printable(key)}=${printable(typeof value === 'string' && /^\S+$/.test(value) ? value : JSON.stringify(value))}`)
     .join(' ');
   return text.length > 60 ? `${text.slice(0, 59)}…` : text;
 }
@@ -70,10 +83,12 @@ const TICK_MS = 1_000;
 const REFRESH_MS_PER_500 = 2_000;
 const REFRESH_MAX_INSTANCES = 5_000;
 
-async function watch(client: Awaited<ReturnType<typeof clientFrom>>, flags: ServicesFlags, only: string | undefined): Promise<void> {
+async function watch(client: Client, flags: ServicesFlags, only: string | undefined): Promise<void> {
   const [output, { watchEvents }] = await Promise.all([import('../output.js'), import('../client/event-stream.js')]);
   await lookBeforeWatching(client, output, only);
   const controller = new AbortController();
+  // `services --watch --json | head -1`: nobody reads the events any more.
+  abortWhenReaderGoes(controller);
   // Stopped with Ctrl-C, as a watch always is: 130, as for `ask` and a shell's own Ctrl-C.
   process.once('SIGINT', () => {
     controller.abort();
@@ -87,7 +102,7 @@ async function watch(client: Awaited<ReturnType<typeof clientFrom>>, flags: Serv
     // The table, the blank line, the two lines under it and the header leave rows - 5 instances.
     // A terminal that reports no size (0 rows, as under `script`) gets the usual 24.
     const fit = Math.max(3, (process.stdout.rows || 24) - 5);
-    const screen = `${renderCatalog(output, shown, client.baseUrl, fit)}\n\n${output.style.dim(`watching ${client.baseUrl}/events — Ctrl-C to stop`)}\n${lastChange}`;
+    const screen = `${renderCatalog(output, shown, client.baseUrl, { maxRows: fit, only })}\n\n${output.style.dim(`watching ${client.baseUrl}/events — Ctrl-C to stop`)}\n${lastChange}`;
     // Drawn over the last screen line by line (home, each line cleared to its end, the rest
     // cleared), not after clearing it all: a redraw every second must not flicker.
     process.stdout.write(`\x1b[H${screen.split('\n').join('\x1b[K\n')}\x1b[K\n\x1b[J`);
@@ -103,7 +118,9 @@ async function watch(client: Awaited<ReturnType<typeof clientFrom>>, flags: Serv
   async function refreshTimes() {
     if (countInstances(catalog) > REFRESH_MAX_INSTANCES) return;
     try {
-      const fresh = only ? { [only]: (await client.service(only)).json.instances } : (await client.catalog()).json.services;
+      const fresh = only
+        ? { [only]: instancesIn(await client.service(only), `${client.baseUrl}/services/${encodeURIComponent(only)}`) }
+        : catalogIn(await client.catalog(), `${client.baseUrl}/catalog`);
       catalog = withNewerTimes(catalog, fresh);
     } catch {
       // The event stream reports a registrar that is away (or the one service gone); the next round tries again.
@@ -125,11 +142,11 @@ async function watch(client: Awaited<ReturnType<typeof clientFrom>>, flags: Serv
         output.printJson(only && data.type === 'snapshot' ? JSON.stringify(data) : event.data);
         continue;
       }
-      if (data.type === 'snapshot') catalog = data.services ?? {};
+      if (data.type === 'snapshot') catalog = catalogIn({ json: data, text: event.data }, `${client.baseUrl}/events`);
       else if (data.name && data.instance) catalog = applyChange(catalog, data.type, data.name, data.instance);
       const change =
         data.type !== 'snapshot'
-          ? `${data.type}: ${data.name} at ${data.instance?.url}`
+          ? printable(`${data.type}: ${data.name} at ${data.instance?.url}`)
           : only
             ? `snapshot: ${plural(catalog[only]?.length ?? 0, 'instance')} of ${only}`
             : `snapshot: ${plural(Object.keys(catalog).length, 'service')}`;
@@ -151,7 +168,7 @@ async function watch(client: Awaited<ReturnType<typeof clientFrom>>, flags: Serv
  * error, as with `kubectl get -w`; once connected, the watch outlives registrar restarts. A
  * service not registered yet is waited for, with a word on stderr in case the name is mistyped.
  */
-async function lookBeforeWatching(client: Awaited<ReturnType<typeof clientFrom>>, output: typeof import('../output.js'), only: string | undefined): Promise<void> {
+async function lookBeforeWatching(client: Client, output: typeof import('../output.js'), only: string | undefined): Promise<void> {
   if (!only) {
     await client.health();
     return;

@@ -3,6 +3,7 @@ import { ConfigError, resolveSetting } from '../config.js';
 import type { RegistrarClient } from '../client/registrar-client.js';
 import { fitsInHeader } from '../header-value.js';
 import { isHttpUrl } from '../http-url.js';
+import { SERVICE_NAME_RULE, isServiceName } from '../service-name.js';
 
 export const DEFAULT_REGISTRAR = 'http://127.0.0.1:5001';
 
@@ -55,6 +56,15 @@ export function parseSecret(value: string): string {
 export function assertSecretFitsHeader(value: string | undefined, option: string, variable: string): void {
   if (value === undefined || fitsInHeader(value)) return;
   throw new UsageError(`${option} (or ${variable}) holds a line break or another control character, which an HTTP header cannot carry: give the secret without it`);
+}
+
+/**
+ * A service name the registrar would refuse whatever its state: bad usage, told before any
+ * request (so also when the registrar is down), as a URL that is none is.
+ */
+export function parseServiceName(value: string): string {
+  if (!isServiceName(value)) throw new InvalidArgumentError(`Expected a service name of ${SERVICE_NAME_RULE}, as the registrar requires.`);
+  return value;
 }
 
 export function parseHttpUrl(value: string): string {

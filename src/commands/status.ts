@@ -30,12 +30,13 @@ export function makeStatusCommand(): Command {
 
 function renderStatus(output: typeof import('../output.js'), baseUrl: string, health: RegistrarHealth): string {
   const ok = health.status === 'ok';
-  const status = `${health.status ?? 'unknown'}${typeof health.detail === 'string' ? ` (${health.detail})` : ''}`;
+  // Every field is the server's text, shown as it is written rather than obeyed by the terminal.
+  const status = output.printable(`${health.status ?? 'unknown'}${typeof health.detail === 'string' ? ` (${health.detail})` : ''}`);
   const rows: Array<[string, string]> = [
     ['Registrar', baseUrl],
     ['Status', ok ? output.style.ok(status) : output.style.bad(status)],
-    ['Version', String(health.version ?? 'unknown')],
-    ['Store', String(health.store ?? 'unknown')],
+    ['Version', output.printable(String(health.version ?? 'unknown'))],
+    ['Store', output.printable(String(health.store ?? 'unknown'))],
     ['TTL', typeof health.ttl_seconds === 'number' ? `${health.ttl_seconds} s` : 'unknown'],
     ['Catalog', `${count(health.services, 'service')}, ${count(health.instances, 'instance')}`],
     ['Up', typeof health.uptime_seconds === 'number' ? output.duration(health.uptime_seconds) : 'unknown'],

@@ -4,11 +4,9 @@
  * instance the API would have refused.
  */
 
-/** Service names end up in URLs and store keys, so they stay plain. */
-export const SERVICE_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-export const SERVICE_NAME_RULE = 'must be 1-128 letters, digits, ".", "_" or "-", starting with a letter or digit';
+import { isServiceName, SERVICE_NAME_RULE } from '../service-name.js';
 
-export const serviceNameProblem = (name: string): string | undefined => (SERVICE_NAME_PATTERN.test(name) ? undefined : SERVICE_NAME_RULE);
+export const serviceNameProblem = (name: string): string | undefined => (isServiceName(name) ? undefined : `must be ${SERVICE_NAME_RULE}`);
 
 /** What is wrong with a service URL, given as parsed by `parsedHttpUrl` (undefined: not http(s)). */
 export function serviceUrlProblem(url: URL | undefined): string | undefined {

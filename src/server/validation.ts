@@ -1,12 +1,14 @@
 import type { Context } from 'hono';
 import { z } from 'zod';
 import { canonicalFormOf, parsedHttpUrl } from '../http-url.js';
-import { metadataProblem, protoKeyProblem, SERVICE_NAME_PATTERN, SERVICE_NAME_RULE, serviceUrlProblem } from '../registry/instance-rules.js';
+import { metadataProblem, protoKeyProblem, serviceUrlProblem } from '../registry/instance-rules.js';
+import { SERVICE_NAME_RULE, isServiceName } from '../service-name.js';
 import { ApiError } from './errors.js';
 
+/** Service names end up in URLs and store keys, so they stay plain (the rule: src/service-name.ts). */
 export const serviceName = z
   .string({ error: (issue) => (issue.input === undefined ? 'is required' : 'must be a string') })
-  .regex(SERVICE_NAME_PATTERN, { error: SERVICE_NAME_RULE });
+  .refine(isServiceName, { error: `must be ${SERVICE_NAME_RULE}` });
 
 export const httpUrl = z
   .string({ error: (issue) => (issue.input === undefined ? 'is required' : 'must be a string') })

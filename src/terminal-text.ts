@@ -1,0 +1,33 @@
+/**
+ * Text that came from elsewhere (a registrar, a service's metadata, an error page), made fit to
+ * print at a terminal. Leaf module: the client and the output both use it.
+ */
+
+// C0 (ESC among them), DEL and C1 (U+009B is a one-character CSI): a terminal obeys these.
+// biome-ignore lint: matching control characters is the point of this pattern
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/g;
+// biome-ignore lint: as above, without the line break
+const CONTROL_BUT_LINE_BREAK = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/g;
+const NAMED: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+
+const escape = (char: string) => NAMED[char] ?? `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`;
+
+/**
+ * `text` with every control character written out as JSON writes it (`\n`, `\u001b`), so a
+ * registrar or a service cannot recolour, retitle or clear the terminal of whoever reads it, nor
+ * forge a line of output (CVE-2021-25743 was kubectl's case of this).
+ */
+export function printable(text: string): string {
+  return text.replace(CONTROL, escape);
+}
+
+/** As `printable`, but line breaks stay: for this program's own messages, whose hints are lines. */
+export function printableLines(text: string): string {
+  return text.replace(CONTROL_BUT_LINE_BREAK, escape);
+}
+
+/** A body quoted in a one-line message: white space runs made one space, cut at `max` with "…". */
+export function excerpt(text: string, max = 300): string {
+  const line = text.replace(/\s+/g, ' ').trim();
+  return line.length > max ? `${line.slice(0, max - 1)}…` : line;
+}

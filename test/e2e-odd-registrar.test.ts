@@ -1,0 +1,150 @@
+/**
+ * Client commands against something at the registrar's URL that does not answer as a registrar
+ * does (a proxy's error page, another service, a hostile server): the user gets a short message
+ * that names the URL and exit 1, never `undefined`, a minified internal error, 20 KB of HTML, or
+ * escape sequences that take over the terminal.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { removeTempDirs, runSvcmesh, startSvcmesh, stopAll } from './support/processes.js';
+
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/;
+const ESC = '\u001b';
+const HOSTILE = `${ESC}]0;pwned\u0007${ESC}[2J\u009b31m`;
+
+/** The answers of each kind of odd server, by the first segment of the path (its "registrar URL"). */
+const answers: Record<string, (path: string) => [number, string, string]> = {
+  // JSON, but not the shape a registrar sends.
+  wrongshape: (path) => [200, 'application/json', path === '/forward' || /register|heartbeat/.test(path) ? '{"foo":1}' : '{"services":[1,2],"name":3,"instances":"x"}'],
+  // A text error page far longer than a line, as an app server's stack dump can be.
+  err500: () => [500, 'text/plain', 'boom'.repeat(5_000)],
+  // A proxy in front of a registrar that is down.
+  html502: () => [502, 'text/html', `<html>\n<head><title>502 Bad Gateway</title></head>\n<body>\n${'<p>padding</p>\n'.repeat(2_000)}</body>\n</html>\n`],
+  // Terminal escapes in every text a registrar sends.
+  hostile: (path) => {
+    if (path === '/health') return [200, 'application/json', JSON.stringify({ status: 'ok', detail: HOSTILE, version: HOSTILE, store: HOSTILE })];
+    if (path === '/catalog') {
+      const instance = { url: `http://x/${HOSTILE}`, registered_at: new Date().toISOString(), last_heartbeat: new Date().toISOString(), expires_at: new Date(Date.now() + 60_000).toISOString(), metadata: { model: HOSTILE } };
+      return [200, 'application/json', JSON.stringify({ services: { [`evil${HOSTILE}`]: [instance] } })];
+    }
+    if (path === '/heartbeat') return [200, 'application/json', JSON.stringify({ message: `Heartbeat ${HOSTILE}` })];
+    return [400, 'application/json', JSON.stringify({ error: `refused ${HOSTILE}\nerror forged line` })];
+  },
+};
+
+let odd: Server;
+let base: string;
+
+beforeAll(async () => {
+  odd = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      const [, kind = '', ...rest] = (req.url ?? '').split('/');
+      const answer = answers[kind];
+      if (!answer) return void res.writeHead(404).end();
+      const [status, type, body] = answer(`/${rest.join('/')}`);
+      res.writeHead(status, { 'content-type': type }).end(body);
+    });
+  });
+  await new Promise<void>((resolve) => odd.listen(0, '127.0.0.1', resolve));
+  base = `http://127.0.0.1:${(odd.address() as AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  await stopAll();
+  odd.closeAllConnections();
+  await new Promise((resolve) => odd.close(resolve));
+  removeTempDirs();
+});
+
+describe('a 200 without the "message" a write answers with', () => {
+  it('register, deregister and heartbeat exit 1, naming the URL and what came back, instead of printing undefined', async () => {
+    const at = ['--registrar', `${base}/wrongshape`];
+    for (const [args, path] of [
+      [['register', 'web', 'http://127.0.0.1:8080'], 'register'],
+      [['deregister', 'web'], 'deregister'],
+      [['heartbeat', 'web'], 'heartbeat'],
+    ] as const) {
+      const result = await runSvcmesh([...args, ...at]);
+      expect(result.code, path).toBe(1);
+      expect(result.stdout, path).toBe('');
+      expect(result.stderr, path).toContain(`${base}/wrongshape/${path} answered without a "message" text: {"foo":1}`);
+    }
+  });
+});
+
+describe('an answer that is not a catalog', () => {
+  it('services and services NAME say so with a snippet, exit 1; --json still prints it as it came', async () => {
+    const at = ['--registrar', `${base}/wrongshape`];
+    const all = await runSvcmesh(['services', ...at]);
+    expect(all.code).toBe(1);
+    expect(all.stderr).toContain(`${base}/wrongshape/catalog answered something that is not an svcmesh catalog: {"services":[1,2]`);
+    expect(all.stderr).not.toContain('is not a function');
+    const one = await runSvcmesh(['services', 'web', ...at]);
+    expect(one.code).toBe(1);
+    expect(one.stderr).toContain(`${base}/wrongshape/services/web answered something that is not an svcmesh catalog: {"services":[1,2]`);
+    const json = await runSvcmesh(['services', '--json', ...at]);
+    expect(json.code).toBe(0);
+    expect(json.stdout).toBe('{"services":[1,2],"name":3,"instances":"x"}\n');
+  });
+});
+
+describe('an error body that is not JSON', () => {
+  it('is cut to a few hundred characters on one line, ending in "…"', async () => {
+    for (const kind of ['err500', 'html502']) {
+      const result = await runSvcmesh(['status', '--registrar', `${base}/${kind}`]);
+      expect(result.code, kind).toBe(1);
+      expect(result.stderr.length, kind).toBeLessThan(600);
+      const line = result.stderr.split('\n')[0]!;
+      expect(line, kind).toMatch(new RegExp(`^error ${base}/${kind}/health answered ${kind.slice(-3)}: \\S.*…$`));
+    }
+    const html = await runSvcmesh(['status', '--registrar', `${base}/html502`]);
+    expect(html.stderr).toContain('<html> <head><title>502 Bad Gateway</title></head> <body>');
+  });
+});
+
+describe('terminal escapes from the server', () => {
+  it('are shown escaped in status, in the services table and in messages and errors; --json keeps them', async () => {
+    const at = ['--registrar', `${base}/hostile`];
+    const status = await runSvcmesh(['status', ...at]);
+    expect(status.stdout).not.toMatch(CONTROL);
+    expect(status.stdout).toMatch(/^Version +\\u001b\]0;pwned\\u0007\\u001b\[2J\\u009b31m$/m);
+
+    const table = await runSvcmesh(['services', ...at]);
+    expect(table.code, table.stderr).toBe(0);
+    expect(table.stdout).not.toMatch(CONTROL);
+    expect(table.stdout).toContain('evil\\u001b]0;pwned\\u0007');
+    expect(table.stdout).toContain('http://x/\\u001b]0;pwned');
+    expect(table.stdout).toContain('model=\\u001b]0;pwned');
+
+    const beat = await runSvcmesh(['heartbeat', 'web', ...at]);
+    expect(beat.stdout).toBe('Heartbeat \\u001b]0;pwned\\u0007\\u001b[2J\\u009b31m\n');
+
+    const refused = await runSvcmesh(['register', 'web', 'http://127.0.0.1:8080', ...at]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).not.toMatch(CONTROL);
+    // A line break in the server's message is shown, not obeyed: no line of its own can be forged.
+    expect(refused.stderr).toContain('refused \\u001b]0;pwned\\u0007\\u001b[2J\\u009b31m\\nerror forged line');
+
+    const json = await runSvcmesh(['status', '--json', ...at]);
+    expect(JSON.parse(json.stdout).version).toBe(HOSTILE);
+  });
+
+  it('metadata registered with escapes is shown escaped in the table of a real registrar', async () => {
+    const registrar = await startSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1']);
+    const at = ['--registrar', registrar.url];
+    const metadata = JSON.stringify({ model: `${ESC}]0;PWNED\u0007${ESC}[31mred${ESC}[0m`, x: 'a\nb', [`k${ESC}[1m`]: 'v' });
+    expect((await runSvcmesh(['register', 'evil', 'http://127.0.0.1:7799', '--metadata', metadata, ...at])).code).toBe(0);
+    for (const args of [['services'], ['services', 'evil']]) {
+      const result = await runSvcmesh([...args, ...at]);
+      expect(result.stdout, args.join(' ')).not.toMatch(CONTROL);
+      expect(result.stdout, args.join(' ')).toContain('model=\\u001b]0;PWNED\\u0007\\u001b[31mred\\u001b[0m');
+      expect(result.stdout, args.join(' ')).toContain('x="a\\nb"');
+    }
+    const json = await runSvcmesh(['services', 'evil', '--json', ...at]);
+    expect(JSON.parse(json.stdout).instances[0].metadata.model).toBe(`${ESC}]0;PWNED\u0007${ESC}[31mred${ESC}[0m`);
+    await registrar.stop();
+  });
+});

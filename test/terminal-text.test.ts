@@ -1,0 +1,21 @@
+/** Text from servers as a terminal shows it: escapes written out, never obeyed; long bodies cut. */
+import { describe, expect, it } from 'vitest';
+import { excerpt, printable, printableLines } from '../src/terminal-text.js';
+
+describe('printable', () => {
+  it('writes out C0 (ESC, BEL, line breaks), DEL and C1 as JSON escapes, and leaves other text alone', () => {
+    expect(printable('\u001b[2J\u0007a\nb\tc\r\u007f\u009b31m\u0085')).toBe('\\u001b[2J\\u0007a\\nb\\tc\\r\\u007f\\u009b31m\\u0085');
+    expect(printable('café – 東京 ✓')).toBe('café – 東京 ✓');
+  });
+
+  it('printableLines keeps line breaks, for messages whose hints are lines of their own', () => {
+    expect(printableLines('error \u001b[31m\n  hint')).toBe('error \\u001b[31m\n  hint');
+  });
+});
+
+describe('excerpt', () => {
+  it('makes white space one space and cuts a long body with "…"', () => {
+    expect(excerpt('<html>\n  <body>\n')).toBe('<html> <body>');
+    expect(excerpt('x'.repeat(1_000), 300)).toBe(`${'x'.repeat(299)}…`);
+  });
+});
