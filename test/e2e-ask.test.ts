@@ -6,7 +6,7 @@ import { execFile } from 'node:child_process';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { binPath, freePort, removeTempDirs, runSvcmesh, spawnSvcmesh, startSvcmesh, stopAll, type SvcmeshProcess, tempDir, waitFor } from './support/processes.js';
+import { binPath, closeServer, freePort, removeTempDirs, runSvcmesh, spawnSvcmesh, startSvcmesh, stopAll, type SvcmeshProcess, tempDir, waitFor } from './support/processes.js';
 
 const NDJSON = { 'content-type': 'application/x-ndjson' };
 
@@ -67,8 +67,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await stopAll();
-  target.closeAllConnections();
-  await new Promise((resolve) => target.close(resolve));
+  await closeServer(target);
   removeTempDirs();
 });
 

@@ -7,7 +7,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { removeTempDirs, runSvcmesh, startSvcmesh, stopAll } from './support/processes.js';
+import { closeServer, removeTempDirs, runSvcmesh, startSvcmesh, stopAll } from './support/processes.js';
 
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/;
@@ -54,8 +54,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await stopAll();
-  odd.closeAllConnections();
-  await new Promise((resolve) => odd.close(resolve));
+  await closeServer(odd);
   removeTempDirs();
 });
 

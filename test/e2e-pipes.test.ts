@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { binPath, removeTempDirs, startSvcmesh, stopAll, type SvcmeshProcess, tempDir, waitFor } from './support/processes.js';
+import { binPath, closeServer, removeTempDirs, startSvcmesh, stopAll, type SvcmeshProcess, tempDir, waitFor } from './support/processes.js';
 
 /** More than a pipe holds (64 KiB), so the table and the JSON take several writes. */
 const SERVICES = 2_000;
@@ -63,8 +63,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await stopAll();
-  target.closeAllConnections();
-  await new Promise((resolve) => target.close(resolve));
+  await closeServer(target);
   removeTempDirs();
 });
 

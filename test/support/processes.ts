@@ -266,3 +266,9 @@ export function spawnSvcmesh(args: string[], options: { env?: EnvOverrides; cwd?
   child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
   return { child, stdout: () => stdout, stderr: () => stderr, firstChunk, exited };
 }
+
+/** Closes a test's own HTTP server, cutting connections still open (a held request, a stream). */
+export function closeServer(server: import('node:http').Server): Promise<void> {
+  server.closeAllConnections();
+  return new Promise((resolve) => server.close(() => resolve()));
+}
