@@ -193,6 +193,12 @@ describe('POST /receive', () => {
     expect(lines.at(-1)?.error).not.toContain('not reachable');
   });
 
+  it('says a port fetch refuses to use (1, 6000…) is the problem, rather than that Ollama is not running', async () => {
+    const response = await receive(appFor('http://127.0.0.1:1'), { message: 'hi' });
+    expect(response.status).toBe(503);
+    expect(((await response.json()) as { error: string }).error).toMatch(/^Ollama cannot be reached at http:\/\/127\.0\.0\.1:1: that port is one web clients refuse .* Run Ollama on another port/);
+  });
+
   it('answers a 5xx JSON error when Ollama fails in the middle of a whole answer', async () => {
     const fake = await fakeOllama({ failAfterTokens: 2, failMessage: 'model runner has unexpectedly stopped' });
     const tracker = new InFlightTracker();

@@ -33,6 +33,13 @@ export function describeOllamaError(error: unknown, host: string, model: string)
   if (e.cause?.code && SILENCE_CODES.has(e.cause.code)) {
     return new ApiError(504, `Ollama at ${host} stopped answering in the middle of the answer (${e.cause.code})`);
   }
+  // fetch never connects to some ports (1, 6000, 6665-6669…: the Fetch standard's "bad ports").
+  if (e.name === 'TypeError' && e.cause?.message === 'bad port') {
+    return new ApiError(
+      503,
+      `Ollama cannot be reached at ${host}: that port is one web clients refuse to connect to (a "bad port" of the Fetch standard). Run Ollama on another port, such as its default 11434`,
+    );
+  }
   if (e.name === 'TypeError' || e.cause?.code) {
     const cause = e.cause?.code ?? e.cause?.message ?? e.message ?? String(error);
     return new ApiError(503, `Ollama is not reachable at ${host}: ${cause}. Start it with \`ollama serve\`, or point --ollama-host / OLLAMA_HOST at it`);
