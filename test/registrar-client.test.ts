@@ -210,6 +210,43 @@ describe('startHeartbeatLoop', () => {
     await waitFor(() => registry.instances(NAME).length === 1, 5_000, 'the registration');
   });
 
+  it('deregisters on leaving after a registration that answered 503 but took effect (a file store that could not save)', async () => {
+    const { app, registry } = registrar();
+    const warnings: string[] = [];
+    // The registrar applies the registration, then cannot save it: 503.
+    const unsaved = async (url: string | URL | Request, init?: RequestInit) => {
+      const response = await app.fetch(new Request(url, init));
+      if (new URL(String(url)).pathname !== '/register') return response;
+      return Response.json({ error: 'Could not save the change to the catalog file /x/c.json: EROFS' }, { status: 503 });
+    };
+    const client = createRegistrarClient({ baseUrl: BASE, fetch: unsaved });
+    const running = startHeartbeatLoop({ client, name: NAME, url: URL_, intervalMs: 20, retryMs: 10, log: noop, warn: (line) => warnings.push(line) });
+    await waitFor(() => warnings.length >= 1, 5_000, 'a failed registration');
+    expect(warnings[0]).toMatch(/^Registration failed: .*EROFS\. Trying again in /);
+    expect(registry.instances(NAME)).toHaveLength(1);
+    await running.leave();
+    expect(registry.instances(NAME)).toEqual([]);
+  });
+
+  it('leaves quietly after registrations that were refused or never arrived', async () => {
+    const { app, registry } = registrar();
+    const warnings: string[] = [];
+    let call = 0;
+    const refusedThenDown = async (url: string | URL | Request, init?: RequestInit) => {
+      call += 1;
+      if (call === 1) return Response.json({ error: 'Invalid request' }, { status: 400 });
+      if (new URL(String(url)).pathname === '/register') throw new TypeError('fetch failed', { cause: { code: 'ECONNREFUSED' } });
+      return app.fetch(new Request(url, init));
+    };
+    const client = createRegistrarClient({ baseUrl: BASE, fetch: refusedThenDown });
+    const running = startHeartbeatLoop({ client, name: NAME, url: URL_, intervalMs: 20, retryMs: 10, log: noop, warn: (line) => warnings.push(line) });
+    await waitFor(() => warnings.length >= 2, 5_000, 'two failed registrations');
+    await running.leave();
+    // A deregistration was tried (the lost connection might have registered it), found nothing, and said nothing.
+    expect(warnings.filter((line) => line.startsWith('Could not deregister'))).toEqual([]);
+    expect(registry.instances(NAME)).toEqual([]);
+  });
+
   it("keeps the documented 120 s against the default TTL of 300 s", async () => {
     const { app } = registrar();
     const logs: string[] = [];

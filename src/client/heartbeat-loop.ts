@@ -53,6 +53,12 @@ export function startHeartbeatLoop(options: HeartbeatLoopOptions): HeartbeatLoop
   const { client, name, url } = options;
   let intervalMs = options.intervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS;
   let registered = false;
+  /**
+   * A registration that failed in a way that may still have taken effect: a 5xx (a file store
+   * answers 503 when it cannot save a change it serves anyway) or a connection lost on the way.
+   * Leaving then deregisters all the same, or the instance would linger for a whole TTL.
+   */
+  let mayBeRegistered = false;
   let stopped = false;
   let knownTtl: number | undefined;
   let beats = 0;
@@ -62,7 +68,13 @@ export function startHeartbeatLoop(options: HeartbeatLoopOptions): HeartbeatLoop
   const hasMetadata = Object.keys(options.metadata ?? {}).length > 0;
 
   async function register() {
-    const answer = await client.register(name, url, options.metadata);
+    let answer: Awaited<ReturnType<typeof client.register>>;
+    try {
+      answer = await client.register(name, url, options.metadata);
+    } catch (error) {
+      if (!(error instanceof HttpError && error.status !== undefined && error.status < 500)) mayBeRegistered = true;
+      throw error;
+    }
     registered = true;
     options.log(answer.json.message);
     await fitIntervalToTtl();
@@ -143,7 +155,7 @@ export function startHeartbeatLoop(options: HeartbeatLoopOptions): HeartbeatLoop
       }
       next = Math.min(options.retryMs ?? 5_000, intervalMs);
       const what = registered ? 'Heartbeat' : 'Registration';
-      options.warn(`${what} failed: ${(error as Error).message}. Trying again in ${seconds(next)} s`);
+      options.warn(`${what} failed: ${(error as Error).message.replace(/\.$/, '')}. Trying again in ${seconds(next)} s`);
     }
     if (!stopped) {
       timer = setTimeout(run, next);
@@ -167,10 +179,12 @@ export function startHeartbeatLoop(options: HeartbeatLoopOptions): HeartbeatLoop
       // Heartbeats stop first (waiting for one in flight), so none registers it again afterwards.
       await stop();
       // Never registered, or taken out by a failing check: there is nothing to remove.
-      if (!registered) return;
+      if (!registered && !mayBeRegistered) return;
       try {
         options.log((await client.deregister(name, url)).json.message);
       } catch (error) {
+        // A registration that did not take after all: nothing is left behind.
+        if (!registered && error instanceof HttpError && error.status === 404) return;
         options.warn(`Could not deregister ${name} at ${url} from ${client.baseUrl}: ${(error as Error).message}`);
       }
     },
