@@ -1,9 +1,9 @@
 /**
  * `--store file:PATH` end to end: the built registrar, killed the way a crash kills it.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { removeTempDirs, startSvcmesh, stopAll, tempDir } from './support/processes.js';
+import { removeTempDirs, runSvcmesh, startSvcmesh, stopAll, tempDir } from './support/processes.js';
 
 afterEach(async () => {
   await stopAll();
@@ -44,5 +44,30 @@ describe('the file store after a crash (kill -9)', () => {
     expect((await registrar.stop('SIGKILL')).signal).toBe('SIGKILL');
 
     expect(savedNames(path)).toEqual(names.slice(10));
+  });
+});
+
+describe('one catalog file, one registrar', () => {
+  it('refuses a second registrar on the same file (exit 1, naming the one that holds it), and takes over the file of one that was killed', async () => {
+    const folder = tempDir('svcmesh-lock-');
+    const path = `${folder}/catalog.json`;
+    const first = await startSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1', '--store', `file:${path}`]);
+    expect((await register(first.url, 'on-first', 'http://127.0.0.1:9001')).status).toBe(200);
+
+    const second = await runSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1', '--store', `file:${path}`], { timeoutMs: 10_000 });
+    expect(second.code).toBe(1);
+    expect(second.stderr).toContain(`The catalog file ${path} is in use by another registrar (${first.pid} on `);
+    expect(savedNames(path)).toEqual(['on-first']);
+
+    // Killed in the middle of its work: its lock and a half-written save are left behind.
+    await first.stop('SIGKILL');
+    writeFileSync(`${path}.${first.pid}.tmp`, '{"version": 1, "instan');
+    const next = await startSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1', '--store', `file:${path}`]);
+    expect(await (await fetch(`${next.url}/services`)).json()).toEqual({ services: { 'on-first': 'http://127.0.0.1:9001' } });
+    expect(readdirSync(folder).filter((name) => name.endsWith('.tmp'))).toEqual([]);
+
+    // A clean stop lets the lock go.
+    await next.stop('SIGTERM');
+    expect(existsSync(`${path}.lock`)).toBe(false);
   });
 });

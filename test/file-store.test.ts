@@ -334,6 +334,7 @@ describe('loading a catalog file', () => {
     ['a URL with a password', entry({ url: 'http://u:p@a:1' }), /instance 2 .*url must not carry a user name or password/],
     ['metadata nested too deep', entry({ metadata: JSON.parse('{"a":'.repeat(40) + '1' + '}'.repeat(40)) }), /instance 2 .*metadata is nested more than 32 levels/],
     ['a time that is not a number', entry({ expiresAt: 'soon' }), /instance 2 .*expiresAt must be a number/],
+    ['a time past what a date holds', entry({ registeredAt: 1e20 }), /instance 2 .*registeredAt must be a time in epoch milliseconds, not 100000000000000000000/],
     ['an entry that is not an object', 'a', /instance 2: is not an object/],
   ])('refuses %s, naming the entry and leaving the file as it was', async (_what, bad, expected) => {
     writeCatalog(entry({ name: 'good' }), bad);

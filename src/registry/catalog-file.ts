@@ -7,6 +7,9 @@ import type { Instance } from './types.js';
 const FORMAT_VERSION = 1;
 
 /** Thrown at start when the catalog file exists but cannot be trusted. */
+/** The latest time a JavaScript Date can hold (year 275760). */
+const MAX_TIME_MS = 8.64e15;
+
 export class CatalogFileError extends Error {
   override readonly name = 'CatalogFileError';
 }
@@ -95,6 +98,8 @@ function readInstance(entry: unknown): Instance | string {
   if (urlProblem) return `url ${urlProblem}`;
   for (const field of ['registeredAt', 'lastHeartbeat', 'expiresAt'] as const) {
     if (typeof e[field] !== 'number') return `${field} must be a number (epoch milliseconds)`;
+    // Past what a Date holds, every read that shows the time (/catalog, /events) would fail.
+    if (!Number.isInteger(e[field]) || Math.abs(e[field] as number) > MAX_TIME_MS) return `${field} must be a time in epoch milliseconds, not ${e[field]}`;
   }
   // POST /register takes metadata left out, or null, as none.
   const metadata = e.metadata ?? {};

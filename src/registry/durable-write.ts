@@ -1,5 +1,6 @@
+import { readdirSync, unlinkSync } from 'node:fs';
 import { open, rename, unlink } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { makeFolder } from '../make-folder.js';
 
 /**
@@ -11,7 +12,7 @@ import { makeFolder } from '../make-folder.js';
  */
 export async function replaceFileDurably(path: string, text: string): Promise<void> {
   const folder = dirname(path);
-  const temp = `${path}.${process.pid}.tmp`;
+  const temp = tempFileFor(path);
   try {
     await writeSynced(temp, text);
   } catch (error) {
@@ -54,4 +55,34 @@ async function syncFolder(folder: string): Promise<void> {
   } finally {
     await handle?.close();
   }
+}
+
+const tempFileFor = (path: string) => `${path}.${process.pid}.tmp`;
+
+/**
+ * Removes the temporary files a process killed in the middle of a save left beside `path`
+ * (`<file>.<pid>.tmp`): each is nearly a whole catalog, and crash after crash they would fill the
+ * disk. Only for the process that holds the file's lock, so no other one is saving there.
+ */
+export function removeLeftoverTempFiles(path: string): void {
+  const folder = dirname(path);
+  const pattern = new RegExp(`^${escapeRegExp(basename(path))}\\.\\d+\\.tmp$`);
+  let names: string[];
+  try {
+    names = readdirSync(folder);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (!pattern.test(name)) continue;
+    try {
+      unlinkSync(join(folder, name));
+    } catch {
+      // Gone already, or not ours to remove: the next save does not need it either way.
+    }
+  }
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }

@@ -1,7 +1,8 @@
 import { dirname } from 'node:path';
 import { makeFolder } from '../make-folder.js';
 import { CatalogFileError, catalogFileText, loadCatalogFile } from './catalog-file.js';
-import { replaceFileDurably } from './durable-write.js';
+import { removeLeftoverTempFiles, replaceFileDurably } from './durable-write.js';
+import { lockCatalogFile } from './file-lock.js';
 import { GroupCommit } from './group-commit.js';
 import { MemoryStore, type MemoryStoreOptions } from './memory.js';
 import { StoreUnavailableError } from './store.js';
@@ -31,6 +32,7 @@ export class FileStore extends MemoryStore {
   #unsubscribe: (() => void) | undefined;
   /** Only a catalog that was loaded may be written back: never overwrite a file open() refused. */
   #loaded = false;
+  #unlock: (() => void) | undefined;
 
   constructor(path: string, options: FileStoreOptions) {
     super(options);
@@ -54,7 +56,15 @@ export class FileStore extends MemoryStore {
         `Cannot create the folder ${dirname(this.#path)} for the catalog file ${this.#path}: ${(error as Error).message}. Start with another --store file:PATH.`,
       );
     }
-    const instances = await loadCatalogFile(this.#path, { now: this.clock.now(), ttlMs: this.#ttlMs });
+    this.#unlock = lockCatalogFile(this.#path, (message) => new CatalogFileError(message));
+    let instances: Awaited<ReturnType<typeof loadCatalogFile>>;
+    try {
+      removeLeftoverTempFiles(this.#path);
+      instances = await loadCatalogFile(this.#path, { now: this.clock.now(), ttlMs: this.#ttlMs });
+    } catch (error) {
+      this.#releaseLock();
+      throw error;
+    }
     for (const instance of instances) this.catalog.put(instance);
     this.#loaded = true;
     this.catalog.sweep();
@@ -99,7 +109,14 @@ export class FileStore extends MemoryStore {
       await this.#commit.close();
     } catch (error) {
       throw new Error(`could not save the catalog to ${this.#path}: ${(error as Error).message}`);
+    } finally {
+      this.#releaseLock();
     }
+  }
+
+  #releaseLock(): void {
+    this.#unlock?.();
+    this.#unlock = undefined;
   }
 
   /** Waits for the save that includes the change just made: a 200 then means it is on disk. */
