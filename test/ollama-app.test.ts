@@ -199,6 +199,20 @@ describe('POST /receive', () => {
     expect(((await response.json()) as { error: string }).error).toMatch(/^Ollama cannot be reached at http:\/\/127\.0\.0\.1:1: that port is one web clients refuse .* Run Ollama on another port/);
   });
 
+  it("refuses a /receive another site's page makes a browser send (403), and never asks Ollama", async () => {
+    const fake = await fakeOllama();
+    const app = appFor(fake.host);
+    const pages: Array<Record<string, string>> = [{ origin: 'http://evil.example', 'content-type': 'text/plain' }, { 'sec-fetch-site': 'cross-site', 'content-type': 'text/plain' }];
+    for (const headers of pages) {
+      const response = await app.request('/receive', { method: 'POST', headers, body: JSON.stringify({ from: 'page', message: 'write me a novel' }) });
+      expect(response.status).toBe(403);
+      expect(((await response.json()) as { error: string }).error).toMatch(/^Refused a request sent by a web page at /);
+    }
+    expect(fake.stats.chats).toEqual([]);
+    // Programs, as the registrar is, are answered.
+    expect((await receive(app, { message: 'hi' })).status).toBe(200);
+  });
+
   it('answers a 5xx JSON error when Ollama fails in the middle of a whole answer', async () => {
     const fake = await fakeOllama({ failAfterTokens: 2, failMessage: 'model runner has unexpectedly stopped' });
     const tracker = new InFlightTracker();

@@ -370,6 +370,29 @@ describe("another site's page", () => {
     expect(registry.instances('csrf')).toHaveLength(0);
   });
 
+  it('is refused when it claims to be the registrar itself under a name (DNS rebinding), the app and the fast path alike', async () => {
+    const { app, registry, url } = await setup();
+    const port = new URL(url).port;
+    const rebound = { host: `attacker.example:${port}`, origin: `http://attacker.example:${port}`, 'sec-fetch-site': 'same-origin', 'content-type': 'text/plain' };
+    const body = JSON.stringify({ service_name: 'rebound', service_url: 'http://127.0.0.1:1' });
+    const viaApp = await app.request('/register', { method: 'POST', headers: rebound, body });
+    // fetch() writes its own Host: a raw request carries the one a rebinding browser sends.
+    const viaSocket = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+      const request = httpRequest(`${url}/register`, { method: 'POST', headers: rebound }, (response) => {
+        let text = '';
+        response.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
+        response.on('end', () => resolve({ status: response.statusCode ?? 0, text }));
+      });
+      request.on('error', reject);
+      request.end(body);
+    });
+    for (const answer of [{ status: viaApp.status, text: await viaApp.text() }, viaSocket]) {
+      expect(answer.status).toBe(403);
+      expect(JSON.parse(answer.text).error).toMatch(/^Refused a request sent by a web page at http:\/\/attacker\.example:\d+: .*DNS-rebinding/);
+    }
+    expect(registry.instances('rebound')).toHaveLength(0);
+  });
+
   it("still takes the registrar's own pages and programs", async () => {
     const { registry, url } = await setup();
     const target = await startTarget();

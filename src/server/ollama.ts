@@ -1,6 +1,7 @@
 import { Hono } from 'hono';
 import { z } from 'zod';
 import { requireToken, type TokenWording } from './auth.js';
+import { refuseBrowserWrites } from './cross-site.js';
 import { ApiError, notFound, onError, refuseOtherMethods } from './errors.js';
 import { ndjsonAnswer } from './ndjson-answer.js';
 import type { OllamaConnection } from './ollama-connection.js';
@@ -110,6 +111,9 @@ export function createOllamaApp(deps: OllamaAppDeps): Hono {
   const app = new Hono();
   app.onError(onError());
   app.notFound(notFound);
+  // A web page must not make a visitor's browser spend their model's time: Ollama's own origin
+  // check never sees these requests, since the service calls Ollama without an Origin.
+  app.use('/receive', refuseBrowserWrites);
   if (deps.token) app.use('/receive', requireToken(deps.token, RECEIVE_TOKEN));
 
   /**

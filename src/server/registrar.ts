@@ -5,7 +5,7 @@ import type { Instance } from '../registry/types.js';
 import { VERSION } from '../version.js';
 import type { HostPolicy } from '../allow-hosts.js';
 import { requireToken } from './auth.js';
-import { refuseCrossSite } from './cross-site.js';
+import { refuseBrowserWrites } from './cross-site.js';
 import { DASHBOARD_HTML } from './dashboard.js';
 import { ApiError, onError, notFound, refuseOtherMethods } from './errors.js';
 import { eventStream } from './events.js';
@@ -63,12 +63,7 @@ export function createRegistrarApp(deps: RegistrarDeps): Hono {
       }),
     );
   }
-  for (const path of WRITE_ROUTES) {
-    app.use(path, async (c, next) => {
-      if (c.req.method === 'POST') refuseCrossSite(c.req.header('origin'), c.req.header('sec-fetch-site'), c.req.header('host') ?? new URL(c.req.url).host);
-      await next();
-    });
-  }
+  for (const path of WRITE_ROUTES) app.use(path, refuseBrowserWrites);
   if (deps.token) {
     const auth = requireToken(deps.token);
     for (const path of WRITE_ROUTES) app.use(path, auth);
