@@ -46,7 +46,7 @@ interface SetupOptions {
   hostPolicy?: HostPolicy;
   targetToken?: string;
   targetTokenFor?: string[];
-  maxEventBacklog?: number;
+  eventBacklog?: { events?: number; bytes?: number };
   logFormat?: LogFormat;
 }
 
@@ -78,7 +78,7 @@ function setup(options: SetupOptions = {}) {
     metrics,
     logger,
     shutdown: shutdown.signal,
-    maxEventBacklog: options.maxEventBacklog,
+    eventBacklog: options.eventBacklog,
   });
   cleanups.push(() => shutdown.abort(), () => forwarder.close(), () => registry.close());
   /** The log lines written so far; the logger flushes on setImmediate, so wait for that first. */
@@ -516,7 +516,7 @@ type EventData = { type: string; name?: string; instance?: { url: string; metada
 
 describe('GET /events', () => {
   it('sends a watcher that stopped reading a fresh snapshot instead of every change it missed', async () => {
-    const { app } = setup({ maxEventBacklog: 5 });
+    const { app } = setup({ eventBacklog: { events: 5 } });
     await post(app, '/register', { service_name: 'first', service_url: 'http://127.0.0.1:6001' });
     const events = await openEvents(app);
     expect((await events.next())?.event).toBe('snapshot');
@@ -540,6 +540,26 @@ describe('GET /events', () => {
     const next = await events.next();
     expect(next?.event).toBe('registered');
     expect((JSON.parse(next!.data) as EventData).name).toBe('after');
+  });
+
+  it('counts what the held changes weigh too: heavy metadata sends a watcher that stopped reading a snapshot sooner', async () => {
+    const { app } = setup({ eventBacklog: { bytes: 64 * 1024 } });
+    const events = await openEvents(app);
+    expect((await events.next())?.event).toBe('snapshot');
+
+    // 30 changes of 10 KB each: 300 KB, past the 64 KB a watcher may have held for it.
+    const heavy = { notes: 'x'.repeat(10 * 1024) };
+    for (let i = 0; i < 30; i++) await post(app, '/register', { service_name: 'heavy', service_url: `http://127.0.0.1:${7100 + i}`, metadata: heavy });
+    const missed: string[] = [];
+    let resync: EventData | undefined;
+    for (let i = 0; i < 40 && !resync; i++) {
+      const event = await events.next();
+      if (event?.event === 'snapshot') resync = JSON.parse(event.data) as EventData;
+      else missed.push(event!.event);
+    }
+    // A few were on their way; the registrar held no more than six of the others (6 × 10 KB < 64 KB).
+    expect(missed.length).toBeLessThanOrEqual(10);
+    expect(resync?.services?.heavy).toHaveLength(30);
   });
 
   it('sends a snapshot first, then every change in order: registered, updated, deregistered, evicted, down, up', async () => {

@@ -7,6 +7,29 @@ import { catalogJson, instanceJson } from './wire.js';
 const KEEPALIVE_MS = 15_000;
 /** Changes held for one watcher that is not reading, before it is sent a fresh snapshot instead. */
 export const DEFAULT_MAX_BACKLOG = 10_000;
+/**
+ * And the most they may weigh, as JSON, roughly: 10 000 changes of instances carrying 60 KB of
+ * metadata each would hold 600 MB for one watcher that stopped reading.
+ */
+export const DEFAULT_MAX_BACKLOG_BYTES = 4 * 1024 * 1024;
+
+export interface BacklogLimits {
+  events?: number;
+  bytes?: number;
+}
+
+/** What an event adds to a backlog, roughly: its metadata's JSON and the rest of its line. */
+const EVENT_OVERHEAD_BYTES = 256;
+const metadataBytes = new WeakMap<object, number>();
+function weightOf(event: RegistryEvent): number {
+  const { metadata } = event.instance;
+  let bytes = metadataBytes.get(metadata);
+  if (bytes === undefined) {
+    bytes = JSON.stringify(metadata).length;
+    metadataBytes.set(metadata, bytes);
+  }
+  return EVENT_OVERHEAD_BYTES + bytes;
+}
 
 /** How long a snapshot may be handed to further watchers when nothing changed meanwhile. */
 const SNAPSHOT_SHARE_MS = 1_000;
@@ -34,7 +57,9 @@ function sharedSnapshot(registry: Registry): string {
  * (`svcmesh services --watch --json`) still knows what happened. A watcher too slow for the
  * changes gets a new `snapshot` in their place. Ends when the client goes or the server shuts down.
  */
-export function eventStream(c: Context, registry: Registry, shutdown: AbortSignal, maxBacklog = DEFAULT_MAX_BACKLOG): Response {
+export function eventStream(c: Context, registry: Registry, shutdown: AbortSignal, limits: BacklogLimits = {}): Response {
+  const maxEvents = limits.events ?? DEFAULT_MAX_BACKLOG;
+  const maxBytes = limits.bytes ?? DEFAULT_MAX_BACKLOG_BYTES;
   return streamSSE(c, async (stream) => {
     let id = 0;
     const snapshotData = () => sharedSnapshot(registry);
@@ -42,17 +67,23 @@ export function eventStream(c: Context, registry: Registry, shutdown: AbortSigna
     // those evictions belong before the snapshot (which no longer holds them), not after it.
     let snapshot: string | undefined = snapshotData();
     let queue: RegistryEvent[] = [];
+    let queuedBytes = 0;
     let wake: (() => void) | undefined;
     // A watcher that stopped reading (a suspended `--watch`, a frozen laptop) would otherwise
-    // hold every change from then on: past `maxBacklog` the changes are dropped, and the watcher
+    // hold every change from then on: past the limits the changes are dropped, and the watcher
     // gets a fresh snapshot when it reads again, as after a reconnect.
     let behind = false;
     const unsubscribe = registry.subscribe((event) => {
       if (behind) return;
-      if (queue.length >= maxBacklog) {
+      const weight = weightOf(event);
+      if (queue.length >= maxEvents || queuedBytes + weight > maxBytes) {
         behind = true;
         queue = [];
-      } else queue.push(event);
+        queuedBytes = 0;
+      } else {
+        queue.push(event);
+        queuedBytes += weight;
+      }
       wake?.();
     });
     const closed = new Promise<void>((resolve) => {
@@ -77,6 +108,7 @@ export function eventStream(c: Context, registry: Registry, shutdown: AbortSigna
           // Taken in the same tick as the flag is cleared: changes from now on come after it.
           behind = false;
           queue = [];
+          queuedBytes = 0;
           snapshot = snapshotData();
         }
         if (snapshot !== undefined) {
@@ -87,6 +119,7 @@ export function eventStream(c: Context, registry: Registry, shutdown: AbortSigna
         while (queue.length > 0 && !behind) {
           const batch = queue;
           queue = [];
+          queuedBytes = 0;
           for (const event of batch) {
             // Fell behind while this batch was being written: the coming snapshot holds the rest.
             if (behind) break;

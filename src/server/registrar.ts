@@ -8,7 +8,7 @@ import { requireToken } from './auth.js';
 import { refuseBrowserWrites } from './cross-site.js';
 import { DASHBOARD_HTML } from './dashboard.js';
 import { ApiError, onError, notFound, refuseOtherMethods } from './errors.js';
-import { eventStream } from './events.js';
+import { type BacklogLimits, eventStream } from './events.js';
 import { answerResponse, type Forwarder } from './forwarder.js';
 import { acceptHeartbeat, checkServiceHost, heartbeatBody, instanceRef, REREGISTERED_HEADER } from './heartbeat.js';
 import type { RegistrarMetrics } from './metrics.js';
@@ -31,8 +31,8 @@ export interface RegistrarDeps {
   logger?: Logger;
   /** Aborted when the server shuts down: ends the event streams so the drain is not held up. */
   shutdown?: AbortSignal;
-  /** Changes held for a watcher of /events that is not reading, before it gets a fresh snapshot. */
-  maxEventBacklog?: number;
+  /** Changes held for a watcher of /events that is not reading (how many, how heavy), before it gets a fresh snapshot. */
+  eventBacklog?: BacklogLimits;
 }
 
 /** The routes that change the catalog or reach a service: never for another site's page. */
@@ -72,7 +72,7 @@ export function createRegistrarApp(deps: RegistrarDeps): Hono {
   const shutdown = deps.shutdown ?? new AbortController().signal;
 
   app.get('/', (c) => c.html(DASHBOARD_HTML));
-  app.get('/events', (c) => eventStream(c, registry, shutdown, deps.maxEventBacklog));
+  app.get('/events', (c) => eventStream(c, registry, shutdown, deps.eventBacklog));
   app.get('/metrics', async (c) => {
     if (!deps.metrics) throw new ApiError(404, 'Metrics are not enabled on this registrar');
     const { body, contentType } = await deps.metrics.render();
