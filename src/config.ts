@@ -12,7 +12,7 @@ export const SETTINGS = {
     description: 'bearer token sent to the registrar',
     secret: true,
     check: (v: string) => v.trim() !== '' && fitsInHeader(v),
-    expected: 'a non-empty token without line breaks or other control characters',
+    expected: 'a non-empty token of ASCII letters, digits and punctuation (no line breaks, no letters like ä or ✓)',
   },
 } as const;
 

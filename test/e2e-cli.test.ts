@@ -57,6 +57,9 @@ describe('usage', () => {
     [['registrar', '--port', '0', '--target-token-for', 'ollama_service=sekrit\nline']],
     [['ollama', '--port', '0', '--receive-token', 'sekrit\n']],
     [['config', 'set', 'token', 'sekrit\nline']],
+    // A letter outside ASCII goes out as UTF-8 from curl and Go but Latin-1 from node and browsers: the right token would be refused for some.
+    [['registrar', '--port', '0', '--token', 'sekrit-pässwörd']],
+    [['config', 'set', 'token', 'sekrit-✓']],
     // The root's -v/--version is the root's alone: after a command it is an unknown option, not a version probe.
     [['ask', 'ollama_service', 'what', 'does', '-v', 'mean']],
     [['services', '--watch', '--json', '-v']],
@@ -110,7 +113,7 @@ describe('usage', () => {
     expect(service.stdout).not.toContain('listening');
     for (const [source, result] of Object.entries(runs)) {
       expect(result, source).toMatchObject({ code: 2, stdout: '' });
-      expect(result.stderr).toContain(`The token from ${source} holds characters an HTTP header cannot carry (a line break?)`);
+      expect(result.stderr).toContain(`The token from ${source} holds characters an HTTP header cannot carry as they are (a line break? a letter outside ASCII?)`);
       expect(result.stderr).not.toContain('sekrit');
       expect(result.stderr).not.toContain('Is the registrar running there?');
     }

@@ -55,7 +55,9 @@ export function parseSecret(value: string): string {
  */
 export function assertSecretFitsHeader(value: string | undefined, option: string, variable: string): void {
   if (value === undefined || fitsInHeader(value)) return;
-  throw new UsageError(`${option} (or ${variable}) holds a line break or another control character, which an HTTP header cannot carry: give the secret without it`);
+  throw new UsageError(
+    `${option} (or ${variable}) holds a line break, a control character or a letter outside ASCII (ä, ✓), which HTTP clients do not all send the same way: give a secret of ASCII letters, digits and punctuation`,
+  );
 }
 
 /**
@@ -134,9 +136,9 @@ export async function clientFrom(flags: ClientFlags, options: { timeoutMs?: numb
 function assertHeaderSafe(token: string, flags: Pick<ClientFlags, 'token'>): void {
   if (fitsInHeader(token)) return;
   const [source, fix] = flags.token
-    ? ['--token', 'pass it without them']
+    ? ['--token', 'pass it as ASCII letters, digits and punctuation only']
     : process.env.SVCMESH_TOKEN
       ? ['SVCMESH_TOKEN', 'set the variable without them']
       : ['the stored `token` setting', 'store it again with `svcmesh config set token <token>`'];
-  throw new UsageError(`The token from ${source} holds characters an HTTP header cannot carry (a line break?): ${fix}`);
+  throw new UsageError(`The token from ${source} holds characters an HTTP header cannot carry as they are (a line break? a letter outside ASCII?): ${fix}`);
 }
