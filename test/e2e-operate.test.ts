@@ -198,6 +198,9 @@ describe('a protected /receive and the registrar’s --target-token', () => {
     const asked = await runSvcmesh(['ask', 'locked', 'hi', '--registrar', plain.url]);
     expect(asked.code).toBe(1);
     expect(asked.stderr).toContain(`${plain.url}/forward answered 401`);
+    // The service refused the registrar, not the caller: the advice is about the registrar's token for it.
+    expect(asked.stderr).toContain(`The service at ${service.url} refused the token the registrar sent it: the registrar's --target-token (or --target-token-for) must match that service's --receive-token.`);
+    expect(asked.stderr).not.toContain('Pass the registrar\'s token with --token');
     await plain.stop();
   });
 });

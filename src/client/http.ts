@@ -8,14 +8,21 @@ export class HttpError extends Error {
   readonly url: string;
   /** The server's parsed JSON body, when it sent one. */
   readonly body: unknown;
+  /**
+   * The instance a forward reached, when the answer is that service's rather than the registrar's
+   * (the registrar names it in `x-svcmesh-instance`): its 401 is about the registrar's token for
+   * it, not about the caller's.
+   */
+  readonly instance: string | undefined;
   /** What to do next, printed under the message (a command adds it once it knows more). */
   hint?: string;
 
-  constructor(message: string, options: { status?: number; url: string; body?: unknown; cause?: unknown }) {
+  constructor(message: string, options: { status?: number; url: string; body?: unknown; cause?: unknown; instance?: string }) {
     super(message, { cause: options.cause });
     this.status = options.status;
     this.url = options.url;
     this.body = options.body;
+    this.instance = options.instance;
   }
 }
 
@@ -55,7 +62,8 @@ export async function checkOk(response: ClientResponse, url: string): Promise<Cl
     // Not JSON: the excerpt of the text it is.
   }
   // The server's words go to a terminal: its escapes and line breaks are shown, not obeyed.
-  throw new HttpError(`${url} answered ${response.status}: ${printable(detail)}`, { status: response.status, url, body });
+  const instance = response.headers.get('x-svcmesh-instance') ?? undefined;
+  throw new HttpError(`${url} answered ${response.status}: ${printable(detail)}`, { status: response.status, url, body, instance });
 }
 
 /** Reads a JSON body; an answer that is not JSON is an HttpError too. */
