@@ -690,10 +690,14 @@ function elseKv(response: ITxnResponse): IKeyValue | undefined {
   return response.responses[0]?.response_range?.kvs[0];
 }
 
-function describeCause(error: unknown): string {
+export function describeCause(error: unknown): string {
   if (!(error instanceof Error)) return String(error);
   // grpc-js appends an empty "Resolution note: " to connection errors.
-  return error.message.replace(/^Error: /, '').replace(/\.? Resolution note: ?$/, '');
+  const message = error.message.replace(/^Error: /, '').replace(/\.? Resolution note: ?$/, '');
+  // "4 DEADLINE_EXCEEDED: Deadline exceeded after 1.501s,Waiting for LB pick": no member answered in time.
+  const deadline = /^\d+ DEADLINE_EXCEEDED: Deadline exceeded after ([\d.]+)s/.exec(message);
+  if (deadline) return `no member answered within ${deadline[1]} s (gRPC DEADLINE_EXCEEDED)`;
+  return message;
 }
 
 const isStoredShape = (value: unknown): value is Instance & { lease?: unknown } => isInstance(value);
