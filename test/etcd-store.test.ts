@@ -1,6 +1,6 @@
 import { Etcd3 } from 'etcd3';
-import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
-import { EtcdStore } from '../src/registry/etcd.js';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describeCause, EtcdStore } from '../src/registry/etcd.js';
 import { StoreUnavailableError } from '../src/registry/store.js';
 import type { RegistryEvent } from '../src/registry/types.js';
 import { describeEtcd, startEtcdCluster, type EtcdCluster } from './support/etcd-cluster.js';
@@ -360,5 +360,14 @@ describeEtcd('EtcdStore on a three-member etcd cluster', () => {
     expect(Date.now() - start).toBeLessThan(6000);
     expect(error).toBeInstanceOf(StoreUnavailableError);
     expect((error as Error).message).toMatch(/^etcd is unreachable at http:\/\/127\.0\.0\.1:9: /);
+  });
+});
+
+describe('what a 503 says when etcd does not answer', () => {
+  it("puts grpc-js's deadline wording in words, and drops its empty resolution note", () => {
+    expect(describeCause(new Error('4 DEADLINE_EXCEEDED: Deadline exceeded after 1.501s,Waiting for LB pick'))).toBe(
+      'no member answered within 1.501 s (gRPC DEADLINE_EXCEEDED)',
+    );
+    expect(describeCause(new Error('14 UNAVAILABLE: No connection established. Resolution note: '))).toBe('14 UNAVAILABLE: No connection established');
   });
 });
