@@ -187,6 +187,18 @@ describeEtcd('EtcdStore on a three-member etcd cluster', () => {
     expect(renewed.map((r) => r.map((i) => i.url))).toEqual(beats.map(() => [url]));
   });
 
+  it('takes many identical registrations of one instance at once (a fleet restarting) without a 503, creating it once', async () => {
+    const prefix = freshPrefix();
+    const a = await store(prefix);
+    const b = await store(prefix);
+    const url = 'http://127.0.0.1:5701';
+    const attempts = Array.from({ length: 30 }, (_, i) => (i % 2 ? a : b).register({ name: 'same', url, metadata: { model: 'llama3.2' } }));
+    const results = await Promise.all(attempts);
+    expect(results.filter((r) => r.created)).toHaveLength(1);
+    expect(new Set(results.map((r) => r.instance.registeredAt)).size).toBe(1);
+    expect(results.every((r) => r.instance.metadata.model === 'llama3.2')).toBe(true);
+  });
+
   it('evicts by lease expiry on every registrar, while heartbeats keep an instance alive', async () => {
     const prefix = freshPrefix();
     const a = await store(prefix, { ttlSeconds: 2 });

@@ -293,6 +293,12 @@ export class EtcdStore implements Store {
         }
         if (current?.lease !== lease) this.#revokeQuietly(client, lease);
         kv = result.current;
+        // Another registration of this very instance, with the same metadata, came first (a fleet
+        // restarting, the same service through two registrars): it did what this one would do.
+        const winner = kv && this.#parse(kv);
+        if (winner && winner.lease !== '0' && (input.metadata === undefined || sameJson(winner.metadata, input.metadata))) {
+          return { instance: stripLease(winner), created: false };
+        }
       }
       // Busy rather than broken: a 503 tells the caller (a heartbeat loop does) to try again.
       throw new StoreUnavailableError(
@@ -688,6 +694,10 @@ function stripLease(stored: StoredInstance): Instance {
 
 function elseKv(response: ITxnResponse): IKeyValue | undefined {
   return response.responses[0]?.response_range?.kvs[0];
+}
+
+function sameJson(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
 }
 
 export function describeCause(error: unknown): string {
