@@ -469,6 +469,7 @@ describe('forwarding', () => {
     const response = await post(app, '/forward', { from: 'x', to: 'ollama_service', message: 'hi' });
     expect(response.status).toBe(502);
     expect(await json(response)).toEqual({ error: `Failed to reach ollama_service at ${url}` });
+    expect(response.headers.get('x-svcmesh-attempts')).toBe('1');
     expect(registry.totalInFlight).toBe(0);
   });
 
@@ -481,6 +482,7 @@ describe('forwarding', () => {
     const response = await post(app, '/forward', { from: 'x', to: 'slow', message: 'hi' });
     expect(response.status).toBe(504);
     expect((await json(response)).error).toMatch(/slow/);
+    expect(response.headers.get('x-svcmesh-attempts')).toBe('1');
   });
 
   it('passes over an instance that hangs, once it has timed out, instead of waiting on it every other forward', async () => {

@@ -401,13 +401,16 @@ function headerText(value: string | string[] | undefined): string | undefined {
 
 /** Every instance tried failed: 504 when all of them stayed silent, 502 otherwise. */
 function exhausted(name: string, failed: string[], timeouts: number, timeoutMs: number): ApiError {
+  // As on an answer: how many instances were tried before giving up.
+  const tried = { 'x-svcmesh-attempts': String(failed.length) };
   if (timeouts === failed.length) {
     return new ApiError(
       504,
       `${name} at ${failed.join(', ')} did not answer within ${timeoutMs / 1000} s (raise --forward-timeout for longer answers)`,
+      tried,
     );
   }
-  return new ApiError(502, `Failed to reach ${name} at ${failed.join(', ')}`);
+  return new ApiError(502, `Failed to reach ${name} at ${failed.join(', ')}`, tried);
 }
 
 /** The target's body as it comes, chunk by chunk; a failure mid-way ends it with an error line. */
