@@ -26,6 +26,10 @@ export function normaliseOllamaHost(value: string): string {
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new OllamaHostError(`uses ${url.protocol}, but Ollama answers over http or https`);
   if (url.hostname === '') throw new OllamaHostError('names no host');
+  // fetch refuses a URL with credentials, and the host is shown in every error a caller can read.
+  if (url.username !== '' || url.password !== '') {
+    throw new OllamaHostError('carries a user name or password, which Ollama does not take and which every error would show');
+  }
   // Only a bare host gets Ollama's port: a reverse proxy at http://ollama.example.com answers on
   // 80, as `ollama list` finds it. URL parsing drops an explicit :80, so look at what was written.
   const authority = /^[a-z][a-z0-9+.-]*:\/\/([^/?#]*)/i.exec(host)?.[1] ?? '';

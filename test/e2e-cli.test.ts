@@ -57,6 +57,8 @@ describe('usage', () => {
     [['registrar', '--port', '0', '--target-token-for', 'ollama_service=sekrit\nline']],
     [['ollama', '--port', '0', '--receive-token', 'sekrit\n']],
     [['config', 'set', 'token', 'sekrit\nline']],
+    // fetch refuses a URL with credentials, and every error would show them to callers.
+    [['ollama', '--port', '0', '--ollama-host', 'http://admin:sekrit@127.0.0.1']],
     // A letter outside ASCII goes out as UTF-8 from curl and Go but Latin-1 from node and browsers: the right token would be refused for some.
     [['registrar', '--port', '0', '--token', 'sekrit-pässwörd']],
     [['config', 'set', 'token', 'sekrit-✓']],

@@ -54,6 +54,7 @@ describe('normaliseOllamaHost', () => {
     ['http://bad host', 'is not a host, host:port or URL'],
     ['localhost:abc', 'is not a host, host:port or URL'],
     ['ftp://x', 'uses ftp:, but Ollama answers over http or https'],
+    ['http://admin:s3cret@127.0.0.1', 'carries a user name or password, which Ollama does not take'],
   ])('refuses %j: it %s', (value, why) => {
     expect(() => normaliseOllamaHost(value)).toThrow(why);
   });

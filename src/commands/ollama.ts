@@ -109,7 +109,9 @@ function ollamaHostFrom(runtime: Runtime, value: string, source: string | undefi
   } catch (error) {
     if (!(error instanceof runtime.OllamaHostError)) throw error;
     const given = source === 'env' ? 'OLLAMA_HOST' : '--ollama-host';
-    throw new UsageError(`${given} "${value}" ${error.message}: give where Ollama answers, such as 127.0.0.1:11434, :11434 or http://ollama.internal:11434`);
+    // A password given in the URL is not printed back.
+    const shown = value.replace(/\/\/[^/@]*@/, '//***@');
+    throw new UsageError(`${given} "${shown}" ${error.message}: give where Ollama answers, such as 127.0.0.1:11434, :11434 or http://ollama.internal:11434`);
   }
 }
 
