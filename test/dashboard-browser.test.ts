@@ -176,6 +176,54 @@ describeBrowser('dashboard in headless Chromium', () => {
     await page.waitForSelector(section('gone_dash'), { state: 'detached', timeout: SHOWN_MS });
   });
 
+  it('drops the unreachable mark of a deregistered or evicted instance, so one registered again looks as /services says', async () => {
+    const dead = `http://127.0.0.1:${await freePort()}`;
+    const name = 'back_again';
+    const markDown = async () => {
+      const failed = await fetch(`${registrar.url}/forward`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ to: name, message: 'hi' }) });
+      expect(failed.status).toBe(502);
+      await page.waitForSelector(`${row(name, dead)}.instance-down`, { timeout: SHOWN_MS });
+    };
+    /** The row is drawn at once with its mark (or none): what it shows now is what it shows. */
+    const expectShownAsServerSays = async () => {
+      await page.waitForSelector(row(name, dead), { timeout: SHOWN_MS });
+      const served = (await (await fetch(`${registrar.url}/services/${name}`)).json()) as { instances: { url: string; down?: boolean }[] };
+      expect(served.instances).toEqual([expect.objectContaining({ url: dead })]);
+      expect(served.instances[0]!.down).toBeUndefined();
+      expect(await page.locator(`${row(name, dead)}.instance-down`).count()).toBe(0);
+    };
+
+    // Deregistered, then registered again.
+    let stop = keepAlive(name, [dead]);
+    try {
+      await page.waitForSelector(row(name, dead), { timeout: SHOWN_MS });
+      await markDown();
+    } finally {
+      await stop();
+    }
+    await svcmesh('deregister', name);
+    await page.waitForSelector(section(name), { state: 'detached', timeout: SHOWN_MS });
+    stop = keepAlive(name, [dead]);
+    try {
+      await expectShownAsServerSays();
+      await markDown();
+    } finally {
+      await stop();
+    }
+
+    // Evicted, then registered again by a heartbeat that names its URL.
+    await page.waitForSelector(section(name), { state: 'detached', timeout: EVICTED_MS });
+    stop = keepAlive(name, [dead]);
+    try {
+      await expectShownAsServerSays();
+    } finally {
+      await stop();
+    }
+    await svcmesh('deregister', name);
+    await page.waitForSelector(section(name), { state: 'detached', timeout: SHOWN_MS });
+    expect(await notReloaded()).toBe(true);
+  });
+
   it('refreshes the last heartbeat of a live instance, and drops one that stopped heartbeating after the TTL', async () => {
     const [a, b] = ['http://127.0.0.1:7101', 'http://127.0.0.1:7102'];
     await svcmesh('register', 'ollama_service', a);

@@ -78,8 +78,9 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
   const SERVICES_MAX = 200;
   const REFRESH_MS = 2000;
   // name -> Map(url -> instance): an event touches one entry, whatever the catalog's size.
+  // An instance's down mark is the server's own, kept on the instance rather than beside it, so
+  // a mark goes with the instance when it is deregistered or evicted and never outlives it.
   let catalog = new Map();
-  const down = new Set();
   // What the reader unfolded or folded, which wins over the default for the catalog's size.
   const chosen = new Map();
   let token = localStorage.getItem('svcmesh-token') || '';
@@ -175,7 +176,7 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
         for (const instance of sorted.slice(0, ROWS_MAX)) {
           const tr = document.createElement('tr');
           tr.dataset.url = instance.url;
-          if (down.has(name + ' ' + instance.url)) tr.className = 'instance-down';
+          if (instance.down) tr.className = 'instance-down';
           const heartbeatCell = cell('Last heartbeat', '', 'time');
           const expiryCell = cell('Expires in', '', 'time');
           tr.append(cell('URL', instance.url, 'url'), heartbeatCell, expiryCell);
@@ -253,12 +254,9 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
   function apply(data) {
     if (data.type === 'snapshot') {
       catalog = new Map(Object.entries(data.services).map(([name, instances]) => [name, new Map(instances.map((i) => [i.url, i]))]));
-      down.clear();
-      // Marks made before this page (re)connected come with the snapshot.
-      for (const [name, instances] of catalog) for (const i of instances.values()) if (i.down) down.add(name + ' ' + i.url);
     } else if (data.type === 'down' || data.type === 'up') {
-      const key = data.name + ' ' + data.instance.url;
-      if (data.type === 'down') down.add(key); else down.delete(key);
+      const instance = catalog.get(data.name)?.get(data.instance.url);
+      if (instance) instance.down = data.type === 'down';
     } else if (data.type === 'registered' || data.type === 'updated') {
       if (!catalog.has(data.name)) catalog.set(data.name, new Map());
       catalog.get(data.name).set(data.instance.url, data.instance);
