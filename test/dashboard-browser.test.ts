@@ -224,6 +224,28 @@ describeBrowser('dashboard in headless Chromium', () => {
     expect(await notReloaded()).toBe(true);
   });
 
+  it('wraps a 128-character service name on a 360 px window instead of scrolling sideways', async () => {
+    const name = 'payments' + 'billingapi'.repeat(12);
+    expect(name).toHaveLength(128);
+    const url = 'http://127.0.0.1:7301';
+    const narrow = await browser!.newContext({ viewport: { width: 360, height: 740 } });
+    const stop = keepAlive(name, [url]);
+    try {
+      const narrowPage = await narrow.newPage();
+      await narrowPage.goto(registrar.url, { waitUntil: 'load', timeout: 10_000 });
+      await narrowPage.waitForSelector(row(name, url), { timeout: SHOWN_MS });
+      const widths = await narrowPage.evaluate(() => ({ scrollWidth: document.documentElement.scrollWidth, clientWidth: document.documentElement.clientWidth }));
+      expect(widths.clientWidth).toBe(360);
+      expect(widths.scrollWidth).toBeLessThanOrEqual(widths.clientWidth);
+      expect(await narrowPage.locator(`${section(name)} h2`).textContent()).toBe(`${name} 1 instance`);
+    } finally {
+      await stop();
+      await narrow.close();
+    }
+    await svcmesh('deregister', name);
+    await page.waitForSelector(section(name), { state: 'detached', timeout: SHOWN_MS });
+  });
+
   it('refreshes the last heartbeat of a live instance, and drops one that stopped heartbeating after the TTL', async () => {
     const [a, b] = ['http://127.0.0.1:7101', 'http://127.0.0.1:7102'];
     await svcmesh('register', 'ollama_service', a);

@@ -32,6 +32,9 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
   .empty { color: var(--dim); padding: 2rem 0; }
   section { margin-top: 1.25rem; }
   h2 { font-size: 1rem; margin: 0 0 .35rem; font-family: ui-monospace, monospace; }
+  /* A service name is one word of up to 128 characters, and notes repeat names and queries:
+     broken anywhere rather than making a phone scroll sideways. */
+  h2, .more, .empty { overflow-wrap: anywhere; }
   summary { cursor: pointer; }
   summary h2 { display: inline; }
   .more { color: var(--dim); font-size: .85rem; margin: .35rem .5rem; }
