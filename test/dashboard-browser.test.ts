@@ -376,3 +376,88 @@ describeBrowser('dashboard in headless Chromium', () => {
     expect(consoleErrors).toEqual([]);
   });
 });
+
+describeBrowser('dashboard of a registrar whose reads need a token', () => {
+  const TOKEN = 'open-sesame';
+  const UNSENDABLE = 'that token cannot be sent in an HTTP header (use the token exactly as given to --token)';
+  let registrar: SvcmeshProcess;
+  let browser: Browser | undefined;
+
+  beforeAll(async () => {
+    [registrar, browser] = await Promise.all([
+      startSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1', '--token', TOKEN, '--protect-reads']),
+      launchChromium(),
+    ]);
+  });
+
+  afterAll(async () => {
+    await browser?.close().catch(() => {});
+    await stopAll();
+    removeTempDirs();
+  });
+
+  /** A page of its own in a fresh context, so no test sees another's stored token. */
+  const withPage = async (body: (page: Page) => Promise<void>) => {
+    const context = await browser!.newContext();
+    try {
+      const page = await context.newPage();
+      await page.goto(registrar.url, { waitUntil: 'load', timeout: 10_000 });
+      await body(page);
+    } finally {
+      await context.close();
+    }
+  };
+  const statusText = (page: Page) => page.locator('#status').textContent();
+  const storedToken = (page: Page) => page.evaluate(() => localStorage.getItem('svcmesh-token'));
+  const form = (page: Page) => page.locator('#auth');
+  const connect = async (page: Page, token: string) => {
+    await form(page).waitFor({ state: 'visible', timeout: SHOWN_MS });
+    await page.fill('#token', token);
+    await page.click('#auth button');
+  };
+  /** The page asks again, says why, and keeps no token for the next visit. */
+  const expectAskedAgain = async (page: Page, status: string | RegExp) => {
+    await expect.poll(() => statusText(page), { timeout: SHOWN_MS }).toMatch(status);
+    expect(await form(page).isVisible()).toBe(true);
+    expect(await storedToken(page)).toBeNull();
+  };
+  const expectLiveWith = async (page: Page, token: string) => {
+    await page.locator('#status.live').waitFor({ timeout: SHOWN_MS });
+    expect(await form(page).isVisible()).toBe(false);
+    expect(await storedToken(page)).toBe(token);
+  };
+
+  it('asks for the token, and is live once given the right one', async () => {
+    await withPage(async (page) => {
+      await expect.poll(() => statusText(page), { timeout: SHOWN_MS }).toBe('this registrar needs a token');
+      await connect(page, TOKEN);
+      await expectLiveWith(page, TOKEN);
+    });
+  });
+
+  it('says a wrong token was not accepted, with the registrar\'s reason, and forgets it', async () => {
+    await withPage(async (page) => {
+      await connect(page, 'wrong');
+      await expectAskedAgain(page, /^token not accepted: The token is not valid: check --token/);
+      await connect(page, TOKEN);
+      await expectLiveWith(page, TOKEN);
+    });
+  });
+
+  it.each(['pass✓word', '\u201copen-sesame\u201d'])('refuses the token %s that no HTTP header can carry, asks again and keeps nothing', async (bad) => {
+    await withPage(async (page) => {
+      await connect(page, bad);
+      await expectAskedAgain(page, UNSENDABLE);
+      await connect(page, TOKEN);
+      await expectLiveWith(page, TOKEN);
+    });
+  });
+
+  it('drops such a token already stored (by an older page) rather than reconnecting for ever', async () => {
+    await withPage(async (page) => {
+      await page.evaluate(() => localStorage.setItem('svcmesh-token', 'pass✓word'));
+      await page.reload({ waitUntil: 'load', timeout: 10_000 });
+      await expectAskedAgain(page, UNSENDABLE);
+    });
+  });
+});

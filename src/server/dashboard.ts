@@ -86,8 +86,22 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
   let catalog = new Map();
   // What the reader unfolded or folded, which wins over the default for the catalog's size.
   const chosen = new Map();
-  let token = localStorage.getItem('svcmesh-token') || '';
+  const TOKEN_KEY = 'svcmesh-token';
+  let token = localStorage.getItem(TOKEN_KEY) || '';
   const auth = () => (token ? { authorization: 'Bearer ' + token } : {});
+  // fetch refuses a header holding a character past Latin-1 (a ✓, curly quotes pasted from a
+  // document) before sending anything, with the same TypeError as an unreachable registrar: it
+  // has to be caught first, or the page would take it for a registrar that is down and retry
+  // for ever. Headers applies exactly fetch's rule.
+  const UNSENDABLE = 'that token cannot be sent in an HTTP header (use the token exactly as given to --token)';
+  const canBeSent = (value) => {
+    try {
+      new Headers({ authorization: 'Bearer ' + value });
+      return true;
+    } catch {
+      return false;
+    }
+  };
 
   const ago = (iso) => {
     const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
@@ -271,15 +285,33 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
     scheduleRender();
   }
 
+  function keepToken(value) {
+    token = value;
+    if (value) localStorage.setItem(TOKEN_KEY, value);
+    else localStorage.removeItem(TOKEN_KEY);
+  }
+
+  // A token that will not do is not kept: a reload would only try it again.
+  function askForToken(why) {
+    keepToken('');
+    statusEl.className = 'down';
+    statusEl.textContent = why;
+    authForm.classList.add('shown');
+  }
+
+  // The registrar's 401 says what is wrong with the token (never the token itself).
+  async function refusalReason(response) {
+    const body = await response.json().catch(() => ({}));
+    return typeof body.error === 'string' ? body.error : 'HTTP ' + response.status;
+  }
+
   async function follow() {
     let retry = 500;
     for (;;) {
       try {
         const response = await fetch('events', { headers: auth() });
         if (response.status === 401) {
-          statusEl.className = 'down';
-          statusEl.textContent = 'this registrar needs a token';
-          authForm.classList.add('shown');
+          askForToken(token ? 'token not accepted: ' + (await refusalReason(response)) : 'this registrar needs a token');
           return;
         }
         if (!response.ok || !response.body) throw new Error('HTTP ' + response.status);
@@ -322,15 +354,19 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
 
   authForm.addEventListener('submit', (event) => {
     event.preventDefault();
-    token = document.getElementById('token').value;
-    localStorage.setItem('svcmesh-token', token);
+    const value = document.getElementById('token').value;
+    if (!canBeSent(value)) return askForToken(UNSENDABLE);
+    keepToken(value);
     authForm.classList.remove('shown');
+    statusEl.className = '';
+    statusEl.textContent = 'connecting…';
     follow();
   });
   filterEl.addEventListener('input', scheduleRender);
   setInterval(tick, 1000);
   refreshTimer = setTimeout(refreshTimes, REFRESH_MS);
-  follow();
+  if (canBeSent(token)) follow();
+  else askForToken(UNSENDABLE);
 })();
 </script>
 </body>
