@@ -460,4 +460,16 @@ describeBrowser('dashboard of a registrar whose reads need a token', () => {
       await expectAskedAgain(page, UNSENDABLE);
     });
   });
+
+  it('forgets the stored token on "forget token", and asks for one again', async () => {
+    await withPage(async (page) => {
+      const forget = page.getByRole('button', { name: 'forget token' });
+      expect(await forget.isVisible()).toBe(false);
+      await connect(page, TOKEN);
+      await expectLiveWith(page, TOKEN);
+      await Promise.all([page.waitForEvent('load', { timeout: 10_000 }), forget.click()]);
+      await expectAskedAgain(page, 'this registrar needs a token');
+      expect(await forget.isVisible()).toBe(false);
+    });
+  });
 });

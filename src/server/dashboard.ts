@@ -28,6 +28,7 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
   #status { font-size: .85rem; color: var(--dim); }
   #status.live::before { content: "● "; color: var(--ok); }
   #status.down::before { content: "● "; color: var(--bad); }
+  #forget { margin-left: auto; font-size: .8rem; }
   main { padding: 0 1rem 2rem; max-width: 70rem; }
   .empty { color: var(--dim); padding: 2rem 0; }
   section { margin-top: 1.25rem; }
@@ -62,6 +63,7 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
 <header>
   <h1>svcmesh registrar</h1>
   <span id="status" role="status" aria-live="polite">connecting…</span>
+  <button id="forget" type="button" hidden>forget token</button>
 </header>
 <main>
   <form id="auth"><input id="token" type="password" placeholder="registrar token" autocomplete="off"><button>Connect</button></form>
@@ -74,6 +76,7 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
   const statusEl = document.getElementById('status');
   const authForm = document.getElementById('auth');
   const filterEl = document.getElementById('filter');
+  const forgetEl = document.getElementById('forget');
   // Past this many instances in all, services start folded and times come per unfolded service.
   const BIG = 500;
   // Rows drawn for one service, and services drawn: a page of 100 000 is no use to anyone.
@@ -88,6 +91,7 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
   const chosen = new Map();
   const TOKEN_KEY = 'svcmesh-token';
   let token = localStorage.getItem(TOKEN_KEY) || '';
+  forgetEl.hidden = !token;
   const auth = () => (token ? { authorization: 'Bearer ' + token } : {});
   // fetch refuses a header holding a character past Latin-1 (a ✓, curly quotes pasted from a
   // document) before sending anything, with the same TypeError as an unreachable registrar: it
@@ -289,6 +293,7 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
     token = value;
     if (value) localStorage.setItem(TOKEN_KEY, value);
     else localStorage.removeItem(TOKEN_KEY);
+    forgetEl.hidden = !value;
   }
 
   // A token that will not do is not kept: a reload would only try it again.
@@ -361,6 +366,11 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
     statusEl.className = '';
     statusEl.textContent = 'connecting…';
     follow();
+  });
+  // The open stream was let in with the token: only a new page shows what can be seen without it.
+  forgetEl.addEventListener('click', () => {
+    keepToken('');
+    location.reload();
   });
   filterEl.addEventListener('input', scheduleRender);
   setInterval(tick, 1000);
