@@ -176,6 +176,76 @@ describeBrowser('dashboard in headless Chromium', () => {
     await page.waitForSelector(section('gone_dash'), { state: 'detached', timeout: SHOWN_MS });
   });
 
+  it('drops the unreachable mark of a deregistered or evicted instance, so one registered again looks as /services says', async () => {
+    const dead = `http://127.0.0.1:${await freePort()}`;
+    const name = 'back_again';
+    const markDown = async () => {
+      const failed = await fetch(`${registrar.url}/forward`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ to: name, message: 'hi' }) });
+      expect(failed.status).toBe(502);
+      await page.waitForSelector(`${row(name, dead)}.instance-down`, { timeout: SHOWN_MS });
+    };
+    /** The row is drawn at once with its mark (or none): what it shows now is what it shows. */
+    const expectShownAsServerSays = async () => {
+      await page.waitForSelector(row(name, dead), { timeout: SHOWN_MS });
+      const served = (await (await fetch(`${registrar.url}/services/${name}`)).json()) as { instances: { url: string; down?: boolean }[] };
+      expect(served.instances).toEqual([expect.objectContaining({ url: dead })]);
+      expect(served.instances[0]!.down).toBeUndefined();
+      expect(await page.locator(`${row(name, dead)}.instance-down`).count()).toBe(0);
+    };
+
+    // Deregistered, then registered again.
+    let stop = keepAlive(name, [dead]);
+    try {
+      await page.waitForSelector(row(name, dead), { timeout: SHOWN_MS });
+      await markDown();
+    } finally {
+      await stop();
+    }
+    await svcmesh('deregister', name);
+    await page.waitForSelector(section(name), { state: 'detached', timeout: SHOWN_MS });
+    stop = keepAlive(name, [dead]);
+    try {
+      await expectShownAsServerSays();
+      await markDown();
+    } finally {
+      await stop();
+    }
+
+    // Evicted, then registered again by a heartbeat that names its URL.
+    await page.waitForSelector(section(name), { state: 'detached', timeout: EVICTED_MS });
+    stop = keepAlive(name, [dead]);
+    try {
+      await expectShownAsServerSays();
+    } finally {
+      await stop();
+    }
+    await svcmesh('deregister', name);
+    await page.waitForSelector(section(name), { state: 'detached', timeout: SHOWN_MS });
+    expect(await notReloaded()).toBe(true);
+  });
+
+  it('wraps a 128-character service name on a 360 px window instead of scrolling sideways', async () => {
+    const name = 'payments' + 'billingapi'.repeat(12);
+    expect(name).toHaveLength(128);
+    const url = 'http://127.0.0.1:7301';
+    const narrow = await browser!.newContext({ viewport: { width: 360, height: 740 } });
+    const stop = keepAlive(name, [url]);
+    try {
+      const narrowPage = await narrow.newPage();
+      await narrowPage.goto(registrar.url, { waitUntil: 'load', timeout: 10_000 });
+      await narrowPage.waitForSelector(row(name, url), { timeout: SHOWN_MS });
+      const widths = await narrowPage.evaluate(() => ({ scrollWidth: document.documentElement.scrollWidth, clientWidth: document.documentElement.clientWidth }));
+      expect(widths.clientWidth).toBe(360);
+      expect(widths.scrollWidth).toBeLessThanOrEqual(widths.clientWidth);
+      expect(await narrowPage.locator(`${section(name)} h2`).textContent()).toBe(`${name} 1 instance`);
+    } finally {
+      await stop();
+      await narrow.close();
+    }
+    await svcmesh('deregister', name);
+    await page.waitForSelector(section(name), { state: 'detached', timeout: SHOWN_MS });
+  });
+
   it('refreshes the last heartbeat of a live instance, and drops one that stopped heartbeating after the TTL', async () => {
     const [a, b] = ['http://127.0.0.1:7101', 'http://127.0.0.1:7102'];
     await svcmesh('register', 'ollama_service', a);
@@ -304,5 +374,102 @@ describeBrowser('dashboard in headless Chromium', () => {
     expect(requests.length).toBeGreaterThan(0);
     expect(requests.filter((url) => !url.startsWith('data:') && new URL(url).origin !== origin)).toEqual([]);
     expect(consoleErrors).toEqual([]);
+  });
+});
+
+describeBrowser('dashboard of a registrar whose reads need a token', () => {
+  const TOKEN = 'open-sesame';
+  const UNSENDABLE = 'that token cannot be sent in an HTTP header (use the token exactly as given to --token)';
+  let registrar: SvcmeshProcess;
+  let browser: Browser | undefined;
+
+  beforeAll(async () => {
+    [registrar, browser] = await Promise.all([
+      startSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1', '--token', TOKEN, '--protect-reads']),
+      launchChromium(),
+    ]);
+  });
+
+  afterAll(async () => {
+    await browser?.close().catch(() => {});
+    await stopAll();
+    removeTempDirs();
+  });
+
+  /** A page of its own in a fresh context, so no test sees another's stored token. */
+  const withPage = async (body: (page: Page) => Promise<void>) => {
+    const context = await browser!.newContext();
+    try {
+      const page = await context.newPage();
+      await page.goto(registrar.url, { waitUntil: 'load', timeout: 10_000 });
+      await body(page);
+    } finally {
+      await context.close();
+    }
+  };
+  const statusText = (page: Page) => page.locator('#status').textContent();
+  const storedToken = (page: Page) => page.evaluate(() => localStorage.getItem('svcmesh-token'));
+  const form = (page: Page) => page.locator('#auth');
+  const connect = async (page: Page, token: string) => {
+    await form(page).waitFor({ state: 'visible', timeout: SHOWN_MS });
+    await page.fill('#token', token);
+    await page.click('#auth button');
+  };
+  /** The page asks again, says why, and keeps no token for the next visit. */
+  const expectAskedAgain = async (page: Page, status: string | RegExp) => {
+    await expect.poll(() => statusText(page), { timeout: SHOWN_MS }).toMatch(status);
+    expect(await form(page).isVisible()).toBe(true);
+    expect(await storedToken(page)).toBeNull();
+  };
+  const expectLiveWith = async (page: Page, token: string) => {
+    await page.locator('#status.live').waitFor({ timeout: SHOWN_MS });
+    expect(await form(page).isVisible()).toBe(false);
+    expect(await storedToken(page)).toBe(token);
+  };
+
+  it('asks for the token, and is live once given the right one', async () => {
+    await withPage(async (page) => {
+      await expect.poll(() => statusText(page), { timeout: SHOWN_MS }).toBe('this registrar needs a token');
+      await connect(page, TOKEN);
+      await expectLiveWith(page, TOKEN);
+    });
+  });
+
+  it('says a wrong token was not accepted, with the registrar\'s reason, and forgets it', async () => {
+    await withPage(async (page) => {
+      await connect(page, 'wrong');
+      await expectAskedAgain(page, /^token not accepted: The token is not valid: check --token/);
+      await connect(page, TOKEN);
+      await expectLiveWith(page, TOKEN);
+    });
+  });
+
+  it.each(['pass✓word', '\u201copen-sesame\u201d'])('refuses the token %s that no HTTP header can carry, asks again and keeps nothing', async (bad) => {
+    await withPage(async (page) => {
+      await connect(page, bad);
+      await expectAskedAgain(page, UNSENDABLE);
+      await connect(page, TOKEN);
+      await expectLiveWith(page, TOKEN);
+    });
+  });
+
+  it('drops such a token already stored (by an older page) rather than reconnecting for ever', async () => {
+    await withPage(async (page) => {
+      await page.evaluate(() => localStorage.setItem('svcmesh-token', 'pass✓word'));
+      await page.reload({ waitUntil: 'load', timeout: 10_000 });
+      await expectAskedAgain(page, UNSENDABLE);
+    });
+  });
+
+  it('forgets the stored token on "forget token", and asks for one again', async () => {
+    await withPage(async (page) => {
+      const forget = page.getByRole('button', { name: 'forget token' });
+      expect(await forget.isVisible()).toBe(false);
+      await connect(page, TOKEN);
+      await expectLiveWith(page, TOKEN);
+      await Promise.all([page.waitForEvent('load', { timeout: 10_000 }), forget.click()]);
+      await expectAskedAgain(page, 'this registrar needs a token');
+      expect(await forget.isVisible()).toBe(false);
+    });
   });
 });

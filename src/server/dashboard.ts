@@ -28,10 +28,14 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
   #status { font-size: .85rem; color: var(--dim); }
   #status.live::before { content: "● "; color: var(--ok); }
   #status.down::before { content: "● "; color: var(--bad); }
+  #forget { margin-left: auto; font-size: .8rem; }
   main { padding: 0 1rem 2rem; max-width: 70rem; }
   .empty { color: var(--dim); padding: 2rem 0; }
   section { margin-top: 1.25rem; }
   h2 { font-size: 1rem; margin: 0 0 .35rem; font-family: ui-monospace, monospace; }
+  /* A service name is one word of up to 128 characters, and notes repeat names and queries:
+     broken anywhere rather than making a phone scroll sideways. */
+  h2, .more, .empty { overflow-wrap: anywhere; }
   summary { cursor: pointer; }
   summary h2 { display: inline; }
   .more { color: var(--dim); font-size: .85rem; margin: .35rem .5rem; }
@@ -59,6 +63,7 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
 <header>
   <h1>svcmesh registrar</h1>
   <span id="status" role="status" aria-live="polite">connecting…</span>
+  <button id="forget" type="button" hidden>forget token</button>
 </header>
 <main>
   <form id="auth"><input id="token" type="password" placeholder="registrar token" autocomplete="off"><button>Connect</button></form>
@@ -71,6 +76,7 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
   const statusEl = document.getElementById('status');
   const authForm = document.getElementById('auth');
   const filterEl = document.getElementById('filter');
+  const forgetEl = document.getElementById('forget');
   // Past this many instances in all, services start folded and times come per unfolded service.
   const BIG = 500;
   // Rows drawn for one service, and services drawn: a page of 100 000 is no use to anyone.
@@ -78,12 +84,28 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
   const SERVICES_MAX = 200;
   const REFRESH_MS = 2000;
   // name -> Map(url -> instance): an event touches one entry, whatever the catalog's size.
+  // An instance's down mark is the server's own, kept on the instance rather than beside it, so
+  // a mark goes with the instance when it is deregistered or evicted and never outlives it.
   let catalog = new Map();
-  const down = new Set();
   // What the reader unfolded or folded, which wins over the default for the catalog's size.
   const chosen = new Map();
-  let token = localStorage.getItem('svcmesh-token') || '';
+  const TOKEN_KEY = 'svcmesh-token';
+  let token = localStorage.getItem(TOKEN_KEY) || '';
+  forgetEl.hidden = !token;
   const auth = () => (token ? { authorization: 'Bearer ' + token } : {});
+  // fetch refuses a header holding a character past Latin-1 (a ✓, curly quotes pasted from a
+  // document) before sending anything, with the same TypeError as an unreachable registrar: it
+  // has to be caught first, or the page would take it for a registrar that is down and retry
+  // for ever. Headers applies exactly fetch's rule.
+  const UNSENDABLE = 'that token cannot be sent in an HTTP header (use the token exactly as given to --token)';
+  const canBeSent = (value) => {
+    try {
+      new Headers({ authorization: 'Bearer ' + value });
+      return true;
+    } catch {
+      return false;
+    }
+  };
 
   const ago = (iso) => {
     const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
@@ -175,7 +197,7 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
         for (const instance of sorted.slice(0, ROWS_MAX)) {
           const tr = document.createElement('tr');
           tr.dataset.url = instance.url;
-          if (down.has(name + ' ' + instance.url)) tr.className = 'instance-down';
+          if (instance.down) tr.className = 'instance-down';
           const heartbeatCell = cell('Last heartbeat', '', 'time');
           const expiryCell = cell('Expires in', '', 'time');
           tr.append(cell('URL', instance.url, 'url'), heartbeatCell, expiryCell);
@@ -253,12 +275,9 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
   function apply(data) {
     if (data.type === 'snapshot') {
       catalog = new Map(Object.entries(data.services).map(([name, instances]) => [name, new Map(instances.map((i) => [i.url, i]))]));
-      down.clear();
-      // Marks made before this page (re)connected come with the snapshot.
-      for (const [name, instances] of catalog) for (const i of instances.values()) if (i.down) down.add(name + ' ' + i.url);
     } else if (data.type === 'down' || data.type === 'up') {
-      const key = data.name + ' ' + data.instance.url;
-      if (data.type === 'down') down.add(key); else down.delete(key);
+      const instance = catalog.get(data.name)?.get(data.instance.url);
+      if (instance) instance.down = data.type === 'down';
     } else if (data.type === 'registered' || data.type === 'updated') {
       if (!catalog.has(data.name)) catalog.set(data.name, new Map());
       catalog.get(data.name).set(data.instance.url, data.instance);
@@ -270,15 +289,34 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
     scheduleRender();
   }
 
+  function keepToken(value) {
+    token = value;
+    if (value) localStorage.setItem(TOKEN_KEY, value);
+    else localStorage.removeItem(TOKEN_KEY);
+    forgetEl.hidden = !value;
+  }
+
+  // A token that will not do is not kept: a reload would only try it again.
+  function askForToken(why) {
+    keepToken('');
+    statusEl.className = 'down';
+    statusEl.textContent = why;
+    authForm.classList.add('shown');
+  }
+
+  // The registrar's 401 says what is wrong with the token (never the token itself).
+  async function refusalReason(response) {
+    const body = await response.json().catch(() => ({}));
+    return typeof body.error === 'string' ? body.error : 'HTTP ' + response.status;
+  }
+
   async function follow() {
     let retry = 500;
     for (;;) {
       try {
         const response = await fetch('events', { headers: auth() });
         if (response.status === 401) {
-          statusEl.className = 'down';
-          statusEl.textContent = 'this registrar needs a token';
-          authForm.classList.add('shown');
+          askForToken(token ? 'token not accepted: ' + (await refusalReason(response)) : 'this registrar needs a token');
           return;
         }
         if (!response.ok || !response.body) throw new Error('HTTP ' + response.status);
@@ -321,15 +359,24 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
 
   authForm.addEventListener('submit', (event) => {
     event.preventDefault();
-    token = document.getElementById('token').value;
-    localStorage.setItem('svcmesh-token', token);
+    const value = document.getElementById('token').value;
+    if (!canBeSent(value)) return askForToken(UNSENDABLE);
+    keepToken(value);
     authForm.classList.remove('shown');
+    statusEl.className = '';
+    statusEl.textContent = 'connecting…';
     follow();
+  });
+  // The open stream was let in with the token: only a new page shows what can be seen without it.
+  forgetEl.addEventListener('click', () => {
+    keepToken('');
+    location.reload();
   });
   filterEl.addEventListener('input', scheduleRender);
   setInterval(tick, 1000);
   refreshTimer = setTimeout(refreshTimes, REFRESH_MS);
-  follow();
+  if (canBeSent(token)) follow();
+  else askForToken(UNSENDABLE);
 })();
 </script>
 </body>
