@@ -514,6 +514,17 @@ async function openEvents(app: Hono, headers: Record<string, string> = {}): Prom
 
 type EventData = { type: string; name?: string; instance?: { url: string; metadata: Record<string, unknown> }; services?: Record<string, Array<{ url: string; down?: boolean }>> };
 
+/** Reads a watcher's events up to the next snapshot (at most 40): the changes before it, and it. */
+async function untilSnapshot(events: Awaited<ReturnType<typeof openEvents>>): Promise<{ missed: string[]; resync: EventData | undefined }> {
+  const missed: string[] = [];
+  for (let i = 0; i < 40; i++) {
+    const event = await events.next();
+    if (event?.event === 'snapshot') return { missed, resync: JSON.parse(event.data) as EventData };
+    missed.push(event!.event);
+  }
+  return { missed, resync: undefined };
+}
+
 describe('GET /events', () => {
   it('sends a watcher that stopped reading a fresh snapshot instead of every change it missed', async () => {
     const { app } = setup({ eventBacklog: { events: 5 } });
@@ -523,13 +534,7 @@ describe('GET /events', () => {
 
     // The watcher reads nothing while 30 instances register.
     for (let i = 0; i < 30; i++) await post(app, '/register', { service_name: 'burst', service_url: `http://127.0.0.1:${7000 + i}` });
-    const missed: string[] = [];
-    let resync: EventData | undefined;
-    for (let i = 0; i < 40 && !resync; i++) {
-      const event = await events.next();
-      if (event?.event === 'snapshot') resync = JSON.parse(event.data) as EventData;
-      else missed.push(event!.event);
-    }
+    const { missed, resync } = await untilSnapshot(events);
     // A few changes were already on their way; the registrar held no more than 5 of the others.
     expect(missed.length).toBeLessThanOrEqual(8);
     expect(resync?.services?.burst).toHaveLength(30);
@@ -550,13 +555,7 @@ describe('GET /events', () => {
     // 30 changes of 10 KB each: 300 KB, past the 64 KB a watcher may have held for it.
     const heavy = { notes: 'x'.repeat(10 * 1024) };
     for (let i = 0; i < 30; i++) await post(app, '/register', { service_name: 'heavy', service_url: `http://127.0.0.1:${7100 + i}`, metadata: heavy });
-    const missed: string[] = [];
-    let resync: EventData | undefined;
-    for (let i = 0; i < 40 && !resync; i++) {
-      const event = await events.next();
-      if (event?.event === 'snapshot') resync = JSON.parse(event.data) as EventData;
-      else missed.push(event!.event);
-    }
+    const { missed, resync } = await untilSnapshot(events);
     // A few were on their way; the registrar held no more than six of the others (6 × 10 KB < 64 KB).
     expect(missed.length).toBeLessThanOrEqual(10);
     expect(resync?.services?.heavy).toHaveLength(30);
