@@ -4,7 +4,7 @@
  * the fast path over a socket) and the two answers must be the same: status, content type, the
  * forward's headers and the body.
  */
-import { once } from 'node:events';
+import { getEventListeners, once } from 'node:events';
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Hono } from 'hono';
@@ -84,12 +84,13 @@ async function closedPort(): Promise<number> {
   return Number(new URL(url).port);
 }
 
-async function setup(options: { token?: string; protectReads?: boolean; hostPolicy?: HostPolicy } = {}) {
+async function setup(options: { token?: string; protectReads?: boolean; hostPolicy?: HostPolicy; drain?: AbortSignal } = {}) {
+  const { drain, ...rest } = options;
   const registry = new Registry(new MemoryStore({ ttlSeconds: 300 }));
   const metrics = createRegistrarMetrics(registry);
   const forwarder = createForwarder({ registry, timeoutMs: 5_000, logger: createLogger('text', () => {}) });
-  const app = createRegistrarApp({ registry, forwarder, ttlSeconds: 300, metrics, ...options });
-  const fastPath = createRegistrarFastPath({ registry, forwarder, metrics, ...options });
+  const app = createRegistrarApp({ registry, forwarder, ttlSeconds: 300, metrics, shutdown: drain, ...rest });
+  const fastPath = createRegistrarFastPath({ registry, forwarder, metrics, cutStreams: drain, ...rest });
   const handle = await startServer(app, { host: '127.0.0.1', port: 0, fastPath });
   cleanups.push(() => handle.close(100), () => forwarder.close(), () => registry.close());
   return { app, registry, metrics, url: handle.url };
@@ -417,6 +418,29 @@ describe('the fast path under a real socket', () => {
     expect(target.closed).toEqual([]);
     request.destroy();
     await waitFor(() => target.closed.includes('/slow/receive'), 2_000, 'the target to see the request end');
+  });
+
+  it('holds many forwards and watchers at once with one listener on the shutdown signal: no listener-leak warning', async () => {
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => warnings.push(warning.name);
+    process.on('warning', onWarning);
+    cleanups.push(() => process.off('warning', onWarning));
+    const drain = new AbortController();
+    const target = await startTarget();
+    const { registry, url } = await setup({ drain: drain.signal });
+    await registry.register({ name: 'slow', url: `${target.url}/slow` });
+    const callers = new AbortController();
+    const forwards = Array.from({ length: 20 }, () =>
+      fetch(`${url}/forward`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ to: 'slow', message: 'hi' }), signal: callers.signal }).catch(() => undefined),
+    );
+    const watchers = await Promise.all(Array.from({ length: 15 }, () => fetch(`${url}/events`, { signal: callers.signal })));
+    await waitFor(() => target.received.filter((path) => path === '/slow/receive').length === 20, 5_000, 'every forward to reach the target');
+    expect(getEventListeners(drain.signal, 'abort').length).toBeLessThanOrEqual(2);
+    callers.abort();
+    await Promise.all(forwards);
+    expect(watchers.every((watcher) => watcher.status === 200)).toBe(true);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(warnings).not.toContain('MaxListenersExceededWarning');
   });
 
   it('a body sent in chunks past 1 MiB without a length is refused with 413', async () => {

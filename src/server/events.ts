@@ -2,6 +2,7 @@ import type { Context } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import type { Registry } from '../registry/registry.js';
 import type { RegistryEvent } from '../registry/types.js';
+import type { AbortFanout } from './abort-fanout.js';
 import { catalogJson, instanceJson } from './wire.js';
 
 const KEEPALIVE_MS = 15_000;
@@ -57,7 +58,7 @@ function sharedSnapshot(registry: Registry): string {
  * (`svcmesh services --watch --json`) still knows what happened. A watcher too slow for the
  * changes gets a new `snapshot` in their place. Ends when the client goes or the server shuts down.
  */
-export function eventStream(c: Context, registry: Registry, shutdown: AbortSignal, limits: BacklogLimits = {}): Response {
+export function eventStream(c: Context, registry: Registry, shutdown: AbortFanout, limits: BacklogLimits = {}): Response {
   const maxEvents = limits.events ?? DEFAULT_MAX_BACKLOG;
   const maxBytes = limits.bytes ?? DEFAULT_MAX_BACKLOG_BYTES;
   return streamSSE(c, async (stream) => {
@@ -86,10 +87,10 @@ export function eventStream(c: Context, registry: Registry, shutdown: AbortSigna
       }
       wake?.();
     });
+    let forgetShutdown = () => {};
     const closed = new Promise<void>((resolve) => {
       stream.onAbort(resolve);
-      if (shutdown.aborted) resolve();
-      shutdown.addEventListener('abort', () => resolve(), { once: true });
+      forgetShutdown = shutdown.add(resolve);
     });
     let quiet = false;
     let isClosed = false;
@@ -137,6 +138,7 @@ export function eventStream(c: Context, registry: Registry, shutdown: AbortSigna
     } finally {
       clearInterval(keepAlive);
       unsubscribe();
+      forgetShutdown();
     }
   });
 }

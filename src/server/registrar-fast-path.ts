@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { z } from 'zod';
 import { tokenCheck } from './auth.js';
 import { refuseCrossSite } from './cross-site.js';
+import { AbortFanout } from './abort-fanout.js';
 import { errorAnswer } from './errors.js';
 import { acceptHeartbeat, type HeartbeatDeps, heartbeatBody, REREGISTERED_HEADER } from './heartbeat.js';
 import type { ChunkSource, ForwardAnswer, Forwarder } from './forwarder.js';
@@ -36,6 +37,7 @@ export interface RegistrarFastPathDeps extends HeartbeatDeps {
 export function createRegistrarFastPath(deps: RegistrarFastPathDeps): FastPath {
   const { registry, forwarder } = deps;
   const checkToken = deps.token ? tokenCheck(deps.token) : undefined;
+  const cuts = new AbortFanout(deps.cutStreams);
   const readsOpen = !(deps.token && deps.protectReads);
 
   return (request, response) => {
@@ -123,25 +125,24 @@ export function createRegistrarFastPath(deps: RegistrarFastPathDeps): FastPath {
         { from: body.from, to: body.to, message: body.message, stream: body.stream === true, history: body.history },
         (failure, answer) => {
           if (failure) fail(failure);
-          else if (answer!.stream) relay(answer!, answer!.stream, response, deps.cutStreams).catch(fail);
+          else if (answer!.stream) relay(answer!, answer!.stream, response, cuts).catch(fail);
           else writeWhole(response, answer!);
         },
       );
       if (response.writableFinished) return;
       // The caller leaving before the answer ends the forward (and with it the target's work);
       // once a streamed answer flows, relay() looks after it.
-      response.once('close', () => {
-        deps.cutStreams?.removeEventListener('abort', onCut);
-        if (!response.writableFinished) cancel();
-      });
       // The drain time ran out before the target answered: say so with a status, rather than
       // let the cut connection look like an empty 200.
-      const onCut = () => {
+      const forgetCut = cuts.add(() => {
         if (response.headersSent || response.destroyed) return;
-        writeJson(response, 503, { error: String(deps.cutStreams!.reason) }, CLOSE_CONNECTION);
+        writeJson(response, 503, { error: cuts.reason }, CLOSE_CONNECTION);
         cancel();
-      };
-      deps.cutStreams?.addEventListener('abort', onCut, { once: true });
+      });
+      response.once('close', () => {
+        forgetCut();
+        if (!response.writableFinished) cancel();
+      });
     });
   }
 }
@@ -199,7 +200,7 @@ function writeWhole(response: ServerResponse, answer: ForwardAnswer): void {
 }
 
 /** Relays a streamed answer chunk by chunk, at the pace the caller reads it. */
-async function relay(answer: ForwardAnswer, stream: ChunkSource, response: ServerResponse, cut?: AbortSignal): Promise<void> {
+async function relay(answer: ForwardAnswer, stream: ChunkSource, response: ServerResponse, cuts: AbortFanout): Promise<void> {
   if (response.destroyed) {
     stream.cancel();
     return;
@@ -210,20 +211,18 @@ async function relay(answer: ForwardAnswer, stream: ChunkSource, response: Serve
   };
   response.once('close', onClose);
   let atLineStart = true;
-  const onCut = () => {
+  const forgetCut = cuts.add(() => {
     if (response.writableEnded || response.destroyed) return;
-    const line = JSON.stringify({ error: String(cut!.reason) });
+    const line = JSON.stringify({ error: cuts.reason });
     response.end(`${atLineStart ? '' : '\n'}${line}\n`);
     stream.cancel();
-  };
-  if (cut?.aborted) onCut();
-  cut?.addEventListener('abort', onCut, { once: true });
+  });
   try {
     await relayChunks(stream, response, (chunk) => {
       if (chunk.byteLength > 0) atLineStart = chunk[chunk.byteLength - 1] === 0x0a;
     });
   } finally {
-    cut?.removeEventListener('abort', onCut);
+    forgetCut();
   }
 }
 

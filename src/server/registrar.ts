@@ -8,6 +8,7 @@ import { requireToken } from './auth.js';
 import { refuseBrowserWrites } from './cross-site.js';
 import { DASHBOARD_HTML } from './dashboard.js';
 import { ApiError, onError, notFound, refuseOtherMethods } from './errors.js';
+import { AbortFanout } from './abort-fanout.js';
 import { type BacklogLimits, eventStream } from './events.js';
 import { answerResponse, type Forwarder } from './forwarder.js';
 import { acceptHeartbeat, checkServiceHost, heartbeatBody, instanceRef, REREGISTERED_HEADER } from './heartbeat.js';
@@ -69,7 +70,8 @@ export function createRegistrarApp(deps: RegistrarDeps): Hono {
     for (const path of WRITE_ROUTES) app.use(path, auth);
     if (deps.protectReads) for (const path of ['/services', '/services/*', '/catalog', '/events', '/metrics']) app.use(path, auth);
   }
-  const shutdown = deps.shutdown ?? new AbortController().signal;
+  // Every watcher of /events ends at shutdown: one listener on the signal for all of them.
+  const shutdown = new AbortFanout(deps.shutdown);
 
   app.get('/', (c) => c.html(DASHBOARD_HTML));
   app.get('/events', (c) => eventStream(c, registry, shutdown, deps.eventBacklog));
