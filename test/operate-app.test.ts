@@ -868,6 +868,14 @@ function parseMetrics(text: string): Map<string, number> {
 }
 
 describe('GET /metrics', () => {
+  it("exports the process's own memory, CPU and event-loop lag too, as Prometheus users expect of any process", async () => {
+    const { app } = setup();
+    const metrics = parseMetrics(await (await app.request('/metrics')).text());
+    expect(metrics.get('process_resident_memory_bytes')).toBeGreaterThan(10_000_000);
+    expect(metrics.get('process_cpu_seconds_total')).toBeGreaterThan(0);
+    expect(metrics.has('nodejs_eventloop_lag_p99_seconds')).toBe(true);
+  });
+
   it('counts exactly what happened after a known sequence of calls', async () => {
     const target = await startTarget();
     const { app, clock } = setup();

@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, Registry as PromRegistry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry as PromRegistry } from 'prom-client';
 import type { HeartbeatOutcome, Registry } from '../registry/registry.js';
 
 /** The one label every forward to a name nothing registered is counted under (a 404). */
@@ -31,6 +31,9 @@ const LATENCY_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5
  */
 export function createRegistrarMetrics(registry: Registry): RegistrarMetrics {
   const prom = new PromRegistry();
+  // What a Prometheus user looks for first about any process: its memory, CPU, open files and
+  // event-loop lag (process_*, nodejs_*), as Consul exports its runtime's.
+  collectDefaultMetrics({ register: prom });
   new Gauge({
     name: 'svcmesh_instances',
     help: 'Live instances per service',
