@@ -59,6 +59,7 @@ describe('usage', () => {
     [['config', 'set', 'token', 'sekrit\nline']],
     // fetch refuses a URL with credentials, and every error would show them to callers.
     [['ollama', '--port', '0', '--ollama-host', 'http://admin:sekrit@127.0.0.1']],
+    [['ollama', '--port', '0', '--ollama-host', 'admin:sekrit@127.0.0.1:11434']],
     // A letter outside ASCII goes out as UTF-8 from curl and Go but Latin-1 from node and browsers: the right token would be refused for some.
     [['registrar', '--port', '0', '--token', 'sekrit-pässwörd']],
     [['config', 'set', 'token', 'sekrit-✓']],
@@ -221,7 +222,12 @@ describe('config', () => {
     expect(services.code).toBe(2);
     expect(services.stderr).toContain(`The \`registrar\` setting in ${file} is a number, not text: fix the file`);
     expect(await runSvcmesh(['config', 'get', 'token'], { env })).toMatchObject({ code: 2, stdout: '' });
-    expect((await runSvcmesh(['config', 'list'], { env })).stdout).toBe('registrar=5001\ntoken=null\n');
+    // A secret stays masked whatever it holds; anything else is shown as the JSON it is.
+    expect((await runSvcmesh(['config', 'list'], { env })).stdout).toBe('registrar=5001\ntoken=********\n');
+    writeFileSync(file, '{"registrar": {"a": 1}, "token": ["sekrit"]}');
+    const listed = await runSvcmesh(['config', 'list'], { env });
+    expect(listed.stdout).toBe('registrar={"a":1}\ntoken=********\n');
+    expect((await runSvcmesh(['config', 'list', '--json'], { env })).stdout).not.toContain('sekrit');
   });
 
   it('a client command given its registrar does not need a broken settings file; one that needs it stops at it', async () => {

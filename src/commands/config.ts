@@ -50,13 +50,14 @@ export function makeConfigCommand(): Command {
       const stored = openConfig().list();
       const shown = Object.fromEntries(
         Object.entries(stored).map(([key, value]) => {
-          // A value that is not text is shown as it is, so that what is wrong with the file shows.
-          const secret = SETTINGS[key as keyof typeof SETTINGS]?.secret && !flags.showSecrets && typeof value === 'string';
+          // A secret is masked whatever it holds; any other value that is not text is shown as
+          // JSON, so that what is wrong with the file shows.
+          const secret = SETTINGS[key as keyof typeof SETTINGS]?.secret && !flags.showSecrets;
           return [key, secret ? '********' : value];
         }),
       );
       if (flags.json) return void process.stdout.write(`${JSON.stringify(shown)}\n`);
-      for (const [key, value] of Object.entries(shown)) process.stdout.write(`${key}=${value}\n`);
+      for (const [key, value] of Object.entries(shown)) process.stdout.write(`${key}=${typeof value === 'string' ? value : JSON.stringify(value)}\n`);
     });
 
   config

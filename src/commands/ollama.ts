@@ -110,7 +110,7 @@ function ollamaHostFrom(runtime: Runtime, value: string, source: string | undefi
     if (!(error instanceof runtime.OllamaHostError)) throw error;
     const given = source === 'env' ? 'OLLAMA_HOST' : '--ollama-host';
     // A password given in the URL is not printed back.
-    const shown = value.replace(/\/\/[^/@]*@/, '//***@');
+    const shown = value.replace(/^([a-z][a-z0-9+.-]*:\/\/)?[^/@]*@/i, '$1***@');
     throw new UsageError(`${given} "${shown}" ${error.message}: give where Ollama answers, such as 127.0.0.1:11434, :11434 or http://ollama.internal:11434`);
   }
 }
