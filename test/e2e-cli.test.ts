@@ -60,6 +60,8 @@ describe('usage', () => {
     // fetch refuses a URL with credentials, and every error would show them to callers.
     [['ollama', '--port', '0', '--ollama-host', 'http://admin:sekrit@127.0.0.1']],
     [['ollama', '--port', '0', '--ollama-host', 'admin:sekrit@127.0.0.1:11434']],
+    [['services', '--registrar', 'http://admin:sekrit@127.0.0.1:5001']],
+    [['ollama', '--port', '0', '--register', '--registrar', 'http://admin:sekrit@127.0.0.1:5001']],
     // A letter outside ASCII goes out as UTF-8 from curl and Go but Latin-1 from node and browsers: the right token would be refused for some.
     [['registrar', '--port', '0', '--token', 'sekrit-pässwörd']],
     [['config', 'set', 'token', 'sekrit-✓']],

@@ -109,6 +109,12 @@ export async function registrarSettings(flags: Pick<ClientFlags, 'registrar' | '
   if (!isHttpUrl(baseUrl)) {
     throw new UsageError(`The registrar URL "${baseUrl}" is not an http(s) URL: fix SVCMESH_REGISTRAR or \`svcmesh config set registrar <url>\``);
   }
+  // It would be shown in every message that names the registrar; the registrar takes a token instead.
+  if (/^[a-z][a-z0-9+.-]*:\/\/[^/@]*@/i.test(baseUrl)) {
+    throw new UsageError(
+      `The registrar URL "${baseUrl.replace(/\/\/[^/@]*@/, '//***@')}" carries a user name or password, which every message naming the registrar would show: give the URL without them, and the registrar's token with --token`,
+    );
+  }
   let token: string | undefined;
   try {
     token = resolveSetting('token', flags.token, 'SVCMESH_TOKEN');
