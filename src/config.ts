@@ -12,7 +12,7 @@ export const SETTINGS = {
     description: 'bearer token sent to the registrar',
     secret: true,
     check: (v: string) => v.trim() !== '' && fitsInHeader(v),
-    expected: 'a non-empty token of ASCII letters, digits and punctuation (no line breaks, no letters like ä or ✓)',
+    expected: 'a non-empty token of ASCII letters, digits and punctuation (no line breaks, no letters like ä or ✓, no space at either end)',
   },
 } as const;
 

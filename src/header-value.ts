@@ -6,7 +6,9 @@ const ASCII_TOKEN = /^[\x20-\x7e]*$/;
  * break (a secret file read with its trailing newline, say) would fail every request it is sent
  * with; one with a letter outside ASCII (ä, ✓) is sent as UTF-8 by curl and Go (a Prometheus
  * scrape) but as Latin-1 by browsers and node, so the right token would be refused for some.
+ * (A message saying so lists "a space at its start or end" too.)
  */
 export function fitsInHeader(value: string): boolean {
-  return ASCII_TOKEN.test(value);
+  // A space at either end is taken off by every HTTP parser: such a token could never match.
+  return ASCII_TOKEN.test(value) && value === value.trim();
 }

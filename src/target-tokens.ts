@@ -13,7 +13,7 @@ export class TargetTokenError extends Error {
 }
 
 /** `name=secret` entries; a name given twice, or an entry without both parts, is refused. */
-export function parseTargetTokens(entries: readonly string[]): Map<string, string> {
+export function parseTargetTokens(entries: readonly string[], source = '--target-token-for'): Map<string, string> {
   const tokens = new Map<string, string>();
   for (const entry of entries) {
     // Split at the first "=": names cannot hold one, secrets (base64 padding) often do.
@@ -21,12 +21,17 @@ export function parseTargetTokens(entries: readonly string[]): Map<string, strin
     const name = entry.slice(0, at).trim();
     const secret = entry.slice(at + 1).trim();
     if (at < 0) {
-      throw new TargetTokenError('--target-token-for takes SERVICE=SECRET (e.g. ollama_service=<token>): an entry has no "=" (not shown, in case it is a secret)');
+      throw new TargetTokenError(`${source} takes SERVICE=SECRET (e.g. ollama_service=<token>): an entry has no "=" (not shown, in case it is a secret)`);
     }
-    if (!serviceName.safeParse(name).success || secret === '' || !fitsInHeader(secret)) {
-      throw new TargetTokenError(`--target-token-for entry "${redact(entry)}" is not SERVICE=SECRET (e.g. ollama_service=<token>)`);
+    if (!serviceName.safeParse(name).success || secret === '') {
+      throw new TargetTokenError(`${source} entry "${redact(entry)}" is not SERVICE=SECRET (e.g. ollama_service=<token>)`);
     }
-    if (tokens.has(name)) throw new TargetTokenError(`--target-token-for names ${name} twice: give each service one token`);
+    if (!fitsInHeader(secret)) {
+      throw new TargetTokenError(
+        `${source} entry "${redact(entry)}" holds a line break, a control character, a letter outside ASCII (ä, ✓) or a space at its start or end, which HTTP clients do not all send as they are: give a secret of ASCII letters, digits and punctuation`,
+      );
+    }
+    if (tokens.has(name)) throw new TargetTokenError(`${source} names ${name} twice: give each service one token`);
     tokens.set(name, secret);
   }
   return tokens;

@@ -55,6 +55,10 @@ describe('usage', () => {
     [['registrar', '--port', '0', '--token', 'sekrit\nline']],
     [['registrar', '--port', '0', '--target-token', 'sekrit\r']],
     [['registrar', '--port', '0', '--target-token-for', 'ollama_service=sekrit\nline']],
+    [['registrar', '--port', '0', '--target-token-for', 'ollama_service=sekrit-héllo']],
+    // A space at either end never arrives: HTTP takes it off the header, so the token could never match.
+    [['registrar', '--port', '0', '--token', 'sekrit ']],
+    [['config', 'set', 'token', ' sekrit']],
     [['ollama', '--port', '0', '--receive-token', 'sekrit\n']],
     [['config', 'set', 'token', 'sekrit\nline']],
     // fetch refuses a URL with credentials, and every error would show them to callers.
@@ -98,6 +102,13 @@ describe('usage', () => {
     }
   });
 
+  it('names SVCMESH_TARGET_TOKENS, not the flag, for an entry of the variable that cannot be sent, and says what is wrong with it', async () => {
+    const result = await runSvcmesh(['registrar', '--port', '0'], { env: { SVCMESH_TARGET_TOKENS: 'ollama_service=sekrit-héllo' } });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('SVCMESH_TARGET_TOKENS entry "ollama_service=…" holds a line break, a control character, a letter outside ASCII');
+    expect(result.stderr).not.toContain('sekrit');
+  });
+
   it('refuses a token an HTTP header cannot carry with exit 2, naming where it came from and never the token', async () => {
     const bad = 'sekrit\nvalue';
     const configDir = tempDir('svcmesh-config-');
@@ -118,7 +129,7 @@ describe('usage', () => {
     expect(service.stdout).not.toContain('listening');
     for (const [source, result] of Object.entries(runs)) {
       expect(result, source).toMatchObject({ code: 2, stdout: '' });
-      expect(result.stderr).toContain(`The token from ${source} holds characters an HTTP header cannot carry as they are (a line break? a letter outside ASCII?)`);
+      expect(result.stderr).toContain(`The token from ${source} holds characters an HTTP header cannot carry as they are (a line break? a letter outside ASCII? a space at either end?)`);
       expect(result.stderr).not.toContain('sekrit');
       expect(result.stderr).not.toContain('Is the registrar running there?');
     }

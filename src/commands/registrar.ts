@@ -38,7 +38,7 @@ export function makeRegistrarCommand(): Command {
     .addOption(new Option('--log-format <format>', 'one log line per request and per registry change').choices(['text', 'json']).default('text'))
     .addOption(new Option('--forward-timeout <seconds>', 'longest wait for a target to start answering, and longest pause inside an answer').default(300).argParser(parseSeconds))
     .addOption(new Option('--drain-timeout <seconds>', 'on SIGINT/SIGTERM, how long answers in flight may take to finish').default(30).argParser(parseSeconds))
-    .action(async (flags: RegistrarFlags) => {
+    .action(async (flags: RegistrarFlags, command: Command) => {
       if (flags.protectReads && !flags.token) throw new UsageError('--protect-reads needs --token (or SVCMESH_TOKEN): there is nothing to protect reads with');
       assertSecretFitsHeader(flags.token, '--token', 'SVCMESH_TOKEN');
       assertSecretFitsHeader(flags.targetToken, '--target-token', 'SVCMESH_TARGET_TOKEN');
@@ -65,7 +65,10 @@ export function makeRegistrarCommand(): Command {
       const registry = new Registry(store);
       const metrics = createRegistrarMetrics(registry);
       const logger = createLogger(flags.logFormat);
-      const tokensByService = parseTargetTokens(flags.targetTokenFor);
+      const tokensByService = parseTargetTokens(
+        flags.targetTokenFor,
+        command.getOptionValueSource('targetTokenFor') === 'env' ? 'SVCMESH_TARGET_TOKENS' : '--target-token-for',
+      );
       const forwarder = createForwarder({
         registry,
         timeoutMs: flags.forwardTimeout * 1000,

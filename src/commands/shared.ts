@@ -56,7 +56,7 @@ export function parseSecret(value: string): string {
 export function assertSecretFitsHeader(value: string | undefined, option: string, variable: string): void {
   if (value === undefined || fitsInHeader(value)) return;
   throw new UsageError(
-    `${option} (or ${variable}) holds a line break, a control character or a letter outside ASCII (ä, ✓), which HTTP clients do not all send the same way: give a secret of ASCII letters, digits and punctuation`,
+    `${option} (or ${variable}) holds a line break, a control character, a letter outside ASCII (ä, ✓) or a space at its start or end, which HTTP clients do not all send as they are: give a secret of ASCII letters, digits and punctuation`,
   );
 }
 
@@ -146,5 +146,5 @@ function assertHeaderSafe(token: string, flags: Pick<ClientFlags, 'token'>): voi
     : process.env.SVCMESH_TOKEN
       ? ['SVCMESH_TOKEN', 'set the variable without them']
       : ['the stored `token` setting', 'store it again with `svcmesh config set token <token>`'];
-  throw new UsageError(`The token from ${source} holds characters an HTTP header cannot carry as they are (a line break? a letter outside ASCII?): ${fix}`);
+  throw new UsageError(`The token from ${source} holds characters an HTTP header cannot carry as they are (a line break? a letter outside ASCII? a space at either end?): ${fix}`);
 }
