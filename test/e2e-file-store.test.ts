@@ -1,7 +1,7 @@
 /**
  * `--store file:PATH` end to end: the built registrar, killed the way a crash kills it.
  */
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { removeTempDirs, runSvcmesh, startSvcmesh, stopAll, tempDir } from './support/processes.js';
 
@@ -65,6 +65,13 @@ describe('one catalog file, one registrar', () => {
     const next = await startSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1', '--store', `file:${path}`]);
     expect(await (await fetch(`${next.url}/services`)).json()).toEqual({ services: { 'on-first': 'http://127.0.0.1:9001' } });
     expect(readdirSync(folder).filter((name) => name.endsWith('.tmp'))).toEqual([]);
+
+    // The same file under another name (a symlink) is the same file.
+    const link = `${tempDir('svcmesh-lock-link-')}/catalog-link.json`;
+    symlinkSync(path, link);
+    const viaLink = await runSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1', '--store', `file:${link}`], { timeoutMs: 10_000 });
+    expect(viaLink.code).toBe(1);
+    expect(viaLink.stderr).toContain(`is in use by another registrar (${next.pid} on `);
 
     // A clean stop lets the lock go.
     await next.stop('SIGTERM');

@@ -3,10 +3,11 @@
  * expiry times preserved, and a file it cannot trust refused (and left as it was).
  */
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { CatalogFileError, FileStore } from '../src/registry/file.js';
+import { lockCatalogFile } from '../src/registry/file-lock.js';
 import { Registry } from '../src/registry/registry.js';
 import { createForwarder } from '../src/server/forwarder.js';
 import { createRegistrarApp } from '../src/server/registrar.js';
@@ -397,5 +398,19 @@ describe('a catalog file it cannot trust', () => {
   it('refuses a path it cannot read (a directory in its place)', async () => {
     mkdirSync(path);
     await expectRefused(/Cannot read the catalog file/);
+  });
+});
+
+describe('the lock of a catalog file', () => {
+  it('taken over from a dead registrar, is given up when another takes it over at the same moment', async () => {
+    const lockDir = mkdtempSync(join(tmpdir(), 'svcmesh-lock-'));
+    const file = join(lockDir, 'catalog.json');
+    // A registrar that was killed left its lock: no process has that pid.
+    writeFileSync(`${file}.lock`, `999999999@${hostname()}\n`);
+    const taking = lockCatalogFile(file, (message) => new Error(message));
+    // Another registrar, starting at the same moment, found it stale too and put its own there.
+    writeFileSync(`${file}.lock`, `424242@${hostname()}\n`);
+    await expect(taking).rejects.toThrow('another registrar took it over at the same moment');
+    rmSync(lockDir, { recursive: true, force: true });
   });
 });

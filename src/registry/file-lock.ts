@@ -7,23 +7,20 @@ import { hostname } from 'node:os';
  * be lost. The lock says who holds it (`pid@host`); one left by a registrar that died (kill -9)
  * is taken over, as its process is gone. Returns the release.
  */
-export function lockCatalogFile(file: string, refuse: (message: string) => Error): () => void {
+export async function lockCatalogFile(file: string, refuse: (message: string) => Error): Promise<() => void> {
   const lockPath = `${file}.lock`;
   const mine = `${process.pid}@${hostname()}`;
   // Bounded: a lock found stale is removed once, and then either taken or held by someone else.
   for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fd = openSync(lockPath, 'wx');
-      try {
-        writeSync(fd, `${mine}\n`);
-      } finally {
-        closeSync(fd);
+    if (createLock(lockPath, mine, file, refuse)) {
+      // Taken over from a dead registrar: another one starting at the same moment may also have
+      // found it stale, and removed ours just after we made it. A moment later, the lock says
+      // which of the two holds it.
+      if (attempt > 0) {
+        await new Promise((resolve) => setTimeout(resolve, TAKEOVER_SETTLE_MS));
+        if (readHolderText(lockPath) !== mine) throw refuse(`Cannot lock the catalog file ${file}: another registrar took it over at the same moment`);
       }
       return () => release(lockPath, mine);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') {
-        throw refuse(`Cannot lock the catalog file ${file} (${lockPath}): ${(error as Error).message}`);
-      }
     }
     const holder = readHolder(lockPath);
     if (holder && holderIsAlive(holder)) {
@@ -45,13 +42,36 @@ interface Holder {
   host: string;
 }
 
-function readHolder(lockPath: string): Holder | undefined {
-  let text: string;
+const TAKEOVER_SETTLE_MS = 100;
+
+/** Makes the lock file, holding `mine`; false when there is one already. */
+function createLock(lockPath: string, mine: string, file: string, refuse: (message: string) => Error): boolean {
+  let fd: number;
   try {
-    text = readFileSync(lockPath, 'utf8').trim();
+    fd = openSync(lockPath, 'wx');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw refuse(`Cannot lock the catalog file ${file} (${lockPath}): ${(error as Error).message}`);
+  }
+  try {
+    writeSync(fd, `${mine}\n`);
+  } finally {
+    closeSync(fd);
+  }
+  return true;
+}
+
+function readHolderText(lockPath: string): string | undefined {
+  try {
+    return readFileSync(lockPath, 'utf8').trim();
   } catch {
     return undefined;
   }
+}
+
+function readHolder(lockPath: string): Holder | undefined {
+  const text = readHolderText(lockPath);
+  if (text === undefined) return undefined;
   const match = /^(\d+)@(.+)$/.exec(text);
   return match ? { pid: Number(match[1]), host: match[2]! } : undefined;
 }

@@ -1,4 +1,5 @@
-import { dirname } from 'node:path';
+import { realpathSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { makeFolder } from '../make-folder.js';
 import { CatalogFileError, catalogFileText, loadCatalogFile } from './catalog-file.js';
 import { removeLeftoverTempFiles, replaceFileDurably } from './durable-write.js';
@@ -25,7 +26,8 @@ export interface FileStoreOptions extends MemoryStoreOptions {
  */
 export class FileStore extends MemoryStore {
   override readonly description: string;
-  readonly #path: string;
+  /** The catalog file itself: a symlink given is followed, so one file has one lock whatever its names. */
+  #path: string;
   readonly #ttlMs: number;
   readonly #retrySaveMs: number;
   readonly #commit: GroupCommit;
@@ -56,7 +58,8 @@ export class FileStore extends MemoryStore {
         `Cannot create the folder ${dirname(this.#path)} for the catalog file ${this.#path}: ${(error as Error).message}. Start with another --store file:PATH.`,
       );
     }
-    this.#unlock = lockCatalogFile(this.#path, (message) => new CatalogFileError(message));
+    this.#path = realPath(this.#path);
+    this.#unlock = await lockCatalogFile(this.#path, (message) => new CatalogFileError(message));
     let instances: Awaited<ReturnType<typeof loadCatalogFile>>;
     try {
       removeLeftoverTempFiles(this.#path);
@@ -136,5 +139,21 @@ export class FileStore extends MemoryStore {
 
   #retryEvery(): string {
     return this.#retrySaveMs >= 1_000 ? `${this.#retrySaveMs / 1_000} s` : `${this.#retrySaveMs} ms`;
+  }
+}
+
+/**
+ * Where `path` really is: a symlink to the catalog is followed (and saving replaces the file it
+ * points at, keeping the link). A file not made yet is where its folder really is.
+ */
+function realPath(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    try {
+      return join(realpathSync(dirname(path)), basename(path));
+    } catch {
+      return path;
+    }
   }
 }
