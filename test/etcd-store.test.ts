@@ -199,6 +199,20 @@ describeEtcd('EtcdStore on a three-member etcd cluster', () => {
     expect(results.every((r) => r.instance.metadata.model === 'llama3.2')).toBe(true);
   });
 
+  it('takes many registrations of one instance at once with different metadata, through two registrars, without a 503', async () => {
+    const prefix = freshPrefix();
+    const a = await store(prefix);
+    const b = await store(prefix);
+    const url = 'http://127.0.0.1:5702';
+    const attempts = Array.from({ length: 20 }, (_, i) => (i % 2 ? a : b).register({ name: 'moving', url, metadata: { version: i } }));
+    const results = await Promise.all(attempts);
+    expect(results).toHaveLength(20);
+    // One of them is the last word.
+    const stored = (await store(prefix)).instances('moving');
+    expect(stored).toHaveLength(1);
+    expect(typeof stored[0]!.metadata.version).toBe('number');
+  });
+
   it('evicts by lease expiry on every registrar, while heartbeats keep an instance alive', async () => {
     const prefix = freshPrefix();
     const a = await store(prefix, { ttlSeconds: 2 });

@@ -42,7 +42,9 @@ const DEFAULT_PREFIX = 'svcmesh/instances/';
  */
 const TOMBSTONE_SUFFIX = '#deregistered';
 /** How many times a write re-reads and retries when another registrar changed the key in between. */
-const MAX_CAS_ATTEMPTS = 8;
+const MAX_CAS_ATTEMPTS = 32;
+/** The longest pause, per attempt so far, before a registration that lost a write race tries again. */
+const CAS_JITTER_MS = 5;
 
 /**
  * The local copy's clock never moves: the lease is the only truth about expiry, and eviction
@@ -299,6 +301,8 @@ export class EtcdStore implements Store {
         if (winner && winner.lease !== '0' && (input.metadata === undefined || sameJson(winner.metadata, input.metadata))) {
           return { instance: stripLease(winner), created: false };
         }
+        // Writers that collided would collide again in step: a random pause spreads them out.
+        await sleep(Math.random() * CAS_JITTER_MS * (attempt + 1));
       }
       // Busy rather than broken: a 503 tells the caller (a heartbeat loop does) to try again.
       throw new StoreUnavailableError(
