@@ -32,7 +32,45 @@ const answers: Record<string, (path: string) => [number, string, string]> = {
     if (path === '/heartbeat') return [200, 'application/json', JSON.stringify({ message: `Heartbeat ${HOSTILE}` })];
     return [400, 'application/json', JSON.stringify({ error: `refused ${HOSTILE}\nerror forged line` })];
   },
+  // JSON `null` everywhere, the event stream's snapshot included.
+  null: (path) => (path === '/events' ? sse('snapshot', 'null') : [200, 'application/json', 'null']),
+  // JSON that is not an object.
+  arr: (path) => (path === '/events' ? sse('snapshot', '[1,2]') : [200, 'application/json', '[1,2]']),
+  // A health answer with the right status but the counts of the wrong type and the rest missing.
+  svcarr: () => [200, 'application/json', '{"services":[1,2],"instances":[null],"status":"ok"}'],
+  // Instances whose times are not dates.
+  baddate: (path) => {
+    const instance = { url: 'http://a', registered_at: '2026-01-01T00:00:00Z', last_heartbeat: 'bad', expires_at: 'nope', metadata: {} };
+    return [200, 'application/json', JSON.stringify(path === '/catalog' ? { services: { x: [instance] } } : { name: 'x', instances: [instance] })];
+  },
+  // A registrar that answers as one does, and then sends events of the wrong shape.
+  badevents: (path) => {
+    if (path === '/health') return [200, 'application/json', HEALTHY];
+    if (path === '/services/x') return [200, 'application/json', '{"name":"x","instances":[]}'];
+    return sse('snapshot', '{"type":"snapshot","services":{}}', 'registered', '{"type":"registered","name":"x","instance":5}');
+  },
+  badsnapshot: (path) => {
+    if (path === '/health') return [200, 'application/json', HEALTHY];
+    if (path === '/services/x') return [200, 'application/json', '{"name":"x","instances":[]}'];
+    return sse('snapshot', '{"name":"x","instances":[null,5]}');
+  },
+  // Streamed answers from /forward: one that ends without its closing line, ones with lines of the wrong shape.
+  nodone: () => [200, 'application/x-ndjson', '{"message":"a"}\n'],
+  weirdmessage: () => [200, 'application/x-ndjson', '{"message":"a"}\n{"message":5}\n{"done":true}\n'],
+  weirdarray: () => [200, 'application/x-ndjson', '{"message":"a"}\n[1]\n{"done":true}\n'],
+  streamed: () => [200, 'application/x-ndjson', '{"message":"a"}\n{"message":"b"}\n{"done":true}\n'],
+  // A service that does not stream: one JSON answer, even when asked to stream.
+  whole: () => [200, 'application/json', '{"message":"whole"}'],
 };
+
+const HEALTHY = JSON.stringify({ status: 'ok', version: '0.1.0', store: 'memory', ttl_seconds: 300, services: 0, instances: 0, uptime_seconds: 1 });
+
+/** An event stream of (event, data) pairs, ended after them (a watcher then reconnects). */
+function sse(...pairs: string[]): [number, string, string] {
+  let body = '';
+  for (let i = 0; i < pairs.length; i += 2) body += `event: ${pairs[i]}\ndata: ${pairs[i + 1]}\n\n`;
+  return [200, 'text/event-stream', body];
+}
 
 let odd: Server;
 let base: string;
@@ -147,3 +185,16 @@ describe('terminal escapes from the server', () => {
     await registrar.stop();
   });
 });
+
+describe('times that are not dates', () => {
+  it('services and services NAME refuse the answer as not a catalog, never showing NaN', async () => {
+    const at = ['--registrar', `${base}/baddate`];
+    for (const [args, path] of [[['services'], 'catalog'], [['services', 'x'], 'services/x']] as const) {
+      const result = await runSvcmesh([...args, ...at]);
+      expect(result, path).toMatchObject({ code: 1, stdout: '' });
+      expect(result.stderr, path).toContain(`${base}/baddate/${path} answered something that is not an svcmesh catalog: {`);
+      expect(result.stderr, path).not.toContain('NaN');
+    }
+  });
+});
+
