@@ -24,7 +24,7 @@ const answers: Record<string, (path: string) => [number, string, string]> = {
   html502: () => [502, 'text/html', `<html>\n<head><title>502 Bad Gateway</title></head>\n<body>\n${'<p>padding</p>\n'.repeat(2_000)}</body>\n</html>\n`],
   // Terminal escapes in every text a registrar sends.
   hostile: (path) => {
-    if (path === '/health') return [200, 'application/json', JSON.stringify({ status: 'ok', detail: HOSTILE, version: HOSTILE, store: HOSTILE })];
+    if (path === '/health') return [200, 'application/json', JSON.stringify({ status: 'ok', detail: HOSTILE, version: HOSTILE, store: HOSTILE, ttl_seconds: 300, services: 1, instances: 1, uptime_seconds: 5 })];
     if (path === '/catalog') {
       const instance = { url: `http://x/${HOSTILE}`, registered_at: new Date().toISOString(), last_heartbeat: new Date().toISOString(), expires_at: new Date(Date.now() + 60_000).toISOString(), metadata: { model: HOSTILE } };
       return [200, 'application/json', JSON.stringify({ services: { [`evil${HOSTILE}`]: [instance] } })];
@@ -183,6 +183,18 @@ describe('terminal escapes from the server', () => {
     const json = await runSvcmesh(['services', 'evil', '--json', ...at]);
     expect(JSON.parse(json.stdout).instances[0].metadata.model).toBe(`${ESC}]0;PWNED\u0007${ESC}[31mred${ESC}[0m`);
     await registrar.stop();
+  });
+});
+
+describe('a health answer of the wrong shape', () => {
+  it('status exits 1 naming the URL and quoting it, instead of a table of "unknown"; --json prints it as it came', async () => {
+    for (const [kind, body] of [['arr', '[1,2]'], ['svcarr', '{"services":[1,2],"instances":[null],"status":"ok"}']]) {
+      const result = await runSvcmesh(['status', '--registrar', `${base}/${kind}`]);
+      expect(result, kind).toMatchObject({ code: 1, stdout: '' });
+      expect(result.stderr, kind).toContain(`${base}/${kind}/health answered something that is not an svcmesh registrar's health: ${body}`);
+    }
+    const json = await runSvcmesh(['status', '--json', '--registrar', `${base}/svcarr`]);
+    expect(json.stdout).toBe('{"services":[1,2],"instances":[null],"status":"ok"}\n');
   });
 });
 
