@@ -210,3 +210,22 @@ describe('times that are not dates', () => {
   });
 });
 
+describe('services --watch: events of the wrong shape', () => {
+  it('exit 1 naming …/events and quoting the data, instead of printing undefined and reconnecting forever', async () => {
+    for (const [kind, data] of [
+      ['arr', '[1,2]'],
+      ['badsnapshot', '{"name":"x","instances":[null,5]}'],
+      ['badevents', '{"type":"registered","name":"x","instance":5}'],
+    ]) {
+      for (const args of [['services', '--watch'], ['services', 'x', '--watch']]) {
+        const label = `${kind}: ${args.join(' ')}`;
+        const result = await runSvcmesh([...args, '--registrar', `${base}/${kind}`], { timeoutMs: 8_000 });
+        expect(result.timedOut, label).toBe(false);
+        expect(result.code, label).toBe(1);
+        expect(result.stdout, label).not.toContain('undefined');
+        expect(result.stderr, label).toContain(`${base}/${kind}/events sent an event that is not an svcmesh event: ${data}`);
+      }
+    }
+  });
+});
+
