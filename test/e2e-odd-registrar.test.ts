@@ -186,6 +186,26 @@ describe('terminal escapes from the server', () => {
   });
 });
 
+describe('a 200 of JSON null', () => {
+  it('ask, status and services --watch exit 1 naming the URL and quoting it, not with a TypeError', async () => {
+    const at = ['--registrar', `${base}/null`];
+    const ask = await runSvcmesh(['ask', 'web', 'hi', ...at]);
+    expect(ask).toMatchObject({ code: 1, stdout: '' });
+    expect(ask.stderr).toContain('web answered without a "message" text: null');
+    const status = await runSvcmesh(['status', ...at]);
+    expect(status).toMatchObject({ code: 1, stdout: '' });
+    expect(status.stderr).toContain(`${base}/null/health answered something that is not an svcmesh registrar's health: null`);
+    for (const args of [['services', '--watch'], ['services', 'x', '--watch']]) {
+      const watch = await runSvcmesh([...args, ...at], { timeoutMs: 8_000 });
+      expect(watch.timedOut, args.join(' ')).toBe(false);
+      expect(watch.code, args.join(' ')).toBe(1);
+      expect(watch.stderr, args.join(' ')).toContain(`${base}/null/events sent an event that is not an svcmesh event: null`);
+      expect(watch.stderr, args.join(' ')).not.toContain('Cannot read properties');
+    }
+    for (const text of [ask.stderr, status.stderr]) expect(text).not.toContain('Cannot read properties');
+  });
+});
+
 describe('a health answer of the wrong shape', () => {
   it('status exits 1 naming the URL and quoting it, instead of a table of "unknown"; --json prints it as it came', async () => {
     for (const [kind, body] of [['arr', '[1,2]'], ['svcarr', '{"services":[1,2],"instances":[null],"status":"ok"}']]) {
