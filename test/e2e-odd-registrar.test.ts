@@ -249,3 +249,26 @@ describe('services --watch: events of the wrong shape', () => {
   });
 });
 
+describe('ask --stream: a streamed answer of the wrong shape', () => {
+  it('one that ends without {"done": true} prints what came, then exits 1 saying it is incomplete', async () => {
+    const result = await runSvcmesh(['ask', 'web', 'hi', '--stream', '--registrar', `${base}/nodone`]);
+    expect(result).toMatchObject({ code: 1, stdout: 'a\n' });
+    expect(result.stderr).toContain(`${base}/nodone/forward ended the answer without its closing {"done": true} line`);
+    const json = await runSvcmesh(['ask', 'web', 'hi', '--stream', '--json', '--registrar', `${base}/nodone`]);
+    expect(json).toMatchObject({ code: 1, stdout: '{"message":"a"}\n' });
+    expect(json.stderr).toContain('without its closing');
+  });
+
+  it('lines that are not answer lines stop it with exit 1, naming the URL and quoting the line', async () => {
+    for (const [kind, line] of [['weirdmessage', '{"message":5}'], ['weirdarray', '[1]']]) {
+      const result = await runSvcmesh(['ask', 'web', 'hi', '--stream', '--registrar', `${base}/${kind}`]);
+      expect(result, kind).toMatchObject({ code: 1, stdout: 'a\n' });
+      expect(result.stderr, kind).toContain(`${base}/${kind}/forward streamed a line that is not an answer line, so the answer stops here: ${line}`);
+    }
+  });
+
+  it('a whole stream, and one JSON answer from a service that does not stream, are fine', async () => {
+    expect(await runSvcmesh(['ask', 'web', 'hi', '--stream', '--registrar', `${base}/streamed`])).toMatchObject({ code: 0, stdout: 'ab\n', stderr: '' });
+    expect(await runSvcmesh(['ask', 'web', 'hi', '--stream', '--registrar', `${base}/whole`])).toMatchObject({ code: 0, stdout: 'whole\n', stderr: '' });
+  });
+});

@@ -72,10 +72,11 @@ export function createRegistrarClient(options: RegistrarClientOptions) {
       if (!type.includes('ndjson')) {
         // A target that does not stream answers one JSON document; pass it on as one line.
         const { text, json } = await readJson<unknown>(response, url);
-        yield { text, value: json };
+        yield { text, value: json, streamed: false };
         return;
       }
-      yield* ndjsonLines(response, url);
+      // `streamed`: a line of an NDJSON answer, which ends with its `{"done": true}` line.
+      for await (const line of ndjsonLines(response, url)) yield { ...line, streamed: true };
     },
   };
 }
