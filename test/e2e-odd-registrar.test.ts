@@ -24,7 +24,7 @@ const answers: Record<string, (path: string) => [number, string, string]> = {
   html502: () => [502, 'text/html', `<html>\n<head><title>502 Bad Gateway</title></head>\n<body>\n${'<p>padding</p>\n'.repeat(2_000)}</body>\n</html>\n`],
   // Terminal escapes in every text a registrar sends.
   hostile: (path) => {
-    if (path === '/health') return [200, 'application/json', JSON.stringify({ status: 'ok', detail: HOSTILE, version: HOSTILE, store: HOSTILE })];
+    if (path === '/health') return [200, 'application/json', JSON.stringify({ status: 'ok', detail: HOSTILE, version: HOSTILE, store: HOSTILE, ttl_seconds: 300, services: 1, instances: 1, uptime_seconds: 5 })];
     if (path === '/catalog') {
       const instance = { url: `http://x/${HOSTILE}`, registered_at: new Date().toISOString(), last_heartbeat: new Date().toISOString(), expires_at: new Date(Date.now() + 60_000).toISOString(), metadata: { model: HOSTILE } };
       return [200, 'application/json', JSON.stringify({ services: { [`evil${HOSTILE}`]: [instance] } })];
@@ -32,7 +32,45 @@ const answers: Record<string, (path: string) => [number, string, string]> = {
     if (path === '/heartbeat') return [200, 'application/json', JSON.stringify({ message: `Heartbeat ${HOSTILE}` })];
     return [400, 'application/json', JSON.stringify({ error: `refused ${HOSTILE}\nerror forged line` })];
   },
+  // JSON `null` everywhere, the event stream's snapshot included.
+  null: (path) => (path === '/events' ? sse('snapshot', 'null') : [200, 'application/json', 'null']),
+  // JSON that is not an object.
+  arr: (path) => (path === '/events' ? sse('snapshot', '[1,2]') : [200, 'application/json', '[1,2]']),
+  // A health answer with the right status but the counts of the wrong type and the rest missing.
+  svcarr: () => [200, 'application/json', '{"services":[1,2],"instances":[null],"status":"ok"}'],
+  // Instances whose times are not dates.
+  baddate: (path) => {
+    const instance = { url: 'http://a', registered_at: '2026-01-01T00:00:00Z', last_heartbeat: 'bad', expires_at: 'nope', metadata: {} };
+    return [200, 'application/json', JSON.stringify(path === '/catalog' ? { services: { x: [instance] } } : { name: 'x', instances: [instance] })];
+  },
+  // A registrar that answers as one does, and then sends events of the wrong shape.
+  badevents: (path) => {
+    if (path === '/health') return [200, 'application/json', HEALTHY];
+    if (path === '/services/x') return [200, 'application/json', '{"name":"x","instances":[]}'];
+    return sse('snapshot', '{"type":"snapshot","services":{}}', 'registered', '{"type":"registered","name":"x","instance":5}');
+  },
+  badsnapshot: (path) => {
+    if (path === '/health') return [200, 'application/json', HEALTHY];
+    if (path === '/services/x') return [200, 'application/json', '{"name":"x","instances":[]}'];
+    return sse('snapshot', '{"name":"x","instances":[null,5]}');
+  },
+  // Streamed answers from /forward: one that ends without its closing line, ones with lines of the wrong shape.
+  nodone: () => [200, 'application/x-ndjson', '{"message":"a"}\n'],
+  weirdmessage: () => [200, 'application/x-ndjson', '{"message":"a"}\n{"message":5}\n{"done":true}\n'],
+  weirdarray: () => [200, 'application/x-ndjson', '{"message":"a"}\n[1]\n{"done":true}\n'],
+  streamed: () => [200, 'application/x-ndjson', '{"message":"a"}\n{"message":"b"}\n{"done":true}\n'],
+  // A service that does not stream: one JSON answer, even when asked to stream.
+  whole: () => [200, 'application/json', '{"message":"whole"}'],
 };
+
+const HEALTHY = JSON.stringify({ status: 'ok', version: '0.1.0', store: 'memory', ttl_seconds: 300, services: 0, instances: 0, uptime_seconds: 1 });
+
+/** An event stream of (event, data) pairs, ended after them (a watcher then reconnects). */
+function sse(...pairs: string[]): [number, string, string] {
+  let body = '';
+  for (let i = 0; i < pairs.length; i += 2) body += `event: ${pairs[i]}\ndata: ${pairs[i + 1]}\n\n`;
+  return [200, 'text/event-stream', body];
+}
 
 let odd: Server;
 let base: string;
@@ -145,5 +183,92 @@ describe('terminal escapes from the server', () => {
     const json = await runSvcmesh(['services', 'evil', '--json', ...at]);
     expect(JSON.parse(json.stdout).instances[0].metadata.model).toBe(`${ESC}]0;PWNED\u0007${ESC}[31mred${ESC}[0m`);
     await registrar.stop();
+  });
+});
+
+describe('a 200 of JSON null', () => {
+  it('ask, status and services --watch exit 1 naming the URL and quoting it, not with a TypeError', async () => {
+    const at = ['--registrar', `${base}/null`];
+    const ask = await runSvcmesh(['ask', 'web', 'hi', ...at]);
+    expect(ask).toMatchObject({ code: 1, stdout: '' });
+    expect(ask.stderr).toContain('web answered without a "message" text: null');
+    const status = await runSvcmesh(['status', ...at]);
+    expect(status).toMatchObject({ code: 1, stdout: '' });
+    expect(status.stderr).toContain(`${base}/null/health answered something that is not an svcmesh registrar's health: null`);
+    for (const args of [['services', '--watch'], ['services', 'x', '--watch']]) {
+      const watch = await runSvcmesh([...args, ...at], { timeoutMs: 8_000 });
+      expect(watch.timedOut, args.join(' ')).toBe(false);
+      expect(watch.code, args.join(' ')).toBe(1);
+      expect(watch.stderr, args.join(' ')).toContain(`${base}/null/events sent an event that is not an svcmesh event: null`);
+      expect(watch.stderr, args.join(' ')).not.toContain('Cannot read properties');
+    }
+    for (const text of [ask.stderr, status.stderr]) expect(text).not.toContain('Cannot read properties');
+  });
+});
+
+describe('a health answer of the wrong shape', () => {
+  it('status exits 1 naming the URL and quoting it, instead of a table of "unknown"; --json prints it as it came', async () => {
+    for (const [kind, body] of [['arr', '[1,2]'], ['svcarr', '{"services":[1,2],"instances":[null],"status":"ok"}']]) {
+      const result = await runSvcmesh(['status', '--registrar', `${base}/${kind}`]);
+      expect(result, kind).toMatchObject({ code: 1, stdout: '' });
+      expect(result.stderr, kind).toContain(`${base}/${kind}/health answered something that is not an svcmesh registrar's health: ${body}`);
+    }
+    const json = await runSvcmesh(['status', '--json', '--registrar', `${base}/svcarr`]);
+    expect(json.stdout).toBe('{"services":[1,2],"instances":[null],"status":"ok"}\n');
+  });
+});
+
+describe('times that are not dates', () => {
+  it('services and services NAME refuse the answer as not a catalog, never showing NaN', async () => {
+    const at = ['--registrar', `${base}/baddate`];
+    for (const [args, path] of [[['services'], 'catalog'], [['services', 'x'], 'services/x']] as const) {
+      const result = await runSvcmesh([...args, ...at]);
+      expect(result, path).toMatchObject({ code: 1, stdout: '' });
+      expect(result.stderr, path).toContain(`${base}/baddate/${path} answered something that is not an svcmesh catalog: {`);
+      expect(result.stderr, path).not.toContain('NaN');
+    }
+  });
+});
+
+describe('services --watch: events of the wrong shape', () => {
+  it('exit 1 naming …/events and quoting the data, instead of printing undefined and reconnecting forever', async () => {
+    for (const [kind, data] of [
+      ['arr', '[1,2]'],
+      ['badsnapshot', '{"name":"x","instances":[null,5]}'],
+      ['badevents', '{"type":"registered","name":"x","instance":5}'],
+    ]) {
+      for (const args of [['services', '--watch'], ['services', 'x', '--watch']]) {
+        const label = `${kind}: ${args.join(' ')}`;
+        const result = await runSvcmesh([...args, '--registrar', `${base}/${kind}`], { timeoutMs: 8_000 });
+        expect(result.timedOut, label).toBe(false);
+        expect(result.code, label).toBe(1);
+        expect(result.stdout, label).not.toContain('undefined');
+        expect(result.stderr, label).toContain(`${base}/${kind}/events sent an event that is not an svcmesh event: ${data}`);
+      }
+    }
+  });
+});
+
+describe('ask --stream: a streamed answer of the wrong shape', () => {
+  it('one that ends without {"done": true} prints what came, then exits 1 saying it is incomplete', async () => {
+    const result = await runSvcmesh(['ask', 'web', 'hi', '--stream', '--registrar', `${base}/nodone`]);
+    expect(result).toMatchObject({ code: 1, stdout: 'a\n' });
+    expect(result.stderr).toContain(`${base}/nodone/forward ended the answer without its closing {"done": true} line`);
+    const json = await runSvcmesh(['ask', 'web', 'hi', '--stream', '--json', '--registrar', `${base}/nodone`]);
+    expect(json).toMatchObject({ code: 1, stdout: '{"message":"a"}\n' });
+    expect(json.stderr).toContain('without its closing');
+  });
+
+  it('lines that are not answer lines stop it with exit 1, naming the URL and quoting the line', async () => {
+    for (const [kind, line] of [['weirdmessage', '{"message":5}'], ['weirdarray', '[1]']]) {
+      const result = await runSvcmesh(['ask', 'web', 'hi', '--stream', '--registrar', `${base}/${kind}`]);
+      expect(result, kind).toMatchObject({ code: 1, stdout: 'a\n' });
+      expect(result.stderr, kind).toContain(`${base}/${kind}/forward streamed a line that is not an answer line, so the answer stops here: ${line}`);
+    }
+  });
+
+  it('a whole stream, and one JSON answer from a service that does not stream, are fine', async () => {
+    expect(await runSvcmesh(['ask', 'web', 'hi', '--stream', '--registrar', `${base}/streamed`])).toMatchObject({ code: 0, stdout: 'ab\n', stderr: '' });
+    expect(await runSvcmesh(['ask', 'web', 'hi', '--stream', '--registrar', `${base}/whole`])).toMatchObject({ code: 0, stdout: 'whole\n', stderr: '' });
   });
 });

@@ -57,7 +57,7 @@ export function createRegistrarClient(options: RegistrarClientOptions) {
     health: () => call<Record<string, unknown>>('GET', '/health'),
     /** One whole answer; no timeout of its own, since LLM answers can take minutes. */
     forward: (from: string, to: string, message: string, signal?: AbortSignal) =>
-      call<{ message?: unknown }>('POST', '/forward', { from, to, message }, signal ?? new AbortController().signal),
+      call<{ message?: unknown } | null>('POST', '/forward', { from, to, message }, signal ?? new AbortController().signal),
     /** The answer's NDJSON lines as they arrive; `history` is the conversation so far, if any. */
     async *forwardStream(from: string, to: string, message: string, signal?: AbortSignal, history?: readonly ChatTurn[]) {
       const url = `${base}/forward`;
@@ -72,10 +72,11 @@ export function createRegistrarClient(options: RegistrarClientOptions) {
       if (!type.includes('ndjson')) {
         // A target that does not stream answers one JSON document; pass it on as one line.
         const { text, json } = await readJson<unknown>(response, url);
-        yield { text, value: json };
+        yield { text, value: json, streamed: false };
         return;
       }
-      yield* ndjsonLines(response, url);
+      // `streamed`: a line of an NDJSON answer, which ends with its `{"done": true}` line.
+      for await (const line of ndjsonLines(response, url)) yield { ...line, streamed: true };
     },
   };
 }

@@ -25,23 +25,42 @@ export async function streamAnswer(
   let text = '';
   // A target that answers 200 without any "message" (nor "done") gave no answer at all.
   let answered = false;
+  // An NDJSON answer came, and its closing `{"done": true}` line.
+  let streamed = false;
+  let closed = false;
   let first: string | undefined;
+  const url = `${client.baseUrl}/forward`;
   const { spinner } = await import('../output.js');
   const stopSpinner = spinner(`${service} is answering…`);
   try {
     for await (const line of client.forwardStream(flags.from, service, message, signal, history)) {
       stopSpinner();
       first ??= line.text;
+      if (line.streamed) {
+        streamed = true;
+        // `{"message": 5}` or `[1]` is not a piece of an answer: skipping it would leave a hole unseen.
+        if (!isAnswerLine(line.value)) {
+          throw new BadAnswerError(`${url} streamed a line that is not an answer line, so the answer stops here: ${quoted(line.text)}`);
+        }
+      }
       const value = (line.value ?? {}) as { message?: unknown; error?: unknown; done?: unknown };
       if (flags.json) process.stdout.write(`${line.text}\n`);
       // The line says who failed (the service, Ollama, the registrar shutting down): not always the service.
       if (typeof value.error === 'string') throw new BadAnswerError(`The answer from ${service} stopped: ${value.error}`);
-      if (value.done === true) answered = true;
+      if (value.done === true) {
+        answered = true;
+        closed = true;
+      }
       if (typeof value.message === 'string') {
         answered = true;
         if (!flags.json) process.stdout.write(value.message);
         text += value.message;
       }
+    }
+    // A stream that stops cleanly before its closing line (a target that died, a proxy that gave
+    // up) looks like a short answer: it is an incomplete one, and the script must know.
+    if (streamed && !closed && !signal.aborted) {
+      throw new BadAnswerError(`${url} ended the answer without its closing {"done": true} line: what came is incomplete`);
     }
   } catch (error) {
     if (text !== '' && !flags.json) process.stdout.write('\n');
@@ -55,4 +74,13 @@ export async function streamAnswer(
   }
   if (!flags.json) process.stdout.write('\n');
   return text;
+}
+
+/** A line of a streamed answer: a piece of text, the closing `done`, or an error, each of its type. */
+function isAnswerLine(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const line = value as { message?: unknown; error?: unknown; done?: unknown };
+  if (line.message !== undefined && typeof line.message !== 'string') return false;
+  if (line.error !== undefined && typeof line.error !== 'string') return false;
+  return typeof line.message === 'string' || typeof line.error === 'string' || line.done === true;
 }

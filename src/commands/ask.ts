@@ -50,10 +50,12 @@ export function makeAskCommand(): Command {
       });
     if (answer === undefined) return;
     if (flags.json) return void process.stdout.write(`${answer.text.trim()}\n`);
-    if (typeof answer.json.message !== 'string') {
+    // JSON `null` is an answer without a message too, not a TypeError.
+    const said = answer.json?.message;
+    if (typeof said !== 'string') {
       throw new BadAnswerError(`${service} answered without a "message" text: ${quoted(answer.text)}`);
     }
-    process.stdout.write(`${answer.json.message}\n`);
+    process.stdout.write(`${said}\n`);
   });
 }
 

@@ -4,15 +4,18 @@ import { BadAnswerError, quoted } from './bad-answer.js';
 /** Every instance of every service, by name: what `/catalog` and the events' snapshot carry. */
 export type Catalog = Record<string, InstanceJson[]>;
 
-const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+export const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/** A time as the registrar writes it (ISO 8601): the table counts from it, so `NaN` must never get that far. */
+const isTime = (value: unknown): value is string => typeof value === 'string' && !Number.isNaN(Date.parse(value));
 
 /** What the table reads of an instance; other fields may come and go. */
-function isInstance(value: unknown): value is InstanceJson {
+export function isInstance(value: unknown): value is InstanceJson {
   return (
     isObject(value) &&
     typeof value.url === 'string' &&
-    typeof value.last_heartbeat === 'string' &&
-    typeof value.expires_at === 'string' &&
+    isTime(value.last_heartbeat) &&
+    isTime(value.expires_at) &&
     (value.metadata === undefined || isObject(value.metadata))
   );
 }

@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import type { InstanceJson } from '../client/registrar-client.js';
-import { type Catalog, catalogIn, instancesIn } from './catalog-shape.js';
+import { BadAnswerError, quoted } from './bad-answer.js';
+import { type Catalog, catalogIn, instancesIn, isInstance, isObject } from './catalog-shape.js';
 import { abortWhenReaderGoes } from '../stdout-reader.js';
 import { printable } from '../terminal-text.js';
 import { type ClientFlags, clientFrom, hinted, parseServiceName, withClientOptions } from './shared.js';
@@ -134,10 +135,15 @@ async function watch(client: Client, flags: ServicesFlags, only: string | undefi
   });
   try {
     for await (const event of events) {
-      const data = JSON.parse(event.data) as { type: string; services?: Catalog; name?: string; instance?: InstanceJson };
+      if (flags.json && !only) {
+        // As it came, whatever its shape: the script reading it decides.
+        output.printJson(event.data);
+        continue;
+      }
+      const data = eventIn(event.data, `${client.baseUrl}/events`, !flags.json);
       if (only && data.name !== undefined && data.name !== only) continue;
       // Watching one service, the snapshot is that service's: the others' instances are noise.
-      if (only && data.type === 'snapshot') data.services = { [only]: data.services?.[only] ?? [] };
+      if (only && data.type === 'snapshot') data.services = { [only]: (isObject(data.services) && data.services[only]) || [] };
       if (flags.json) {
         output.printJson(only && data.type === 'snapshot' ? JSON.stringify(data) : event.data);
         continue;
@@ -161,6 +167,41 @@ async function watch(client: Client, flags: ServicesFlags, only: string | undefi
     clearInterval(ticker);
     clearTimeout(refresher);
   }
+}
+
+interface WatchEvent {
+  type: string;
+  services?: unknown;
+  name?: string;
+  instance?: InstanceJson;
+}
+
+/**
+ * An event's data, checked before anything is drawn or printed from it: an object with its
+ * `type`, and (`whole`) a snapshot's catalog or a change's service name and instance. Something
+ * else is no registrar's event stream, and reconnecting will not mend it: exit 1, quoting it.
+ */
+function eventIn(text: string, url: string, whole: boolean): WatchEvent {
+  const bad = () => new BadAnswerError(`${url} sent an event that is not an svcmesh event: ${quoted(text)}`);
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    throw bad();
+  }
+  if (!isObject(data) || typeof data.type !== 'string') throw bad();
+  if (data.name !== undefined && typeof data.name !== 'string') throw bad();
+  if (!whole) return data as unknown as WatchEvent;
+  if (data.type === 'snapshot') {
+    try {
+      catalogIn({ json: data, text }, url);
+    } catch {
+      throw bad();
+    }
+  } else if (typeof data.name !== 'string' || !isInstance(data.instance)) {
+    throw bad();
+  }
+  return data as unknown as WatchEvent;
 }
 
 /**
