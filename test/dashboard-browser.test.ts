@@ -455,6 +455,9 @@ describeBrowser('dashboard of a registrar whose reads need a token', () => {
 
   it('drops such a token already stored (by an older page) rather than reconnecting for ever', async () => {
     await withPage(async (page) => {
+      // The first visit settles first: its own "needs a token" clears the stored token, and must
+      // not clear the one put there below.
+      await expect.poll(() => statusText(page), { timeout: SHOWN_MS }).toBe('this registrar needs a token');
       await page.evaluate(() => localStorage.setItem('svcmesh-token', 'pass✓word'));
       await page.reload({ waitUntil: 'load', timeout: 10_000 });
       await expectAskedAgain(page, UNSENDABLE);
