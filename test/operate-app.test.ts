@@ -868,12 +868,14 @@ function parseMetrics(text: string): Map<string, number> {
 }
 
 describe('GET /metrics', () => {
-  it("exports the process's own memory, CPU and event-loop lag too, as Prometheus users expect of any process", async () => {
+  it("exports the process's own memory, CPU, open files and start time too, as Prometheus users expect of any process", async () => {
     const { app } = setup();
     const metrics = parseMetrics(await (await app.request('/metrics')).text());
     expect(metrics.get('process_resident_memory_bytes')).toBeGreaterThan(10_000_000);
     expect(metrics.get('process_cpu_seconds_total')).toBeGreaterThan(0);
-    expect(metrics.has('nodejs_eventloop_lag_p99_seconds')).toBe(true);
+    expect(metrics.get('process_open_fds')).toBeGreaterThan(0);
+    expect(metrics.get('nodejs_heap_size_used_bytes')).toBeGreaterThan(0);
+    expect(metrics.get('process_start_time_seconds')).toBeLessThanOrEqual(Date.now() / 1000);
   });
 
   it('counts exactly what happened after a known sequence of calls', async () => {

@@ -1,4 +1,5 @@
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry as PromRegistry } from 'prom-client';
+import { readdirSync } from 'node:fs';
+import { Counter, Gauge, Histogram, Registry as PromRegistry } from 'prom-client';
 import type { HeartbeatOutcome, Registry } from '../registry/registry.js';
 
 /** The one label every forward to a name nothing registered is counted under (a 404). */
@@ -31,9 +32,7 @@ const LATENCY_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5
  */
 export function createRegistrarMetrics(registry: Registry): RegistrarMetrics {
   const prom = new PromRegistry();
-  // What a Prometheus user looks for first about any process: its memory, CPU, open files and
-  // event-loop lag (process_*, nodejs_*), as Consul exports its runtime's.
-  collectDefaultMetrics({ register: prom });
+  processMetrics(prom);
   new Gauge({
     name: 'svcmesh_instances',
     help: 'Live instances per service',
@@ -138,4 +137,54 @@ export function createRegistrarMetrics(registry: Registry): RegistrarMetrics {
       return { body: await prom.metrics(), contentType: prom.contentType };
     },
   };
+}
+
+/**
+ * What a Prometheus user looks for first about any process, under the usual names: its memory,
+ * CPU, open files and start time, read when scraped. prom-client's default metrics would add an
+ * event-loop monitor that wakes the process 100 times a second and a callback per garbage
+ * collection: measured side by side, they cost a forward about a tenth of its CPU and raised its p99.
+ */
+function processMetrics(prom: PromRegistry): void {
+  new Gauge({
+    name: 'process_resident_memory_bytes',
+    help: 'Resident memory size in bytes.',
+    registers: [prom],
+    collect() {
+      this.set(process.memoryUsage.rss());
+    },
+  });
+  new Gauge({
+    name: 'nodejs_heap_size_used_bytes',
+    help: 'Process heap size used from Node.js in bytes.',
+    registers: [prom],
+    collect() {
+      this.set(process.memoryUsage().heapUsed);
+    },
+  });
+  new Counter({
+    name: 'process_cpu_seconds_total',
+    help: 'Total user and system CPU time spent in seconds.',
+    registers: [prom],
+    collect() {
+      const { user, system } = process.cpuUsage();
+      this.reset();
+      this.inc((user + system) / 1e6);
+    },
+  });
+  new Gauge({
+    name: 'process_open_fds',
+    help: 'Number of open file descriptors.',
+    registers: [prom],
+    collect() {
+      try {
+        this.set(readdirSync('/proc/self/fd').length);
+      } catch {
+        // Not Linux: there is no /proc to count them in.
+      }
+    },
+  });
+  new Gauge({ name: 'process_start_time_seconds', help: 'Start time of the process since unix epoch in seconds.', registers: [prom] }).set(
+    Math.round(Date.now() / 1000 - process.uptime()),
+  );
 }
