@@ -3,7 +3,6 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { z } from 'zod';
 import { tokenCheck } from './auth.js';
 import { refuseCrossSite } from './cross-site.js';
-import { AbortFanout } from './abort-fanout.js';
 import { errorAnswer } from './errors.js';
 import { acceptHeartbeat, type HeartbeatDeps, heartbeatBody, REREGISTERED_HEADER } from './heartbeat.js';
 import type { ChunkSource, ForwardAnswer, Forwarder } from './forwarder.js';
@@ -38,7 +37,6 @@ export interface RegistrarFastPathDeps extends HeartbeatDeps {
 export function createRegistrarFastPath(deps: RegistrarFastPathDeps): FastPath {
   const { registry, forwarder } = deps;
   const checkToken = deps.token ? tokenCheck(deps.token) : undefined;
-  const cuts = new AbortFanout(deps.cutStreams);
   // Every forward in flight listens to it: as many as the callers (Node warns past ten).
   if (deps.cutStreams) setMaxListeners(0, deps.cutStreams);
   const readsOpen = !(deps.token && deps.protectReads);
@@ -128,7 +126,7 @@ export function createRegistrarFastPath(deps: RegistrarFastPathDeps): FastPath {
         { from: body.from, to: body.to, message: body.message, stream: body.stream === true, history: body.history },
         (failure, answer) => {
           if (failure) fail(failure);
-          else if (answer!.stream) relay(answer!, answer!.stream, response, cuts).catch(fail);
+          else if (answer!.stream) relay(answer!, answer!.stream, response, deps.cutStreams).catch(fail);
           else writeWhole(response, answer!);
         },
       );
@@ -206,7 +204,7 @@ function writeWhole(response: ServerResponse, answer: ForwardAnswer): void {
 }
 
 /** Relays a streamed answer chunk by chunk, at the pace the caller reads it. */
-async function relay(answer: ForwardAnswer, stream: ChunkSource, response: ServerResponse, cuts: AbortFanout): Promise<void> {
+async function relay(answer: ForwardAnswer, stream: ChunkSource, response: ServerResponse, cut?: AbortSignal): Promise<void> {
   if (response.destroyed) {
     stream.cancel();
     return;
@@ -217,18 +215,20 @@ async function relay(answer: ForwardAnswer, stream: ChunkSource, response: Serve
   };
   response.once('close', onClose);
   let atLineStart = true;
-  const forgetCut = cuts.add(() => {
+  const onCut = () => {
     if (response.writableEnded || response.destroyed) return;
-    const line = JSON.stringify({ error: cuts.reason });
+    const line = JSON.stringify({ error: String(cut!.reason) });
     response.end(`${atLineStart ? '' : '\n'}${line}\n`);
     stream.cancel();
-  });
+  };
+  if (cut?.aborted) onCut();
+  cut?.addEventListener('abort', onCut, { once: true });
   try {
     await relayChunks(stream, response, (chunk) => {
       if (chunk.byteLength > 0) atLineStart = chunk[chunk.byteLength - 1] === 0x0a;
     });
   } finally {
-    forgetCut();
+    cut?.removeEventListener('abort', onCut);
   }
 }
 
