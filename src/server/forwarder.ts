@@ -5,6 +5,7 @@ import type { TargetHeaders } from '../target-tokens.js';
 import type { ChatTurn } from '../wire-types.js';
 import { ApiError } from './errors.js';
 import { type ForwardObserver, UNREGISTERED_TARGET } from './metrics.js';
+import { AnswerTooLarge, createPlainHttpPool } from './plain-http-pool.js';
 import type { Logger } from './request-log.js';
 
 export interface ForwardRequest {
@@ -84,12 +85,21 @@ export interface ChunkSource {
 
 const encoder = new TextEncoder();
 const NEWLINE = 0x0a;
-const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT']);
+const TIMEOUT_CODES = new Set([
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'HEADERS_TIMEOUT',
+  'BODY_TIMEOUT',
+  'CONNECT_TIMEOUT',
+]);
 
 interface ReceiveTarget {
   origin: string;
   path: string;
   hostname: string;
+  /** For a plain-http target: where to connect (IPv6 without brackets) and the Host header. */
+  plain?: { hostname: string; port: number; host: string };
 }
 
 /** Where an instance's `/receive` is; parsed once per instance URL, not once per forward. */
@@ -101,6 +111,9 @@ function receiveTargets(): (serviceUrl: string) => ReceiveTarget {
       const url = new URL(serviceUrl);
       url.pathname = `${url.pathname.replace(/\/+$/, '')}/receive`;
       target = { origin: url.origin, path: url.pathname + url.search, hostname: url.hostname };
+      if (url.protocol === 'http:') {
+        target.plain = { hostname: url.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(url.port || 80), host: url.host };
+      }
       // Bounded: a registry that churns through many URLs must not grow this forever.
       if (known.size >= 10_000) known.clear();
       known.set(serviceUrl, target);
@@ -137,6 +150,8 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
   const maxAnswerBytes = options.maxAnswerBytes ?? DEFAULT_MAX_ANSWER_BYTES;
   const agent =
     options.dispatcher ?? new Agent({ keepAliveTimeout: 30_000, connections: 256, connect: { timeout: 5_000 } });
+  // A dispatcher given is used for everything (a test's, or a proxy's).
+  const plainPool = options.dispatcher ? undefined : createPlainHttpPool({ connections: 256, idleMs: 30_000, connectTimeoutMs: 5_000 });
 
   const observer = options.observer;
   const log =
@@ -216,8 +231,8 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
       const instance = candidates[index]!;
       const target = receiveTarget(instance.url);
       const release = registry.begin(instance);
-      const send = request.stream ? sendStreamed : sendWhole;
       const extraHeaders = options.targetHeaders?.(instance);
+      const send = request.stream ? sendStreamed : target.plain && plainPool ? sendPlain(target.plain, extraHeaders) : sendWhole;
       cancelAttempt = send(
         {
           origin: target.origin,
@@ -350,6 +365,29 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     };
   }
 
+  /** One request to a plain-http target whose answer is read whole, on the registrar's own pool. */
+  function sendPlain(
+    plain: NonNullable<ReceiveTarget['plain']>,
+    extraHeaders: Readonly<Record<string, string>> | undefined,
+  ): (dispatch: Dispatcher.DispatchOptions, done: (error: unknown, reply?: Reply) => void) => () => void {
+    return (dispatch, done) =>
+      plainPool!.request(
+        {
+          hostname: plain.hostname,
+          port: plain.port,
+          host: plain.host,
+          path: dispatch.path,
+          contentType: 'application/json',
+          headers: extraHeaders,
+          body: dispatch.body as string,
+          headersTimeoutMs: timeoutMs,
+          bodyTimeoutMs: timeoutMs,
+          maxBodyBytes: maxAnswerBytes,
+        },
+        (error, reply) => done(error, reply && { status: reply.status, contentType: reply.contentType, text: reply.body.toString('utf8') }),
+      );
+  }
+
   /** One request whose answer is relayed as it comes. */
   function sendStreamed(dispatch: Dispatcher.DispatchOptions, done: (error: unknown, reply?: Reply) => void): () => void {
     const caller = new AbortController();
@@ -363,7 +401,10 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
   return {
     forward,
     start,
-    close: () => agent.close(),
+    close: () => {
+      plainPool?.close();
+      return agent.close();
+    },
   };
 }
 
@@ -388,10 +429,6 @@ function sizeText(bytes: number): string {
   return bytes >= MIB && bytes % MIB === 0 ? `${bytes / MIB} MiB` : `${bytes} bytes`;
 }
 
-/** A whole answer went past maxAnswerBytes. */
-class AnswerTooLarge extends Error {
-  override readonly name = 'AnswerTooLarge';
-}
 const noop = () => {};
 const callerLeft = () => new DOMException('The caller went away', 'AbortError');
 

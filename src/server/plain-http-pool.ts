@@ -1,0 +1,493 @@
+import { connect, type Socket } from 'node:net';
+
+/**
+ * Keep-alive HTTP/1.1 connections to plain-http targets, for answers read whole: the registrar's
+ * short forwards. A forward is one small POST and one small answer; undici's general machinery
+ * (a request object, handler callbacks, its own parser in WebAssembly, timers per request) cost
+ * the registrar a fifth of each such forward in side-by-side runs, more than nginx spends on the
+ * whole proxying. Streamed answers and https targets stay on undici.
+ */
+export interface PlainRequest {
+  /** Where to connect: a host name or address (IPv6 without brackets) and a port. */
+  hostname: string;
+  port: number;
+  /** The Host header: the URL's host, port included when it is not 80. */
+  host: string;
+  path: string;
+  contentType: string;
+  /** Extra headers (a target's token); names and values were checked where they were set. */
+  headers?: Readonly<Record<string, string>>;
+  body: string;
+  /** The longest wait from the request sent to the answer's headers complete. */
+  headersTimeoutMs: number;
+  /** The longest pause inside the answer's body. */
+  bodyTimeoutMs: number;
+  /** Past this many body bytes the answer is refused (AnswerTooLarge). */
+  maxBodyBytes: number;
+}
+
+export interface PlainReply {
+  status: number;
+  contentType?: string;
+  body: Buffer;
+}
+
+export interface PlainHttpPool {
+  /** Sends one request; `done` is called once. Returns the function that abandons it. */
+  request(request: PlainRequest, done: (error: Error | undefined, reply?: PlainReply) => void): () => void;
+  /** Closes idle connections now and busy ones once their answer is over. */
+  close(): void;
+}
+
+/** A target's failure, with a code a log line can name (as node's own ECONNREFUSED and the like). */
+export class TargetError extends Error {
+  override readonly name = 'TargetError';
+  constructor(
+    readonly code: TargetErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export type TargetErrorCode = 'HEADERS_TIMEOUT' | 'BODY_TIMEOUT' | 'CONNECT_TIMEOUT' | 'CONNECTION_CLOSED' | 'BAD_ANSWER';
+
+/** An answer went past maxBodyBytes. */
+export class AnswerTooLarge extends Error {
+  override readonly name = 'AnswerTooLarge';
+}
+
+export interface PlainHttpPoolOptions {
+  /** Connections per target at most; more requests wait for one to be free. */
+  connections?: number;
+  /** How long an unused connection is kept, unless the target asks for less (Keep-Alive: timeout). */
+  idleMs?: number;
+  connectTimeoutMs?: number;
+}
+
+const MAX_HEAD_BYTES = 64 * 1024;
+const CRLF_CRLF = Buffer.from('\r\n\r\n');
+/** Taken off a target's own Keep-Alive timeout: a connection is not reused as the target closes it. */
+const IDLE_MARGIN_MS = 1_000;
+const SWEEP_MS = 1_000;
+
+/** One request on a connection, from its head written to its answer complete. */
+interface Exchange {
+  request: PlainRequest;
+  done: (error: Error | undefined, reply?: PlainReply) => void;
+  connection?: Connection;
+  over: boolean;
+}
+
+interface Connection {
+  socket: Socket;
+  dropped: boolean;
+  target: Target;
+  exchange?: Exchange;
+  idleUntil: number;
+  parser: AnswerParser;
+  timer?: NodeJS.Timeout;
+}
+
+interface Target {
+  key: string;
+  idle: Connection[];
+  open: number;
+  waiting: Exchange[];
+}
+
+export function createPlainHttpPool(options: PlainHttpPoolOptions = {}): PlainHttpPool {
+  const maxConnections = options.connections ?? 256;
+  const idleMs = options.idleMs ?? 30_000;
+  const connectTimeoutMs = options.connectTimeoutMs ?? 5_000;
+  const targets = new Map<string, Target>();
+  let sweeper: NodeJS.Timeout | undefined;
+  let closed = false;
+
+  function targetFor(request: PlainRequest): Target {
+    const key = `${request.hostname}:${request.port}`;
+    let target = targets.get(key);
+    if (!target) {
+      target = { key, idle: [], open: 0, waiting: [] };
+      targets.set(key, target);
+    }
+    return target;
+  }
+
+  function request(request: PlainRequest, done: Exchange['done']): () => void {
+    const exchange: Exchange = { request, done, over: false };
+    if (closed) {
+      finish(exchange, new TargetError('CONNECTION_CLOSED', 'the registrar is shutting down'));
+      return noop;
+    }
+    const target = targetFor(request);
+    const connection = takeIdle(target);
+    if (connection) send(connection, exchange);
+    else if (target.open < maxConnections) send(open(target), exchange);
+    else target.waiting.push(exchange);
+    return () => {
+      if (exchange.over) return;
+      const { connection: busy } = exchange;
+      if (busy) drop(busy);
+      else target.waiting.splice(target.waiting.indexOf(exchange), 1);
+      finish(exchange, abortError());
+    };
+  }
+
+  function takeIdle(target: Target): Connection | undefined {
+    const now = Date.now();
+    for (let connection = target.idle.pop(); connection; connection = target.idle.pop()) {
+      if (connection.idleUntil > now) return connection;
+      drop(connection);
+    }
+    return undefined;
+  }
+
+  function open(target: Target): Connection {
+    target.open += 1;
+    const [hostname, port] = splitKey(target.key);
+    const socket = connect({ host: hostname, port, noDelay: true });
+    const connection: Connection = { socket, dropped: false, target, idleUntil: 0, parser: new AnswerParser() };
+    socket.setTimeout(connectTimeoutMs, () => {
+      fail(connection, new TargetError('CONNECT_TIMEOUT', `no connection within ${connectTimeoutMs / 1000} s`));
+    });
+    socket.once('connect', () => socket.setTimeout(0));
+    socket.on('data', (chunk: Buffer) => received(connection, chunk));
+    socket.on('end', () => ended(connection));
+    socket.on('error', (error) => fail(connection, error));
+    socket.on('close', () => closedSocket(connection));
+    return connection;
+  }
+
+  function send(connection: Connection, exchange: Exchange): void {
+    const { request } = exchange;
+    exchange.connection = connection;
+    connection.exchange = exchange;
+    connection.parser.reset(request.maxBodyBytes);
+    let head = `POST ${request.path} HTTP/1.1\r\nhost: ${request.host}\r\ncontent-type: ${request.contentType}\r\ncontent-length: ${Buffer.byteLength(request.body)}\r\n`;
+    if (request.headers) for (const name in request.headers) head += `${name}: ${request.headers[name]}\r\n`;
+    connection.socket.write(`${head}\r\n${request.body}`);
+    connection.timer = setTimeout(() => timedOut(connection, 'HEADERS_TIMEOUT'), request.headersTimeoutMs);
+  }
+
+  function received(connection: Connection, chunk: Buffer): void {
+    const { exchange, parser } = connection;
+    if (!exchange) {
+      // Bytes nobody asked for: the connection cannot be trusted for the next request.
+      drop(connection);
+      return;
+    }
+    const hadHead = parser.headComplete;
+    let complete: boolean;
+    try {
+      complete = parser.push(chunk);
+    } catch (error) {
+      fail(connection, error as Error);
+      return;
+    }
+    if (complete) {
+      clearTimeout(connection.timer);
+      answered(connection, exchange);
+      return;
+    }
+    if (parser.headComplete) {
+      if (!hadHead) {
+        clearTimeout(connection.timer);
+        connection.timer = setTimeout(() => timedOut(connection, 'BODY_TIMEOUT'), exchange.request.bodyTimeoutMs);
+      } else connection.timer?.refresh();
+    }
+  }
+
+  function answered(connection: Connection, exchange: Exchange): void {
+    const { parser } = connection;
+    connection.exchange = undefined;
+    exchange.connection = undefined;
+    const reply: PlainReply = { status: parser.status, contentType: parser.contentType, body: parser.body() };
+    const keepMs = parser.keepAliveMs === undefined ? idleMs : Math.min(idleMs, parser.keepAliveMs - IDLE_MARGIN_MS);
+    if (parser.reusable && keepMs > 0 && !closed) {
+      connection.idleUntil = Date.now() + keepMs;
+      release(connection);
+    } else drop(connection);
+    finish(exchange, undefined, reply);
+  }
+
+  /** A connection free again: the next waiting request takes it, or it waits in the pool. */
+  function release(connection: Connection): void {
+    const { target } = connection;
+    const next = target.waiting.shift();
+    if (next) {
+      send(connection, next);
+      return;
+    }
+    target.idle.push(connection);
+    sweeper ??= setInterval(sweep, SWEEP_MS).unref();
+  }
+
+  function sweep(): void {
+    const now = Date.now();
+    let idle = 0;
+    for (const target of targets.values()) {
+      for (const connection of target.idle.filter((each) => each.idleUntil <= now)) drop(connection);
+      idle += target.idle.length;
+      if (target.open === 0 && target.waiting.length === 0) targets.delete(target.key);
+    }
+    if (idle === 0) {
+      clearInterval(sweeper);
+      sweeper = undefined;
+    }
+  }
+
+  function timedOut(connection: Connection, code: 'HEADERS_TIMEOUT' | 'BODY_TIMEOUT'): void {
+    const ms = code === 'HEADERS_TIMEOUT' ? connection.exchange?.request.headersTimeoutMs : connection.exchange?.request.bodyTimeoutMs;
+    fail(connection, new TargetError(code, code === 'HEADERS_TIMEOUT' ? `no answer within ${ms! / 1000} s` : `silent for ${ms! / 1000} s in the middle of the answer`));
+  }
+
+  function ended(connection: Connection): void {
+    const { exchange, parser } = connection;
+    // An answer without a length ends when the target closes.
+    if (exchange && parser.headComplete && parser.untilClose) {
+      clearTimeout(connection.timer);
+      answered(connection, exchange);
+      return;
+    }
+    fail(connection, new TargetError('CONNECTION_CLOSED', 'the target closed the connection before the answer was complete'));
+  }
+
+  function fail(connection: Connection, error: Error): void {
+    const { exchange } = connection;
+    drop(connection);
+    if (exchange) finish(exchange, error);
+  }
+
+  function closedSocket(connection: Connection): void {
+    if (connection.exchange) {
+      fail(connection, new TargetError('CONNECTION_CLOSED', 'the target closed the connection before the answer was complete'));
+      return;
+    }
+    drop(connection);
+  }
+
+  /** Closes a connection for good; a request waiting for one gets a new connection instead. */
+  function drop(connection: Connection): void {
+    if (connection.dropped) return;
+    connection.dropped = true;
+    clearTimeout(connection.timer);
+    connection.socket.destroy();
+    const { target } = connection;
+    const at = target.idle.indexOf(connection);
+    if (at >= 0) target.idle.splice(at, 1);
+    target.open -= 1;
+    const exchange = connection.exchange;
+    connection.exchange = undefined;
+    if (exchange) exchange.connection = undefined;
+    const next = !closed && target.waiting.shift();
+    if (next) send(open(target), next);
+  }
+
+  function finish(exchange: Exchange, error: Error | undefined, reply?: PlainReply): void {
+    if (exchange.over) return;
+    exchange.over = true;
+    exchange.done(error, reply);
+  }
+
+  return {
+    request,
+    close() {
+      closed = true;
+      clearInterval(sweeper);
+      sweeper = undefined;
+      for (const target of targets.values()) {
+        for (const connection of [...target.idle]) drop(connection);
+        for (const exchange of target.waiting.splice(0)) finish(exchange, new TargetError('CONNECTION_CLOSED', 'the registrar is shutting down'));
+      }
+    },
+  };
+}
+
+/**
+ * Reads one HTTP/1.1 answer as its bytes arrive: the status line and headers, then a body framed
+ * by Content-Length, by chunks, or by the connection closing. Anything else is a BAD_ANSWER: a
+ * target that speaks broken HTTP is a target that failed.
+ */
+export class AnswerParser {
+  status = 0;
+  contentType: string | undefined;
+  headComplete = false;
+  /** Whether the connection may carry another request after this answer. */
+  reusable = true;
+  untilClose = false;
+  /** The target's Keep-Alive timeout, when it gave one. */
+  keepAliveMs: number | undefined;
+  private pending: Buffer | undefined;
+  private chunks: Buffer[] = [];
+  private size = 0;
+  private maxBodyBytes = Infinity;
+  /** Body bytes still expected: of the whole body, or of the current chunk. */
+  private remaining = 0;
+  private chunked = false;
+  /** In a chunked body: 'size' line, 'data', the CRLF after data, or the trailer lines. */
+  private chunkState: 'size' | 'data' | 'crlf' | 'trailer' = 'size';
+
+  reset(maxBodyBytes: number): void {
+    this.status = 0;
+    this.contentType = undefined;
+    this.headComplete = false;
+    this.reusable = true;
+    this.untilClose = false;
+    this.keepAliveMs = undefined;
+    this.pending = undefined;
+    this.chunks = [];
+    this.size = 0;
+    this.maxBodyBytes = maxBodyBytes;
+    this.remaining = 0;
+    this.chunked = false;
+    this.chunkState = 'size';
+  }
+
+  body(): Buffer {
+    return this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.size);
+  }
+
+  /** Takes the next bytes; true once the answer is complete. */
+  push(chunk: Buffer): boolean {
+    let data = this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
+    this.pending = undefined;
+    while (!this.headComplete) {
+      const end = data.indexOf(CRLF_CRLF);
+      if (end < 0) {
+        if (data.length > MAX_HEAD_BYTES) throw bad(`its headers are longer than ${MAX_HEAD_BYTES / 1024} KiB`);
+        this.pending = data;
+        return false;
+      }
+      const interim = this.readHead(data.toString('latin1', 0, end));
+      data = data.subarray(end + 4);
+      if (interim) continue;
+      this.headComplete = true;
+      if (!this.chunked && !this.untilClose && this.remaining === 0) return this.over(data);
+    }
+    return this.readBody(data);
+  }
+
+  /** The status line and headers; true for a 1xx answer, which another head follows. */
+  private readHead(head: string): boolean {
+    const lines = head.split('\r\n');
+    const statusLine = /^HTTP\/1\.([01]) ([1-5]\d\d)(?: |$)/.exec(lines[0]!);
+    if (!statusLine) throw bad(`its status line is not HTTP/1.x: ${JSON.stringify(lines[0]!.slice(0, 80))}`);
+    const status = Number(statusLine[2]);
+    if (status === 101) throw bad('it switched protocols, which was not asked for');
+    if (status < 200) return true;
+    this.status = status;
+    let keepAlive = statusLine[1] === '1';
+    let length: string | undefined;
+    let transferEncoding: string | undefined;
+    for (let i = 1; i < lines.length; i += 1) {
+      const line = lines[i]!;
+      const colon = line.indexOf(':');
+      if (colon <= 0 || line.charCodeAt(0) === 0x20 || line.charCodeAt(0) === 0x09) throw bad(`a header line is malformed: ${JSON.stringify(line.slice(0, 80))}`);
+      const name = line.slice(0, colon).toLowerCase();
+      const value = line.slice(colon + 1).trim();
+      if (name === 'content-length') {
+        if (!/^\d{1,15}$/.test(value) || (length !== undefined && length !== value)) throw bad(`its Content-Length is not one number: ${JSON.stringify(value.slice(0, 40))}`);
+        length = value;
+      } else if (name === 'transfer-encoding') transferEncoding = transferEncoding === undefined ? value : `${transferEncoding}, ${value}`;
+      else if (name === 'content-type') this.contentType = this.contentType === undefined ? value : `${this.contentType}, ${value}`;
+      else if (name === 'connection') {
+        const tokens = value.toLowerCase();
+        if (/(?:^|,)\s*close\s*(?:,|$)/.test(tokens)) keepAlive = false;
+        else if (/(?:^|,)\s*keep-alive\s*(?:,|$)/.test(tokens)) keepAlive = true;
+      } else if (name === 'keep-alive') {
+        const timeout = /(?:^|[,;\s])timeout\s*=\s*(\d+)/i.exec(value);
+        if (timeout) this.keepAliveMs = Number(timeout[1]) * 1000;
+      }
+    }
+    this.reusable = keepAlive;
+    if (status === 204 || status === 304) return false;
+    if (transferEncoding !== undefined) {
+      // Framing by both is a smuggling attempt or a broken server: not a connection to reuse.
+      if (length !== undefined) this.reusable = false;
+      if (/(?:^|,)\s*chunked\s*$/i.test(transferEncoding)) this.chunked = true;
+      else {
+        this.untilClose = true;
+        this.reusable = false;
+      }
+    } else if (length !== undefined) {
+      this.remaining = Number(length);
+      if (this.remaining > this.maxBodyBytes) throw new AnswerTooLarge();
+    } else {
+      this.untilClose = true;
+      this.reusable = false;
+    }
+    return false;
+  }
+
+  private readBody(data: Buffer): boolean {
+    if (this.untilClose) {
+      this.take(data);
+      return false;
+    }
+    if (!this.chunked) {
+      if (data.length < this.remaining) {
+        this.take(data);
+        this.remaining -= data.length;
+        return false;
+      }
+      this.take(data.subarray(0, this.remaining));
+      const rest = data.subarray(this.remaining);
+      this.remaining = 0;
+      return this.over(rest);
+    }
+    while (data.length > 0) {
+      if (this.chunkState === 'data') {
+        const piece = data.subarray(0, this.remaining);
+        this.take(piece);
+        this.remaining -= piece.length;
+        data = data.subarray(piece.length);
+        if (this.remaining === 0) this.chunkState = 'crlf';
+        continue;
+      }
+      const end = data.indexOf('\r\n');
+      if (end < 0) {
+        if (data.length > 4096) throw bad('a chunk header is too long');
+        this.pending = data;
+        return false;
+      }
+      const line = data.toString('latin1', 0, end);
+      data = data.subarray(end + 2);
+      if (this.chunkState === 'crlf') {
+        if (line !== '') throw bad('a chunk does not end where its size says');
+        this.chunkState = 'size';
+      } else if (this.chunkState === 'size') {
+        const size = /^([0-9a-fA-F]{1,12})[ \t]*(?:;.*)?$/.exec(line);
+        if (!size) throw bad(`a chunk size is not hexadecimal: ${JSON.stringify(line.slice(0, 40))}`);
+        this.remaining = Number.parseInt(size[1]!, 16);
+        this.chunkState = this.remaining === 0 ? 'trailer' : 'data';
+      } else if (line === '') return this.over(data);
+    }
+    return false;
+  }
+
+  private take(piece: Buffer): void {
+    if (piece.length === 0) return;
+    this.size += piece.length;
+    if (this.size > this.maxBodyBytes) throw new AnswerTooLarge();
+    this.chunks.push(piece);
+  }
+
+  /** The answer is complete; bytes after it were not asked for, so the connection is not reused. */
+  private over(rest: Buffer): true {
+    if (rest.length > 0) this.reusable = false;
+    return true;
+  }
+}
+
+function bad(why: string): TargetError {
+  return new TargetError('BAD_ANSWER', `the answer is not valid HTTP/1.1: ${why}`);
+}
+
+function splitKey(key: string): [string, number] {
+  const colon = key.lastIndexOf(':');
+  return [key.slice(0, colon), Number(key.slice(colon + 1))];
+}
+
+const noop = () => {};
+const abortError = () => new DOMException('The caller went away', 'AbortError');
