@@ -8,6 +8,8 @@
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/g;
 // biome-ignore lint: as above, without the line break
 const CONTROL_BUT_LINE_BREAK = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/g;
+// biome-ignore lint: as above, without the line break and the tab
+const CONTROL_BUT_LAYOUT = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
 const NAMED: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
 
 const escape = (char: string) => NAMED[char] ?? `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`;
@@ -24,6 +26,16 @@ export function printable(text: string): string {
 /** As `printable`, but line breaks stay: for this program's own messages, whose hints are lines. */
 export function printableLines(text: string): string {
   return text.replace(CONTROL_BUT_LINE_BREAK, escape);
+}
+
+/**
+ * A service's answer, for a person at a terminal: line breaks and tabs lay it out as the service
+ * meant (a CRLF is a line break), every other control character is written out. A model's answer
+ * is text from elsewhere too: asked to, it will happily write the escape that clears the screen.
+ * Piped, the answer goes out exactly as it came.
+ */
+export function printableAnswer(text: string): string {
+  return text.replace(/\r\n/g, '\n').replace(CONTROL_BUT_LAYOUT, escape);
 }
 
 /** A body quoted in a one-line message: white space runs made one space, cut at `max` with "…". */

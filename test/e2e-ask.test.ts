@@ -2,9 +2,10 @@
  * `svcmesh ask` against targets that misbehave, and a user who stops it: what reaches stdout,
  * stderr and the exit code. The targets are tiny node:http servers registered at a real registrar.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn, spawnSync } from 'node:child_process';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createTcpServer, type Socket, type AddressInfo } from 'node:net';
+import { describeIfInstalled } from './support/requires.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { binPath, closeServer, freePort, removeTempDirs, runSvcmesh, spawnSvcmesh, startSvcmesh, stopAll, type SvcmeshProcess, tempDir, waitFor } from './support/processes.js';
 
@@ -28,6 +29,18 @@ const targets: Record<string, (body: { message?: string }, res: ServerResponse) 
   // A 200 that is JSON, but not an answer.
   unanswered: (_body, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"answer":"x"}'),
   garbled: (_body, res) => res.writeHead(200, NDJSON).end('{"message":"partial "}\nnot json\n'),
+  // Five pieces 200 ms apart: a second in all, never silent for long.
+  steady: async (_body, res) => {
+    res.writeHead(200, NDJSON);
+    for (let piece = 1; piece <= 5; piece++) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      res.write(`${JSON.stringify({ message: `${piece} ` })}\n`);
+    }
+    res.end('{"done":true}\n');
+  },
+  // A model asked to clear the screen and retitle the terminal, with Windows line ends.
+  escapes: (_body, res) =>
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ message: '\u001b[2J\u001b]0;owned\u0007Title\r\n\tindented' })),
   // Longer than a registrar reads whole (64 MiB): it says so from the length, and hangs up.
   huge: (_body, res) => {
     res.on('error', () => {});
@@ -65,7 +78,11 @@ beforeAll(async () => {
   for (const name of Object.keys(targets)) await register(registrar.url, name);
 });
 
+/** Servers a test started, closed after all of them. */
+const cleanups: Array<() => void> = [];
+
 afterAll(async () => {
+  for (const cleanup of cleanups.splice(0)) cleanup();
   await stopAll();
   await closeServer(target);
   removeTempDirs();
@@ -124,6 +141,69 @@ describe('the message', () => {
     expect(result.code).toBe(2);
     expect(result.stderr).toContain('cannot read standard input: EISDIR');
     expect(result.stderr).not.toContain('held no message');
+  });
+});
+
+describe('--timeout', () => {
+  /** A registrar that takes connections and never says a word: stopped, or deadlocked. */
+  async function hungRegistrar(): Promise<string> {
+    const sockets: Socket[] = [];
+    const server = createTcpServer((socket) => sockets.push(socket));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => {
+      for (const socket of sockets) socket.destroy();
+      server.close();
+    });
+    return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  }
+
+  it('gives up on a registrar that says nothing for that long, with or without --stream: exit 1, saying what to do', async () => {
+    const hung = await hungRegistrar();
+    for (const stream of [[], ['--stream']]) {
+      const result = await runSvcmesh(['ask', 'echo', 'hello', ...stream, '--timeout', '0.5', '--registrar', hung]);
+      expect(result, result.stderr).toMatchObject({ code: 1, stdout: '' });
+      expect(result.stderr).toContain(`${hung}/forward sent nothing for 0.5 s (--timeout 0.5)`);
+      expect(result.stderr).toContain('leave it out to wait as long as the answer takes');
+    }
+  });
+
+  it('counts silence, not the whole answer: a stream that goes quiet is cut, one that keeps coming is not', async () => {
+    const quiet = await runSvcmesh(['ask', 'partial', 'hello', '--stream', '--timeout', '0.5', '--registrar', registrar.url]);
+    expect(quiet).toMatchObject({ code: 1, stdout: 'partial \n' });
+    expect(quiet.stderr).toContain('sent nothing for 0.5 s (--timeout 0.5)');
+    // A second in all, never more than 200 ms without a piece.
+    const steady = await runSvcmesh(['ask', 'steady', 'hello', '--stream', '--timeout', '0.6', '--registrar', registrar.url]);
+    expect(steady, steady.stderr).toMatchObject({ code: 0, stdout: '1 2 3 4 5 \n' });
+  });
+
+  it('refuses a timeout that is not a number of seconds with exit 2', async () => {
+    const result = await runSvcmesh(['ask', 'echo', 'hello', '--timeout', 'soon', '--registrar', registrar.url]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('Expected a number of seconds');
+  });
+});
+
+describe('control characters in an answer', () => {
+  const answer = '\u001b[2J\u001b]0;owned\u0007Title\r\n\tindented';
+
+  it('go out exactly as they came when the answer is piped', async () => {
+    const result = await runSvcmesh(['ask', 'escapes', 'hello', '--registrar', registrar.url]);
+    expect(result).toMatchObject({ code: 0, stdout: `${answer}\n` });
+  });
+
+  describeIfInstalled('at a terminal', spawnSync('script', ['--version']).status === 0, 'util-linux `script` (Debian: bsdutils) is needed to give ask a terminal', () => {
+    it.each([[[]], [['--stream']]])('are written out, not obeyed, while line breaks and tabs lay the answer out (%j)', async (stream) => {
+      const command = `exec '${process.execPath}' '${binPath}' ask escapes hello ${stream.join(' ')} --registrar ${registrar.url}`;
+      const session = spawn('script', ['-qfec', command, '/dev/null'], { env: { ...process.env, NO_COLOR: '1', SVCMESH_CONFIG_DIR: tempDir('svcmesh-config-') } });
+      let screen = '';
+      session.stdout.on('data', (chunk: Buffer) => (screen += chunk.toString('utf8')));
+      const code = await new Promise<number | null>((resolve) => session.once('close', resolve));
+      expect(code, screen).toBe(0);
+      // The terminal turns each line break into CRLF itself.
+      expect(screen).toContain('\\u001b[2J\\u001b]0;owned\\u0007Title\r\n\tindented');
+      expect(screen).not.toContain('\u001b[2J');
+      expect(screen).not.toContain('\u0007');
+    });
   });
 });
 

@@ -1,6 +1,6 @@
 /** Text from servers as a terminal shows it: escapes written out, never obeyed; long bodies cut. */
 import { describe, expect, it } from 'vitest';
-import { excerpt, printable, printableLines } from '../src/terminal-text.js';
+import { excerpt, printable, printableAnswer, printableLines } from '../src/terminal-text.js';
 
 describe('printable', () => {
   it('writes out C0 (ESC, BEL, line breaks), DEL and C1 as JSON escapes, and leaves other text alone', () => {
@@ -10,6 +10,13 @@ describe('printable', () => {
 
   it('printableLines keeps line breaks, for messages whose hints are lines of their own', () => {
     expect(printableLines('error \u001b[31m\n  hint')).toBe('error \\u001b[31m\n  hint');
+  });
+});
+
+describe('printableAnswer', () => {
+  it('keeps an answer laid out (line breaks, CRLF as one, tabs) and writes out every other control character', () => {
+    expect(printableAnswer('Title\r\n\tindented\nnext')).toBe('Title\n\tindented\nnext');
+    expect(printableAnswer('\u001b[2J\u001b]0;owned\u0007 lone\rreturn \u009b31m')).toBe('\\u001b[2J\\u001b]0;owned\\u0007 lone\\rreturn \\u009b31m');
   });
 });
 

@@ -1,3 +1,5 @@
+import { anySignal } from '../any-signal.js';
+import { printableAnswer } from '../terminal-text.js';
 import type { ChatTurn, RegistrarClient } from '../client/registrar-client.js';
 import { BadAnswerError, quoted } from './bad-answer.js';
 import { type ClientFlags, hinted } from './shared.js';
@@ -5,6 +7,8 @@ import { type ClientFlags, hinted } from './shared.js';
 export interface AskFlags extends ClientFlags {
   stream?: boolean;
   from: string;
+  /** `--timeout`: the longest silence from the registrar, in seconds. */
+  timeout?: number;
 }
 
 
@@ -31,9 +35,12 @@ export async function streamAnswer(
   let first: string | undefined;
   const url = `${client.baseUrl}/forward`;
   const { spinner } = await import('../output.js');
+  const { silenceLimit } = await import('../client/silence.js');
   const stopSpinner = spinner(`${service} is answering…`);
+  const limit = silenceLimit(flags.timeout);
   try {
-    for await (const line of client.forwardStream(flags.from, service, message, signal, history)) {
+    for await (const line of client.forwardStream(flags.from, service, message, limit ? anySignal([signal, limit.signal]) : signal, history)) {
+      limit?.heard();
       stopSpinner();
       first ??= line.text;
       if (line.streamed) {
@@ -53,7 +60,7 @@ export async function streamAnswer(
       }
       if (typeof value.message === 'string') {
         answered = true;
-        if (!flags.json) process.stdout.write(value.message);
+        if (!flags.json) process.stdout.write(process.stdout.isTTY ? printableAnswer(value.message) : value.message);
         text += value.message;
       }
     }
@@ -64,10 +71,12 @@ export async function streamAnswer(
     }
   } catch (error) {
     if (text !== '' && !flags.json) process.stdout.write('\n');
+    if (limit?.fired) throw limit.error(url);
     if (signal.aborted) return undefined;
     return hinted(client, service)(error);
   } finally {
     stopSpinner();
+    limit?.stop();
   }
   if (!answered && !flags.json) {
     throw new BadAnswerError(`${service} answered without a "message" text: ${quoted(first ?? '')}`);

@@ -1,9 +1,11 @@
 import { fstatSync } from 'node:fs';
+import { anySignal } from '../any-signal.js';
+import { printableAnswer } from '../terminal-text.js';
 import { Command, Option } from 'commander';
 import { type AskFlags, streamAnswer } from './answer-stream.js';
 import { BadAnswerError, quoted } from './bad-answer.js';
 import { abortWhenReaderGoes } from '../stdout-reader.js';
-import { UsageError, clientFrom, hinted, parseServiceName, withClientOptions } from './shared.js';
+import { UsageError, clientFrom, hinted, parseSeconds, parseServiceName, withClientOptions } from './shared.js';
 
 export function makeAskCommand(): Command {
   return withClientOptions(
@@ -13,6 +15,11 @@ export function makeAskCommand(): Command {
       .argument('[message...]', 'the message; several words are joined with spaces; none, or "-", reads it from standard input (at a terminal: asks one message after another)')
       .option('--stream', 'print the answer as it is produced')
       .addOption(new Option('--from <name>', 'sender name passed to the service').default('svcmesh-cli'))
+      .addOption(
+        new Option('--timeout <seconds>', 'give up when the registrar sends nothing for this long (default: wait as long as the answer takes)').argParser(
+          parseSeconds,
+        ),
+      )
       .showHelpAfterError('(words of the message that start with "-" go after --: svcmesh ask ollama_service -- what does -v mean)'),
   ).action(async (service: string, words: string[], flags: AskFlags) => {
     if (words.length === 0 && process.stdin.isTTY) {
@@ -35,11 +42,17 @@ export function makeAskCommand(): Command {
       return;
     }
     const { spinner } = await import('../output.js');
+    const { silenceLimit } = await import('../client/silence.js');
     const stopSpinner = spinner(`${service} is answering…`);
+    const limit = silenceLimit(flags.timeout);
     const answer = await client
-      .forward(flags.from, service, message, controller.signal)
-      .finally(stopSpinner)
+      .forward(flags.from, service, message, limit ? anySignal([controller.signal, limit.signal]) : controller.signal)
+      .finally(() => {
+        stopSpinner();
+        limit?.stop();
+      })
       .catch((error: unknown) => {
+        if (limit?.fired) throw limit.error(`${client.baseUrl}/forward`);
         // Ctrl-C: the request was aborted on purpose, there is nothing to report (exit 130).
         if (controller.signal.aborted) return undefined;
         // The registrar's advice is for HTTP callers; at the command line it is a flag.
@@ -55,7 +68,7 @@ export function makeAskCommand(): Command {
     if (typeof said !== 'string') {
       throw new BadAnswerError(`${service} answered without a "message" text: ${quoted(answer.text)}`);
     }
-    process.stdout.write(`${said}\n`);
+    process.stdout.write(`${process.stdout.isTTY ? printableAnswer(said) : said}\n`);
   });
 }
 
