@@ -145,6 +145,44 @@ describe('reading the answer', () => {
     expect(t.sockets).toHaveLength(2);
   });
 
+  it('takes a bare LF as a line end, as curl and nginx do, in the head and in chunk lines', async () => {
+    const t = await target((socket, index) =>
+      socket.write(
+        index === 0
+          ? 'HTTP/1.1 200 OK\ncontent-type: application/json\nx-other: 1\r\ncontent-length: 7\n\n{"a":1}'
+          : 'HTTP/1.1 200 OK\ntransfer-encoding: chunked\n\n3\n{"a\r\n4\n":2}\n0\n\n',
+      ),
+    );
+    const via = pool();
+    const mixed = await send(via, requestTo(t.port));
+    expect(mixed.contentType).toBe('application/json');
+    expect(mixed.body.toString()).toBe('{"a":1}');
+    expect((await send(via, requestTo(t.port))).body.toString()).toBe('{"a":2}');
+  });
+
+  it('skips empty lines before the status line, so a stray CRLF after an answer does not fail the next on the connection', async () => {
+    const t = await target((socket) =>
+      setTimeout(() => {
+        socket.write(ok('{}'));
+        setTimeout(() => socket.write('\r\n'), 5);
+      }, 20),
+    );
+    // One connection: the second request goes out on it as soon as the first answer is read, before the stray CRLF.
+    const via = pool({ connections: 1 });
+    const replies = await Promise.all([send(via, requestTo(t.port)), send(via, requestTo(t.port)), send(via, requestTo(t.port))]);
+    expect(replies.map((reply) => reply.status)).toEqual([200, 200, 200]);
+  });
+
+  it('relays any three-digit status, as node can answer with one', async () => {
+    const t = await target((socket) => socket.write('HTTP/1.1 600 Odd\r\ncontent-length: 0\r\n\r\n'));
+    expect((await send(pool(), requestTo(t.port))).status).toBe(600);
+  });
+
+  it('reads a chunk size written with leading zeros', async () => {
+    const t = await target((socket) => socket.write(`HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n${'0'.repeat(16)}2\r\n{}\r\n0\r\n\r\n`));
+    expect((await send(pool(), requestTo(t.port))).body.toString()).toBe('{}');
+  });
+
   it('answers 204 and 304 without waiting for a body', async () => {
     const t = await target((socket, index) => socket.write(index === 0 ? 'HTTP/1.1 204 No Content\r\n\r\n' : 'HTTP/1.1 304 Not Modified\r\ncontent-length: 10\r\n\r\n'));
     const via = pool();
@@ -197,6 +235,26 @@ describe('keeping connections', () => {
     expect(t.sockets).toHaveLength(2);
   });
 
+  it('sends a request again on a new connection when a kept one turns out closed before any answer', async () => {
+    // The target closes a connection as its second request arrives: its idle timeout, unannounced.
+    const t = await target((socket, index) => (index === 1 ? socket.destroy() : socket.write(ok(`{"n":${index}}`))));
+    const via = pool();
+    expect((await send(via, requestTo(t.port))).body.toString()).toBe('{"n":0}');
+    expect((await send(via, requestTo(t.port))).body.toString()).toBe('{"n":2}');
+    expect(t.sockets).toHaveLength(2);
+  });
+
+  it('does not send again what failed on a new connection, nor after part of the answer came', async () => {
+    const fresh = await target((socket) => socket.destroy());
+    await expect(send(pool(), requestTo(fresh.port))).rejects.toMatchObject({ code: expect.stringMatching(/CONNECTION_CLOSED|ECONNRESET/) });
+    expect(fresh.requests).toHaveLength(1);
+    const partly = await target((socket, index) => (index === 0 ? socket.write(ok('{}')) : socket.end('HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\n{')));
+    const via = pool();
+    await send(via, requestTo(partly.port));
+    await expect(send(via, requestTo(partly.port))).rejects.toMatchObject({ code: 'CONNECTION_CLOSED' });
+    expect(partly.requests).toHaveLength(2);
+  });
+
   it('does not reuse a connection that carried bytes after the answer', async () => {
     const t = await target((socket) => socket.write(`${ok('{}')}HTTP/1.1 200 OK\r\n`));
     const via = pool();
@@ -233,6 +291,9 @@ describe('targets that fail', () => {
     ['a header line without a colon', 'HTTP/1.1 200 OK\r\nbroken header\r\n\r\n', /header line is malformed/],
     ['a chunk size that is not hexadecimal', 'HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n', /chunk size is not hexadecimal/],
     ['an unasked protocol switch', 'HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\r\n', /switched protocols/],
+    ['a space before the colon', 'HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\n{}', /header line is malformed/],
+    ['a control character in a value', 'HTTP/1.1 200 OK\r\ncontent-type: text/plain\u0001x\r\ncontent-length: 2\r\n\r\n{}', /control character/],
+    ['a bare CR in a value', 'HTTP/1.1 200 OK\r\ncontent-type: text/plain\rx-injected: 1\r\ncontent-length: 2\r\n\r\n{}', /control character/],
   ])('refuses %s as an answer that is not HTTP/1.1', async (_case, bytes, why) => {
     const t = await target((socket) => socket.write(bytes));
     const failure = await send(pool(), requestTo(t.port)).catch((error: unknown) => error);
@@ -240,9 +301,11 @@ describe('targets that fail', () => {
     expect(failure).toMatchObject({ code: 'BAD_ANSWER', message: expect.stringMatching(why) });
   });
 
-  it('refuses headers that go on past 64 KiB', async () => {
-    const t = await target((socket) => socket.write(`HTTP/1.1 200 OK\r\nx-long: ${'a'.repeat(70_000)}`));
-    await expect(send(pool(), requestTo(t.port))).rejects.toMatchObject({ code: 'BAD_ANSWER', message: expect.stringMatching(/longer than 64 KiB/) });
+  it('refuses headers that go on past 64 KiB, whether they come in pieces or at once', async () => {
+    const unended = await target((socket) => socket.write(`HTTP/1.1 200 OK\r\nx-long: ${'a'.repeat(70_000)}`));
+    await expect(send(pool(), requestTo(unended.port))).rejects.toMatchObject({ code: 'BAD_ANSWER', message: expect.stringMatching(/longer than 64 KiB/) });
+    const whole = await target((socket) => socket.write(`HTTP/1.1 200 OK\r\nx-long: ${'a'.repeat(70_000)}\r\ncontent-length: 2\r\n\r\n{}`));
+    await expect(send(pool(), requestTo(whole.port))).rejects.toMatchObject({ code: 'BAD_ANSWER', message: expect.stringMatching(/longer than 64 KiB/) });
   });
 
   it('refuses an answer over the limit, whether its length is declared or counted', async () => {

@@ -6,7 +6,7 @@
  */
 import { getEventListeners, once } from 'node:events';
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, createServer as createTcpServer } from 'node:net';
 import type { Hono } from 'hono';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { MemoryStore } from '../src/registry/memory.js';
@@ -256,6 +256,22 @@ describe('the fast path answers as the app does', () => {
       expect(viaSocket).toEqual(viaApp);
       expect(JSON.parse(viaSocket.body)).toEqual({ error: expect.any(String) });
     }
+  });
+
+  it('POST /forward to a target that answers broken HTTP (a control character in its content type): 502, and the registrar goes on', async () => {
+    const raw = createTcpServer((socket) => {
+      socket.on('error', () => {});
+      socket.on('data', () => socket.end('HTTP/1.1 200 OK\r\ncontent-type: application/json\u0001\r\ncontent-length: 2\r\n\r\n{}'));
+    });
+    raw.listen(0, '127.0.0.1');
+    await once(raw, 'listening');
+    cleanups.push(() => new Promise((resolve) => raw.close(resolve)));
+    const { app, registry, url } = await setup();
+    await registry.register({ name: 'broken_http', url: `http://127.0.0.1:${(raw.address() as AddressInfo).port}` });
+    const [viaApp, viaSocket] = await bothWays(app, url, '/forward', postJson({ from: 'a', to: 'broken_http', message: 'hi' }));
+    expect(viaSocket).toEqual(viaApp);
+    expect(viaSocket.status).toBe(502);
+    expect((await fetch(`${url}/services`)).status).toBe(200);
   });
 
   it('POST /forward with a token: refused without it or with a wrong one, forwarded with it', async () => {

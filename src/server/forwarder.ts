@@ -5,7 +5,7 @@ import type { TargetHeaders } from '../target-tokens.js';
 import type { ChatTurn } from '../wire-types.js';
 import { ApiError } from './errors.js';
 import { type ForwardObserver, UNREGISTERED_TARGET } from './metrics.js';
-import { AnswerTooLarge, createPlainHttpPool } from './plain-http-pool.js';
+import { AnswerTooLarge, createPlainHttpPool, TargetError } from './plain-http-pool.js';
 import type { Logger } from './request-log.js';
 
 export interface ForwardRequest {
@@ -134,6 +134,8 @@ function lossInWords(error: unknown): string {
 }
 
 function causeOf(error: unknown): string {
+  // The registrar's own client says what was wrong with the answer; the code alone would not.
+  if (error instanceof TargetError) return `${error.message} (${error.code})`;
   const e = error as { code?: string; message?: string; cause?: { code?: string } };
   return e.code ?? e.cause?.code ?? e.message ?? String(error);
 }

@@ -66,7 +66,14 @@ export interface PlainHttpPoolOptions {
 }
 
 const MAX_HEAD_BYTES = 64 * 1024;
-const CRLF_CRLF = Buffer.from('\r\n\r\n');
+const CR = 0x0d;
+const LF = 0x0a;
+/** A header name is a token (RFC 9110 §5.1): `Content-Length :` is refused, not read as another name. */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+// biome-ignore lint: matching control characters is the point of this pattern
+const CONTROL = /[\u0000-\u0008\u000a-\u001f\u007f]/;
+/** Losses of a kept connection that mean the target closed it as the request went out. */
+const STALE_CODES = new Set(['CONNECTION_CLOSED', 'ECONNRESET', 'EPIPE']);
 /** Taken off a target's own Keep-Alive timeout: a connection is not reused as the target closes it. */
 const IDLE_MARGIN_MS = 1_000;
 const SWEEP_MS = 1_000;
@@ -77,6 +84,8 @@ interface Exchange {
   done: (error: Error | undefined, reply?: PlainReply) => void;
   connection?: Connection;
   over: boolean;
+  /** Sent again once already, on a new connection, after a kept one was found closed. */
+  resent?: boolean;
 }
 
 interface Connection {
@@ -86,6 +95,10 @@ interface Connection {
   exchange?: Exchange;
   idleUntil: number;
   parser: AnswerParser;
+  /** Requests sent on it: past the first, it is a kept connection the target may have closed. */
+  sent: number;
+  /** Whether any byte of the current answer came. */
+  heard: boolean;
   timer?: NodeJS.Timeout;
 }
 
@@ -147,7 +160,7 @@ export function createPlainHttpPool(options: PlainHttpPoolOptions = {}): PlainHt
     target.open += 1;
     const [hostname, port] = splitKey(target.key);
     const socket = connect({ host: hostname, port, noDelay: true });
-    const connection: Connection = { socket, dropped: false, target, idleUntil: 0, parser: new AnswerParser() };
+    const connection: Connection = { socket, dropped: false, target, idleUntil: 0, parser: new AnswerParser(), sent: 0, heard: false };
     socket.setTimeout(connectTimeoutMs, () => {
       fail(connection, new TargetError('CONNECT_TIMEOUT', `no connection within ${connectTimeoutMs / 1000} s`));
     });
@@ -163,6 +176,8 @@ export function createPlainHttpPool(options: PlainHttpPoolOptions = {}): PlainHt
     const { request } = exchange;
     exchange.connection = connection;
     connection.exchange = exchange;
+    connection.sent += 1;
+    connection.heard = false;
     connection.parser.reset(request.maxBodyBytes);
     let head = `POST ${request.path} HTTP/1.1\r\nhost: ${request.host}\r\ncontent-type: ${request.contentType}\r\ncontent-length: ${Buffer.byteLength(request.body)}\r\n`;
     if (request.headers) for (const name in request.headers) head += `${name}: ${request.headers[name]}\r\n`;
@@ -178,6 +193,7 @@ export function createPlainHttpPool(options: PlainHttpPoolOptions = {}): PlainHt
       return;
     }
     const hadHead = parser.headComplete;
+    connection.heard = true;
     let complete: boolean;
     try {
       complete = parser.push(chunk);
@@ -253,10 +269,26 @@ export function createPlainHttpPool(options: PlainHttpPoolOptions = {}): PlainHt
     fail(connection, new TargetError('CONNECTION_CLOSED', 'the target closed the connection before the answer was complete'));
   }
 
+  /**
+   * The connection is lost, and with it the request on it. A kept connection that the target
+   * closed before a byte of the answer came was most likely closed idle as the request went out
+   * (a target's idle timeout it did not announce): the request goes again once, on a new
+   * connection, rather than fail an instance that is fine. Any retrying proxy does the same, and
+   * a forward is sent to another instance on the same failure anyway.
+   */
   function fail(connection: Connection, error: Error): void {
-    const { exchange } = connection;
+    const { exchange, target } = connection;
+    const resend =
+      exchange !== undefined && !exchange.resent && connection.sent > 1 && !connection.heard && STALE_CODES.has((error as { code?: string }).code ?? '');
     drop(connection);
-    if (exchange) finish(exchange, error);
+    if (!exchange) return;
+    if (!resend || closed) {
+      finish(exchange, error);
+      return;
+    }
+    exchange.resent = true;
+    if (target.open < maxConnections) send(open(target), exchange);
+    else target.waiting.unshift(exchange);
   }
 
   function closedSocket(connection: Connection): void {
@@ -353,14 +385,19 @@ export class AnswerParser {
     let data = this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
     this.pending = undefined;
     while (!this.headComplete) {
-      const end = data.indexOf(CRLF_CRLF);
-      if (end < 0) {
+      // Empty lines before a status line are skipped (RFC 9112 §2.2): a stray CRLF some servers
+      // send after a body must not fail the next answer on the connection.
+      let start = 0;
+      while (start < data.length && (data[start] === CR || data[start] === LF)) start += 1;
+      if (start > 0) data = data.subarray(start);
+      const end = headEnd(data);
+      if (end === undefined || end.head > MAX_HEAD_BYTES) {
         if (data.length > MAX_HEAD_BYTES) throw bad(`its headers are longer than ${MAX_HEAD_BYTES / 1024} KiB`);
         this.pending = data;
         return false;
       }
-      const interim = this.readHead(data.toString('latin1', 0, end));
-      data = data.subarray(end + 4);
+      const interim = this.readHead(data.toString('latin1', 0, end.head));
+      data = data.subarray(end.next);
       if (interim) continue;
       this.headComplete = true;
       if (!this.chunked && !this.untilClose && this.remaining === 0) return this.over(data);
@@ -370,8 +407,9 @@ export class AnswerParser {
 
   /** The status line and headers; true for a 1xx answer, which another head follows. */
   private readHead(head: string): boolean {
-    const lines = head.split('\r\n');
-    const statusLine = /^HTTP\/1\.([01]) ([1-5]\d\d)(?: |$)/.exec(lines[0]!);
+    // A line ends with CRLF, or with a bare LF as curl and nginx take it (RFC 9112 §2.2).
+    const lines = head.split('\n').map((line) => (line.endsWith('\r') ? line.slice(0, -1) : line));
+    const statusLine = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: |$)/.exec(lines[0]!);
     if (!statusLine) throw bad(`its status line is not HTTP/1.x: ${JSON.stringify(lines[0]!.slice(0, 80))}`);
     const status = Number(statusLine[2]);
     if (status === 101) throw bad('it switched protocols, which was not asked for');
@@ -383,7 +421,10 @@ export class AnswerParser {
     for (let i = 1; i < lines.length; i += 1) {
       const line = lines[i]!;
       const colon = line.indexOf(':');
-      if (colon <= 0 || line.charCodeAt(0) === 0x20 || line.charCodeAt(0) === 0x09) throw bad(`a header line is malformed: ${JSON.stringify(line.slice(0, 80))}`);
+      if (colon <= 0 || !TOKEN.test(line.slice(0, colon))) throw bad(`a header line is malformed: ${JSON.stringify(line.slice(0, 80))}`);
+      // A control character (a bare CR among them) in a value is refused, as llhttp does: relayed,
+      // it could split the registrar's own answer.
+      if (CONTROL.test(line)) throw bad(`a header holds a control character: ${JSON.stringify(line.slice(0, 80))}`);
       const name = line.slice(0, colon).toLowerCase();
       const value = line.slice(colon + 1).trim();
       if (name === 'content-length') {
@@ -445,19 +486,19 @@ export class AnswerParser {
         if (this.remaining === 0) this.chunkState = 'crlf';
         continue;
       }
-      const end = data.indexOf('\r\n');
+      const end = data.indexOf(LF);
       if (end < 0) {
         if (data.length > 4096) throw bad('a chunk header is too long');
         this.pending = data;
         return false;
       }
-      const line = data.toString('latin1', 0, end);
-      data = data.subarray(end + 2);
+      const line = data.toString('latin1', 0, end > 0 && data[end - 1] === CR ? end - 1 : end);
+      data = data.subarray(end + 1);
       if (this.chunkState === 'crlf') {
         if (line !== '') throw bad('a chunk does not end where its size says');
         this.chunkState = 'size';
       } else if (this.chunkState === 'size') {
-        const size = /^([0-9a-fA-F]{1,12})[ \t]*(?:;.*)?$/.exec(line);
+        const size = /^0*([0-9a-fA-F]{1,12})[ \t]*(?:;.*)?$/.exec(line);
         if (!size) throw bad(`a chunk size is not hexadecimal: ${JSON.stringify(line.slice(0, 40))}`);
         this.remaining = Number.parseInt(size[1]!, 16);
         this.chunkState = this.remaining === 0 ? 'trailer' : 'data';
@@ -478,6 +519,16 @@ export class AnswerParser {
     if (rest.length > 0) this.reusable = false;
     return true;
   }
+}
+
+/** Where the head ends (the blank line, CRLF or bare LF), and where the body starts. */
+function headEnd(data: Buffer): { head: number; next: number } | undefined {
+  for (let at = data.indexOf(LF); at !== -1; at = data.indexOf(LF, at + 1)) {
+    if (data[at + 1] === LF) return { head: at, next: at + 2 };
+    if (data[at + 1] === CR && data[at + 2] === LF) return { head: at, next: at + 3 };
+    if (at > MAX_HEAD_BYTES) return undefined;
+  }
+  return undefined;
 }
 
 function bad(why: string): TargetError {
