@@ -322,6 +322,27 @@ describe('targets that fail', () => {
     await expect(send(pool(), requestTo(stalls.port, { bodyTimeoutMs: 100 }))).rejects.toMatchObject({ code: 'BODY_TIMEOUT' });
   });
 
+  it('counts the wait for a free connection against the headers timeout, and never sends a request whose time is up', async () => {
+    const silent = await target(() => {});
+    const via = pool({ connections: 1 });
+    const failures = await Promise.all(
+      Array.from({ length: 3 }, () => send(via, requestTo(silent.port, { headersTimeoutMs: 200 })).catch((error: unknown) => error)),
+    );
+    expect(failures).toEqual([0, 1, 2].map(() => expect.objectContaining({ code: 'HEADERS_TIMEOUT' })));
+    expect(silent.requests).toHaveLength(1);
+  });
+
+  it('refuses trailers that go on past 64 KiB', async () => {
+    const t = await target(async (socket) => {
+      socket.write('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n');
+      for (let line = 0; line < 100 && !socket.destroyed; line += 1) {
+        socket.write(`x-trailer-${line}: ${'t'.repeat(1_000)}\r\n`);
+        await sleep(1);
+      }
+    });
+    await expect(send(pool(), requestTo(t.port))).rejects.toMatchObject({ code: 'BAD_ANSWER', message: expect.stringMatching(/trailers are longer than 64 KiB/) });
+  });
+
   it('waits as long as the body keeps coming, however long it takes in all', async () => {
     const body = '{"slow":"but steady"}';
     const t = await target(async (socket) => {

@@ -86,6 +86,8 @@ interface Exchange {
   over: boolean;
   /** Sent again once already, on a new connection, after a kept one was found closed. */
   resent?: boolean;
+  /** When it began to wait for a free connection: the wait counts against its headers timeout. */
+  queuedAt?: number;
 }
 
 interface Connection {
@@ -137,7 +139,10 @@ export function createPlainHttpPool(options: PlainHttpPoolOptions = {}): PlainHt
     const connection = takeIdle(target);
     if (connection) send(connection, exchange);
     else if (target.open < maxConnections) send(open(target), exchange);
-    else target.waiting.push(exchange);
+    else {
+      exchange.queuedAt = performance.now();
+      target.waiting.push(exchange);
+    }
     return () => {
       if (exchange.over) return;
       const { connection: busy } = exchange;
@@ -182,7 +187,9 @@ export function createPlainHttpPool(options: PlainHttpPoolOptions = {}): PlainHt
     let head = `POST ${request.path} HTTP/1.1\r\nhost: ${request.host}\r\ncontent-type: ${request.contentType}\r\ncontent-length: ${Buffer.byteLength(request.body)}\r\n`;
     if (request.headers) for (const name in request.headers) head += `${name}: ${request.headers[name]}\r\n`;
     connection.socket.write(`${head}\r\n${request.body}`);
-    connection.timer = setTimeout(() => timedOut(connection, 'HEADERS_TIMEOUT'), request.headersTimeoutMs);
+    const waited = exchange.queuedAt === undefined ? 0 : performance.now() - exchange.queuedAt;
+    exchange.queuedAt = undefined;
+    connection.timer = setTimeout(() => timedOut(connection, 'HEADERS_TIMEOUT'), Math.max(0, request.headersTimeoutMs - waited));
   }
 
   function received(connection: Connection, chunk: Buffer): void {
@@ -230,13 +237,26 @@ export function createPlainHttpPool(options: PlainHttpPoolOptions = {}): PlainHt
   /** A connection free again: the next waiting request takes it, or it waits in the pool. */
   function release(connection: Connection): void {
     const { target } = connection;
-    const next = target.waiting.shift();
+    const next = nextWaiting(target);
     if (next) {
       send(connection, next);
       return;
     }
     target.idle.push(connection);
     sweeper ??= setInterval(sweep, SWEEP_MS).unref();
+  }
+
+  /**
+   * The next request waiting for a connection; those that waited past their headers timeout are
+   * answered with it instead of being sent.
+   */
+  function nextWaiting(target: Target): Exchange | undefined {
+    for (let exchange = target.waiting.shift(); exchange; exchange = target.waiting.shift()) {
+      const { headersTimeoutMs } = exchange.request;
+      if (performance.now() - exchange.queuedAt! < headersTimeoutMs) return exchange;
+      finish(exchange, new TargetError('HEADERS_TIMEOUT', `no answer within ${headersTimeoutMs / 1000} s`));
+    }
+    return undefined;
   }
 
   function sweep(): void {
@@ -288,7 +308,10 @@ export function createPlainHttpPool(options: PlainHttpPoolOptions = {}): PlainHt
     }
     exchange.resent = true;
     if (target.open < maxConnections) send(open(target), exchange);
-    else target.waiting.unshift(exchange);
+    else {
+      exchange.queuedAt = performance.now();
+      target.waiting.unshift(exchange);
+    }
   }
 
   function closedSocket(connection: Connection): void {
@@ -312,7 +335,7 @@ export function createPlainHttpPool(options: PlainHttpPoolOptions = {}): PlainHt
     const exchange = connection.exchange;
     connection.exchange = undefined;
     if (exchange) exchange.connection = undefined;
-    const next = !closed && target.waiting.shift();
+    const next = !closed && nextWaiting(target);
     if (next) send(open(target), next);
   }
 
@@ -359,6 +382,7 @@ export class AnswerParser {
   private chunked = false;
   /** In a chunked body: 'size' line, 'data', the CRLF after data, or the trailer lines. */
   private chunkState: 'size' | 'data' | 'crlf' | 'trailer' = 'size';
+  private trailerBytes = 0;
 
   reset(maxBodyBytes: number): void {
     this.status = 0;
@@ -374,6 +398,7 @@ export class AnswerParser {
     this.remaining = 0;
     this.chunked = false;
     this.chunkState = 'size';
+    this.trailerBytes = 0;
   }
 
   body(): Buffer {
@@ -503,6 +528,11 @@ export class AnswerParser {
         this.remaining = Number.parseInt(size[1]!, 16);
         this.chunkState = this.remaining === 0 ? 'trailer' : 'data';
       } else if (line === '') return this.over(data);
+      else {
+        // Trailers are read and dropped: an endless run of them must still end.
+        this.trailerBytes += end + 1;
+        if (this.trailerBytes > MAX_HEAD_BYTES) throw bad(`its trailers are longer than ${MAX_HEAD_BYTES / 1024} KiB`);
+      }
     }
     return false;
   }
