@@ -164,6 +164,7 @@ describe('--timeout', () => {
       expect(result, result.stderr).toMatchObject({ code: 1, stdout: '' });
       expect(result.stderr).toContain(`${hung}/forward sent nothing for 0.5 s (--timeout 0.5)`);
       expect(result.stderr).toContain('leave it out to wait as long as the answer takes');
+      expect(result.stderr).not.toContain('Is the registrar running there?');
     }
   });
 
@@ -180,6 +181,9 @@ describe('--timeout', () => {
     const result = await runSvcmesh(['ask', 'echo', 'hello', '--timeout', 'soon', '--registrar', registrar.url]);
     expect(result.code).toBe(2);
     expect(result.stderr).toContain('Expected a number of seconds');
+    // The hint about words starting with "-" is for unknown options only.
+    expect(result.stderr).toContain('(run with --help for usage)');
+    expect(result.stderr).not.toContain('go after --');
   });
 });
 

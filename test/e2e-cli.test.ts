@@ -941,14 +941,32 @@ describe('the Ollama service from the command line', () => {
         expect(oneShot).toMatch(/\r\x1b\[KAnswer to: slow one\r?\n/);
         ollama.config.tokenDelayMs = 0;
 
+        // Ctrl-C at the prompt drops what was typed: the Enter after it sends nothing.
+        const chatsBefore = ollama.stats.chats.length;
+        session.stdin.write('half a thought');
+        await waitFor(() => screen.includes('half a thought'), 10_000, 'the typed words echoed');
+        const leave = screen.split('Use Ctrl-D or /bye to leave.').length;
+        session.stdin.write('\x03');
+        await waitFor(() => screen.split('Use Ctrl-D or /bye to leave.').length > leave, 10_000, 'Ctrl-C at the prompt');
+        let before = prompts();
+        session.stdin.write('\r');
+        await waitFor(() => prompts() > before, 10_000, 'a prompt after an empty line');
+        // A mistyped command is not a question; /? lists the commands.
+        session.stdin.write('/cler\r');
+        await waitFor(() => screen.includes('Unknown command /cler: type /? for the commands'), 10_000, 'the unknown command');
+        session.stdin.write('/?\r');
+        await waitFor(() => screen.includes('/bye, /exit'), 10_000, 'the help');
+        expect(ollama.stats.chats.length).toBe(chatsBefore);
+
         await service.stop();
+        before = prompts();
         session.stdin.write('anyone there?\r');
-        await waitFor(() => prompts() >= 8, 10_000, 'a prompt after the error');
+        await waitFor(() => /terminal_service is not registered/.test(screen) && prompts() > before, 10_000, 'a prompt after the error');
         expect(screen).toMatch(/error .*terminal_service is not registered/);
         // With the same hint under it as a one-off ask gets (what the registrar has instead).
         expect(screen).toMatch(/terminal_service is not registered[^\n]*\r?\n {2}(Did you mean|Registered at|Nothing is registered at) /);
 
-        session.stdin.write('/bye\r');
+        session.stdin.write('/exit\r');
         expect(await exited).toBe(0);
       } finally {
         ollama.config.tokenDelayMs = 0;

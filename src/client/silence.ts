@@ -34,9 +34,10 @@ export function silenceLimit(seconds: number | undefined): SilenceLimit | undefi
     heard: () => timer.refresh(),
     stop: () => clearTimeout(timer),
     error: (url) =>
-      new HttpError(
-        `${url} sent nothing for ${seconds} s (--timeout ${seconds}): the registrar or the service may be stuck, or the answer slow to come. Raise --timeout, or leave it out to wait as long as the answer takes`,
-        { url },
+      Object.assign(
+        new HttpError(`${url} sent nothing for ${seconds} s (--timeout ${seconds}): the registrar or the service may be stuck, or the answer slow to come`, { url }),
+        // In place of the usual "Is the registrar running there?": it may well be.
+        { hint: 'Raise --timeout, or leave it out to wait as long as the answer takes.' },
       ),
   };
 }

@@ -9,6 +9,14 @@ import { type AskFlags, streamAnswer } from './answer-stream.js';
  */
 const MAX_HISTORY_BYTES = 512 * 1024;
 const PROMPT = '>>> ';
+const HELP = [
+  'Commands:',
+  '  /clear          forget the conversation so far',
+  '  /bye, /exit     leave (Ctrl-D too)',
+  '  /?, /help       this help',
+  '  """ ... """      a message of several lines',
+  'Ctrl-C stops the answer under way, or drops what is typed at the prompt.',
+].join('\n');
 const CONTINUED = '... ';
 
 /**
@@ -29,8 +37,11 @@ export async function askInteractively(client: RegistrarClient, flags: AskFlags,
       answering.abort();
       return;
     }
-    // At the prompt, Ctrl-C drops what was being typed, a message of several lines included.
+    // At the prompt, Ctrl-C drops what was being typed, a message of several lines included:
+    // Enter afterwards must not send it (as in `ollama run`). Ctrl-E then Ctrl-U empty the line.
     block = undefined;
+    prompt.write(null, { ctrl: true, name: 'e' });
+    prompt.write(null, { ctrl: true, name: 'u' });
     prompt.setPrompt(PROMPT);
     process.stdout.write('\nUse Ctrl-D or /bye to leave.\n');
     prompt.prompt();
@@ -52,11 +63,18 @@ export async function askInteractively(client: RegistrarClient, flags: AskFlags,
     const several = block !== undefined;
     const message = several ? block!.join('\n').trim() : line.trim();
     block = undefined;
-    // Commands are single lines: a message of several lines is only ever a message.
-    if (!several && message === '/bye') break;
-    if (!several && message === '/clear') {
+    // Commands are one word after "/" on a line of their own: a message of several lines, or a
+    // line of several words ("/usr/lib holds what?"), is only ever a message.
+    const command = !several && /^\/\S*$/.test(message) ? message : undefined;
+    if (command === '/bye' || command === '/exit') break;
+    if (command === '/clear') {
       history = [];
       output.info('Conversation forgotten.');
+    } else if (command === '/?' || command === '/help') {
+      output.info(HELP);
+    } else if (command !== undefined) {
+      // A mistyped command sent as a question would be answered, and kept in the conversation.
+      output.error(`Unknown command ${command}: type /? for the commands`);
     } else if (message !== '') {
       answering = new AbortController();
       try {

@@ -20,7 +20,15 @@ export function makeAskCommand(): Command {
           parseSeconds,
         ),
       )
-      .showHelpAfterError('(words of the message that start with "-" go after --: svcmesh ask ollama_service -- what does -v mean)'),
+      // An unknown option is most likely a word of the message: say how to send it. Any other
+      // usage error gets the usual line.
+      .showHelpAfterError(false)
+      .configureOutput({
+        outputError: (text, write) =>
+          write(
+            `${text}${/unknown option/.test(text) ? '(words of the message that start with "-" go after --: svcmesh ask ollama_service -- what does -v mean)' : '(run with --help for usage)'}\n`,
+          ),
+      }),
   ).action(async (service: string, words: string[], flags: AskFlags) => {
     if (words.length === 0 && process.stdin.isTTY) {
       const { askInteractively } = await import('./ask-session.js');
