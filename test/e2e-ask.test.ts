@@ -187,6 +187,20 @@ describe('--timeout', () => {
   });
 });
 
+describeIfInstalled('ask at a terminal with no message', spawnSync('script', ['--version']).status === 0, 'util-linux `script` (Debian: bsdutils) is needed to give ask a terminal', () => {
+  it('says a name the registrar does not know before any prompt, with the names it does know: exit 1', async () => {
+    const command = `exec '${process.execPath}' '${binPath}' ask ecko --registrar ${registrar.url}`;
+    const session = spawn('script', ['-qfec', command, '/dev/null'], { env: { ...process.env, NO_COLOR: '1', SVCMESH_CONFIG_DIR: tempDir('svcmesh-config-') } });
+    let screen = '';
+    session.stdout.on('data', (chunk: Buffer) => (screen += chunk.toString('utf8')));
+    const code = await new Promise<number | null>((resolve) => session.once('close', resolve));
+    expect(code, screen).toBe(1);
+    expect(screen).toContain('ecko is not registered');
+    expect(screen).toContain('Did you mean echo?');
+    expect(screen).not.toContain('>>> ');
+  });
+});
+
 describe('control characters in an answer', () => {
   const answer = '\u001b[2J\u001b]0;owned\u0007Title\r\n\tindented';
 

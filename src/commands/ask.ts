@@ -31,8 +31,12 @@ export function makeAskCommand(): Command {
       }),
   ).action(async (service: string, words: string[], flags: AskFlags) => {
     if (words.length === 0 && process.stdin.isTTY) {
+      const client = await clientFrom(flags);
+      // As `ollama run` checks its model: a name the registrar does not know (or a registrar that
+      // is not there) is said before a prompt invites questions that would all fail.
+      await client.service(service).catch(hinted(client, service));
       const { askInteractively } = await import('./ask-session.js');
-      return askInteractively(await clientFrom(flags), flags, service);
+      return askInteractively(client, flags, service);
     }
     const message = await messageFrom(words);
     assertFits({ from: flags.from, to: service, message, ...(flags.stream && { stream: true }) }, readsStdin(words));
