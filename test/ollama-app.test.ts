@@ -468,6 +468,21 @@ describe('GET /health', () => {
     expect(((await answer.json()) as { error: string }).error).toContain(`${host} does not look like Ollama (POST /not-ollama/api/chat answered 404: 404 page not found)`);
   });
 
+  it('says a JSON API that answers 404 in the same {"error"} shape (a registrar given by mistake) does not look like Ollama', async () => {
+    const other = createServer((req, res) => res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: `No route for ${req.method} ${req.url}` })));
+    await new Promise<void>((resolve) => other.listen(0, '127.0.0.1', resolve));
+    try {
+      const host = `http://127.0.0.1:${(other.address() as AddressInfo).port}`;
+      const health = await appFor(host).request('/health');
+      expect(health.status).toBe(503);
+      const { error } = (await health.json()) as { error: string };
+      expect(error).toMatch(new RegExp(`^${host} does not look like Ollama \\(GET /api/(version|tags) answered 404: .*No route for GET /api/`));
+    } finally {
+      other.closeAllConnections();
+      await new Promise((resolve) => other.close(resolve));
+    }
+  });
+
   it('is 503 with the reason when Ollama is down', async () => {
     const host = await closedHost();
     const response = await appFor(host).request('/health');

@@ -45,7 +45,9 @@ function ollamaErrorText(body: string): string | undefined {
 export async function guardOllamaAnswer(response: Response, request: string): Promise<Response> {
   if (!response.ok) {
     const body = await response.text().catch(() => '');
-    if (ollamaErrorText(body) === undefined) throw new NotOllamaAnswerError(request, response.status, shorten(body) || response.statusText || 'no body');
+    // Ollama answers every GET of its API (version, tags): a 404 there, even in Ollama's JSON shape
+    // (another JSON API, such as a registrar pointed at by mistake), is not Ollama.
+    if (ollamaErrorText(body) === undefined || (response.status === 404 && request.startsWith('GET '))) throw new NotOllamaAnswerError(request, response.status, shorten(body) || response.statusText || 'no body');
     // Read to look at it: handed on whole, as Ollama sent it (its content type is what the client keys on).
     return new Response(body, { status: response.status, statusText: response.statusText, headers: { 'content-type': 'application/json' } });
   }
