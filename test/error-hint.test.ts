@@ -13,6 +13,21 @@ describe('the line under an error', () => {
     );
   });
 
+  it('does not repeat the flag and the variable the 401 message names already', () => {
+    const named = new HttpError('http://127.0.0.1:5001/services answered 401: Missing or wrong token (svcmesh --token or SVCMESH_TOKEN)', { status: 401, url: 'http://127.0.0.1:5001/services' });
+    expect(hintFor(named)).toBe('\n  To keep it for every command: `svcmesh config set token <token>`.');
+  });
+
+  it('asks whether a URL that answers 404 on a route every registrar has, or a 404 page, is a registrar at all', () => {
+    const noRoute = new HttpError('http://127.0.0.1:5000/catalog answered 404: No route for GET /catalog', { status: 404, url: 'http://127.0.0.1:5000/catalog', body: { error: 'No route for GET /catalog' } });
+    expect(hintFor(noRoute)).toMatch(/^\n {2}Is http:\/\/127\.0\.0\.1:5000 a svcmesh registrar\?.*default port is 5001/);
+    const page = new HttpError('http://127.0.0.1:8080/forward answered 404: <html>…', { status: 404, url: 'http://127.0.0.1:8080/forward', body: '<html>…' });
+    expect(hintFor(page)).toMatch(/^\n {2}Is http:\/\/127\.0\.0\.1:8080 a svcmesh registrar\?/);
+    // A registrar's own 404 for a name it does not know is a different matter.
+    const unknownName = new HttpError('… answered 404: Service olama is not registered', { status: 404, url: 'http://127.0.0.1:5001/forward', body: { error: 'Service olama is not registered' } });
+    expect(hintFor(unknownName)).toBe('');
+  });
+
   it("prefers the hint a command put on the error, and adds nothing to other errors", () => {
     const unknown = new HttpError('… answered 404: Service olama is not registered', { status: 404, url: 'http://127.0.0.1:5001/forward' });
     expect(hintFor(unknown)).toBe('');
