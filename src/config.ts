@@ -2,12 +2,17 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import envPaths from 'env-paths';
 import { fitsInHeader } from './header-value.js';
-import { isHttpUrl } from './http-url.js';
+import { isHttpUrl, registrarUrlFrom } from './http-url.js';
 import { makeFolder } from './make-folder.js';
 
 /** The settings `svcmesh config` knows; anything else is a typo worth reporting. */
 export const SETTINGS = {
-  registrar: { description: 'registrar URL used by client commands', secret: false, check: isHttpUrl, expected: 'an http(s) URL such as http://127.0.0.1:5001' },
+  registrar: {
+    description: 'registrar URL used by client commands',
+    secret: false,
+    check: (v: string) => isHttpUrl(registrarUrlFrom(v)),
+    expected: 'an http(s) URL such as http://127.0.0.1:5001, or host:port',
+  },
   token: {
     description: 'bearer token sent to the registrar',
     secret: true,

@@ -35,3 +35,13 @@ export function parsedHttpUrl(value: string): URL | undefined {
 export function canonicalFormOf(url: URL): string {
   return `${url.protocol}//${url.host}${url.pathname.replace(/\/+$/, '')}${url.search}`;
 }
+
+/**
+ * A registrar address as etcdctl's `--endpoints` and `CONSUL_HTTP_ADDR` take one: `host:port`, or
+ * `:port` on this machine, is read as plain http. Anything else is left as it was given.
+ */
+export function registrarUrlFrom(value: string): string {
+  if (/^:\d{1,5}$/.test(value)) return `http://127.0.0.1${value}`;
+  if (/^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(value)) return `http://${value}`;
+  return value;
+}

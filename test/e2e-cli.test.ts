@@ -175,6 +175,19 @@ describe('finding the registrar', () => {
     expect(fromFlag.code).toBe(0);
   });
 
+  it('takes host:port and :port for the registrar, as etcdctl and consul do, from the flag, the variable and the setting', async () => {
+    const env = { SVCMESH_CONFIG_DIR: tempDir('svcmesh-config-') };
+    const hostPort = registrar.url.replace(/^http:\/\//, '');
+    const port = `:${new URL(registrar.url).port}`;
+    for (const [args, extra] of [[['--registrar', hostPort], {}], [['--registrar', port], {}], [[], { SVCMESH_REGISTRAR: hostPort }]] as const) {
+      const result = await runSvcmesh(['status', ...args], { env: { ...env, ...extra } });
+      expect(result, result.stderr).toMatchObject({ code: 0 });
+      expect(result.stdout).toContain(`Registrar  http://127.0.0.1${port}`);
+    }
+    expect((await runSvcmesh(['config', 'set', 'registrar', hostPort], { env })).code).toBe(0);
+    expect((await runSvcmesh(['status'], { env })).code).toBe(0);
+  });
+
   it('names the URL and the cause when the registrar cannot be reached', async () => {
     const dead = `http://127.0.0.1:${await freePort()}`;
     const result = await runSvcmesh(['heartbeat', 'x', '--registrar', dead]);

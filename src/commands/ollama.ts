@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import type { HeartbeatLoop } from '../client/heartbeat-loop.js';
-import { DEFAULT_REGISTRAR, UsageError, assertSecretFitsHeader, clientFrom, parseHttpUrl, parsePort, parseSecret, parseSeconds } from './shared.js';
+import { DEFAULT_REGISTRAR, UsageError, assertSecretFitsHeader, clientFrom, parseHttpUrl, parsePort, parseRegistrarUrl, parseSecret, parseSeconds } from './shared.js';
 
 const DEFAULT_MODEL = 'llama3.2';
 const DEFAULT_OLLAMA_HOST = 'http://127.0.0.1:11434';
@@ -33,7 +33,7 @@ export function makeOllamaCommand(): Command {
     .option('--register', 'register with the registrar and keep the registration alive with heartbeats')
     .addOption(new Option('--advertise-url <url>', 'URL others reach this service by (default http://127.0.0.1:<port>)').argParser(parseHttpUrl))
     .addOption(new Option('--heartbeat-interval <seconds>', "seconds between heartbeats (default: 120, or a third of the registrar's TTL when that is under 240)").argParser(parseSeconds))
-    .addOption(new Option('--registrar <url>', `registrar URL (env SVCMESH_REGISTRAR, setting \`registrar\`, default ${DEFAULT_REGISTRAR})`).argParser(parseHttpUrl))
+    .addOption(new Option('--registrar <url>', `registrar URL (env SVCMESH_REGISTRAR, setting \`registrar\`, default ${DEFAULT_REGISTRAR})`).argParser(parseRegistrarUrl))
     .addOption(new Option('--token <token>', "the registrar's token (env SVCMESH_TOKEN, setting `token`)"))
     .addOption(new Option('--receive-token <secret>', 'require Authorization: Bearer <secret> on /receive').env('SVCMESH_RECEIVE_TOKEN').argParser(parseSecret))
     .addOption(new Option('--drain-timeout <seconds>', 'on SIGINT/SIGTERM, how long answers in flight may take to finish').default(30).argParser(parseSeconds))

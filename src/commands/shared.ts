@@ -2,7 +2,7 @@ import { type Command, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, resolveSetting } from '../config.js';
 import type { RegistrarClient } from '../client/registrar-client.js';
 import { fitsInHeader } from '../header-value.js';
-import { isHttpUrl } from '../http-url.js';
+import { isHttpUrl, registrarUrlFrom } from '../http-url.js';
 import { SERVICE_NAME_RULE, isServiceName } from '../service-name.js';
 
 export const DEFAULT_REGISTRAR = 'http://127.0.0.1:5001';
@@ -69,6 +69,13 @@ export function parseServiceName(value: string): string {
   return value;
 }
 
+/** `--registrar`: an http(s) URL, or `host:port` / `:port` as etcdctl and consul take them. */
+export function parseRegistrarUrl(value: string): string {
+  const url = registrarUrlFrom(value);
+  if (!isHttpUrl(url)) throw new InvalidArgumentError('Expected an http(s) URL such as http://127.0.0.1:5001, or host:port.');
+  return url;
+}
+
 export function parseHttpUrl(value: string): string {
   if (!isHttpUrl(value)) throw new InvalidArgumentError('Expected an http(s) URL such as http://127.0.0.1:5001.');
   return value;
@@ -83,7 +90,7 @@ export interface ClientFlags {
 /** The options every client command shares. */
 export function withClientOptions(command: Command): Command {
   return command
-    .addOption(new Option('--registrar <url>', `registrar URL (env SVCMESH_REGISTRAR, setting \`registrar\`, default ${DEFAULT_REGISTRAR})`).argParser(parseHttpUrl))
+    .addOption(new Option('--registrar <url>', `registrar URL (env SVCMESH_REGISTRAR, setting \`registrar\`, default ${DEFAULT_REGISTRAR})`).argParser(parseRegistrarUrl))
     .addOption(new Option('--token <token>', 'bearer token for a protected registrar (env SVCMESH_TOKEN, setting `token`)'))
     .option('--json', 'print the JSON the registrar returned, for scripts');
 }
@@ -105,7 +112,7 @@ export function hinted(client: RegistrarClient, name: string): (error: unknown) 
  * when the registrar was given, it costs only the stored token, with a warning.
  */
 export async function registrarSettings(flags: Pick<ClientFlags, 'registrar' | 'token'>): Promise<{ baseUrl: string; token?: string }> {
-  const baseUrl = resolveSetting('registrar', flags.registrar, 'SVCMESH_REGISTRAR', DEFAULT_REGISTRAR) as string;
+  const baseUrl = registrarUrlFrom(resolveSetting('registrar', flags.registrar, 'SVCMESH_REGISTRAR', DEFAULT_REGISTRAR) as string);
   if (!isHttpUrl(baseUrl)) {
     throw new UsageError(`The registrar URL "${baseUrl}" is not an http(s) URL: fix SVCMESH_REGISTRAR or \`svcmesh config set registrar <url>\``);
   }
