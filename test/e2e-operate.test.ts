@@ -56,7 +56,8 @@ describe('a registrar started with --token', () => {
       expect(result.stdout).toBe('');
       expect(result.stderr).toContain(`${registrar.url}/${args[0] === 'ask' ? 'forward' : args[0]} answered 401`);
       expect(result.stderr).toMatch(/requires a token/);
-      expect(result.stderr).toMatch(/--token, SVCMESH_TOKEN or `svcmesh config set token <token>`/);
+      // The message names --token and SVCMESH_TOKEN; the line under it adds only what it does not say.
+      expect(result.stderr).toMatch(/\(svcmesh --token or SVCMESH_TOKEN\)\n {2}To keep it for every command: `svcmesh config set token <token>`/);
     }
     const wrong = await runSvcmesh(['register', 'web', 'http://127.0.0.1:7001', ...at, '--token', 'not-it']);
     expect(wrong.code).toBe(1);
@@ -136,7 +137,7 @@ describe('a registrar started with --token', () => {
       expect(result.code).toBe(1);
       expect(result.stdout).toContain('svcmesh ollama service listening on');
       expect(result.stderr).toMatch(/error .*\/register answered 401: .*token/);
-      expect(result.stderr).toContain('Pass the registrar\'s token with --token');
+      expect(result.stderr).toContain('svcmesh config set token <token>');
       expect(result.stderr).not.toContain('Trying again');
       expect(await servicesOf(registrar)).not.toHaveProperty('tokenless');
     } finally {
