@@ -3,6 +3,7 @@ import path from 'node:path';
 import envPaths from 'env-paths';
 import { fitsInHeader } from './header-value.js';
 import { isHttpUrl, registrarUrlFrom } from './http-url.js';
+import { closeNames } from './commands/unknown-service.js';
 import { makeFolder } from './make-folder.js';
 
 /** The settings `svcmesh config` knows; anything else is a typo worth reporting. */
@@ -29,7 +30,10 @@ export class ConfigError extends Error {
 
 export function assertSettingKey(key: string): asserts key is SettingKey {
   if (!(key in SETTINGS)) {
-    throw new ConfigError(`Unknown setting \`${key}\`: expected one of ${Object.keys(SETTINGS).map((k) => `\`${k}\``).join(', ')}`);
+    const close = closeNames(key, Object.keys(SETTINGS))[0];
+    throw new ConfigError(
+      `Unknown setting \`${key}\`: ${close ? `did you mean \`${close}\`? ` : ''}expected one of ${Object.keys(SETTINGS).map((k) => `\`${k}\``).join(', ')}`,
+    );
   }
 }
 

@@ -294,6 +294,12 @@ describe('config', () => {
     expect(result.stderr).toContain(`Cannot write the settings to ${path.join(configDir, 'config.json')}: its folder cannot be created there (ENOENT)`);
   });
 
+  it('suggests the setting a mistyped name is close to', async () => {
+    const result = await runSvcmesh(['config', 'set', 'registar', 'http://127.0.0.1:5001'], { env: { SVCMESH_CONFIG_DIR: tempDir('svcmesh-config-') } });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('Unknown setting `registar`: did you mean `registrar`? expected one of `registrar`, `token`');
+  });
+
   it('rejects a registrar setting that is not a URL', async () => {
     const result = await runSvcmesh(['config', 'set', 'registrar', 'localhost']);
     expect(result.code).toBe(2);
