@@ -16,9 +16,15 @@ async function main(argv: string[]): Promise<void> {
   const [{ buildProgram }, { CommanderError }] = await Promise.all([import('./program.js'), import('commander')]);
   // commander's `help` reads one command name: `help config list` would show config's help.
   // `help A B` is `A B --help`, which finds the subcommand at any depth.
-  const parsed = args[0] === 'help' && args.length > 2 ? [...argv.slice(0, 2), ...args.slice(1), '--help'] : argv;
+  let parsed = args[0] === 'help' && args.length > 2 ? [...argv.slice(0, 2), ...args.slice(1), '--help'] : argv;
+  const program = buildProgram();
+  // `help nosuch` would show the main help, as if it had been found: run it as the command it
+  // names instead, which is an unknown command (exit 2, with "Did you mean").
+  if (args[0] === 'help' && args[1] !== undefined && !program.commands.some((command) => command.name() === args[1])) {
+    parsed = [...argv.slice(0, 2), args[1]];
+  }
   try {
-    await buildProgram().parseAsync(parsed);
+    await program.parseAsync(parsed);
   } catch (error) {
     if (error instanceof CommanderError) {
       process.exitCode = error.exitCode === 0 ? 0 : 2;

@@ -102,6 +102,16 @@ describe('usage', () => {
     }
   });
 
+  it('help for a command that does not exist says so, with the close one, exit 2; help for one that exists shows it', async () => {
+    const unknown = await runSvcmesh(['help', 'servces']);
+    expect(unknown).toMatchObject({ code: 2, stdout: '' });
+    expect(unknown.stderr).toContain("unknown command 'servces'");
+    expect(unknown.stderr).toContain('Did you mean services?');
+    const known = await runSvcmesh(['help', 'services']);
+    expect(known.code).toBe(0);
+    expect(known.stdout).toMatch(/^Usage: svcmesh services /);
+  });
+
   it('names SVCMESH_TARGET_TOKENS, not the flag, for an entry of the variable that cannot be sent, and says what is wrong with it', async () => {
     const result = await runSvcmesh(['registrar', '--port', '0'], { env: { SVCMESH_TARGET_TOKENS: 'ollama_service=sekrit-héllo' } });
     expect(result.code).toBe(2);
