@@ -1,6 +1,8 @@
 /** The advice printed under an error, by `svcmesh <command>` and by the `ask` prompt alike. */
 import { describe, expect, it } from 'vitest';
 import { HttpError } from '../src/client/http.js';
+import type { RegistrarClient } from '../src/client/registrar-client.js';
+import { withServiceHint } from '../src/commands/unknown-service.js';
 import { hintFor } from '../src/error-hint.js';
 
 describe('the line under an error', () => {
@@ -34,5 +36,28 @@ describe('the line under an error', () => {
     unknown.hint = 'Did you mean ollama_service?';
     expect(hintFor(unknown)).toBe('\n  Did you mean ollama_service?');
     expect(hintFor(new Error('something else'))).toBe('');
+  });
+});
+
+describe('the hint for a name an empty registrar does not know', () => {
+  const notRegistered = () => new HttpError('http://127.0.0.1:5001/forward answered 404: Service web is not registered', { status: 404, url: 'http://127.0.0.1:5001/forward' });
+  /** What withServiceHint reads of a registrar: its names and its uptime. */
+  const registrarUp = (uptimeSeconds: number) =>
+    ({
+      baseUrl: 'http://127.0.0.1:5001',
+      services: async () => ({ json: { services: {} }, text: '{"services":{}}', headers: { get: () => null } }),
+      health: async () => ({ json: { status: 'ok', uptime_seconds: uptimeSeconds }, text: '', headers: { get: () => null } }),
+    }) as unknown as RegistrarClient;
+
+  it('says a registrar that just started may not have heard from its services yet', async () => {
+    const error = (await withServiceHint(notRegistered(), registrarUp(12), 'web')) as HttpError;
+    expect(error.hint).toBe(
+      'Nothing is registered at http://127.0.0.1:5001 yet: it started 12 s ago, and services register again with their next heartbeat (or is that not the registrar you meant?)',
+    );
+  });
+
+  it('asks whether it is the registrar meant once it has been up a while', async () => {
+    const error = (await withServiceHint(notRegistered(), registrarUp(3_600), 'web')) as HttpError;
+    expect(error.hint).toBe('Nothing is registered at http://127.0.0.1:5001: is that the registrar you meant?');
   });
 });

@@ -23,13 +23,33 @@ export async function withServiceHint(error: unknown, client: RegistrarClient, n
   if (names.includes(name)) return error;
   const close = closeNames(name, names);
   if (close.length > 0) e.hint = `Did you mean ${orList(close)}?`;
-  else if (names.length === 0) e.hint = `Nothing is registered at ${client.baseUrl}: is that the registrar you meant?`;
+  else if (names.length === 0) e.hint = await nothingRegistered(client);
   else {
     const sorted = [...names].sort();
     const more = sorted.length > MAX_LISTED ? `, and ${sorted.length - MAX_LISTED} more (svcmesh services lists them)` : '';
     e.hint = `Registered at ${client.baseUrl}: ${sorted.slice(0, MAX_LISTED).join(', ')}${more}`;
   }
   return error;
+}
+
+/** A registrar that started this recently may simply not have heard from its services yet. */
+const RECENT_START_SECONDS = 300;
+
+/**
+ * An empty registrar: most often the wrong one, but one that just restarted on a memory store is
+ * empty until its services' next heartbeats (the Ollama service sends one every two minutes).
+ */
+async function nothingRegistered(client: RegistrarClient): Promise<string> {
+  const nothing = `Nothing is registered at ${client.baseUrl}`;
+  try {
+    const uptime = (await client.health()).json.uptime_seconds;
+    if (typeof uptime === 'number' && uptime < RECENT_START_SECONDS) {
+      return `${nothing} yet: it started ${uptime} s ago, and services register again with their next heartbeat (or is that not the registrar you meant?)`;
+    }
+  } catch {
+    // No health to read: the plain question it is.
+  }
+  return `${nothing}: is that the registrar you meant?`;
 }
 
 /**
