@@ -30,7 +30,7 @@ export function makeRegistrarCommand(): Command {
     .addOption(new Option('--allow-hosts <hosts...>', 'hosts, addresses or CIDRs that service URLs may point at (default: any)').env('SVCMESH_ALLOW_HOSTS').argParser(collectList))
     .addOption(new Option('--target-token <secret>', "bearer token sent to targets' /receive (for services started with --receive-token)").env('SVCMESH_TARGET_TOKEN').argParser(parseSecret))
     .addOption(
-      new Option('--target-token-for <service=secret...>', "a service's own /receive token, instead of --target-token (repeat for each service)")
+      new Option('--target-token-for <name=secret...>', "a service's own /receive token, instead of --target-token (repeat for each service)")
         .env('SVCMESH_TARGET_TOKENS')
         .argParser(collectList)
         .default([]),
