@@ -8,6 +8,9 @@ export function hintFor(error: Error & { status?: number; hint?: string; instanc
   if (error.name === 'HttpError' && error.status === 401 && error.instance) {
     return `\n  The service at ${error.instance} refused the token the registrar sent it: the registrar's --target-token (or --target-token-for) must match that service's --receive-token.`;
   }
+  if (error.name === 'HttpError' && error.status === undefined && /^Cannot reach https:.*: (EPROTO|ERR_SSL_)/.test(error.message)) {
+    return '\n  Something answers there, but not over TLS: a registrar speaks plain http, so use http:// (put a TLS proxy in front of it for https).';
+  }
   if (error.name === 'HttpError' && error.status === undefined) {
     return '\n  Is the registrar running there? Start it with `svcmesh registrar`, or point --registrar / SVCMESH_REGISTRAR at it.';
   }

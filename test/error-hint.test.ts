@@ -15,6 +15,11 @@ describe('the line under an error', () => {
     );
   });
 
+  it('says an https URL pointed at a plain-http registrar is the wrong scheme, not a registrar that is not running', () => {
+    const tls = new HttpError('Cannot reach https://127.0.0.1:5001/catalog: EPROTO', { url: 'https://127.0.0.1:5001/catalog' });
+    expect(hintFor(tls)).toMatch(/^\n {2}Something answers there, but not over TLS: a registrar speaks plain http, so use http:\/\//);
+  });
+
   it('does not repeat the flag and the variable the 401 message names already', () => {
     const named = new HttpError('http://127.0.0.1:5001/services answered 401: Missing or wrong token (svcmesh --token or SVCMESH_TOKEN)', { status: 401, url: 'http://127.0.0.1:5001/services' });
     expect(hintFor(named)).toBe('\n  To keep it for every command: `svcmesh config set token <token>`.');
