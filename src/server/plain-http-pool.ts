@@ -147,7 +147,10 @@ export function createPlainHttpPool(options: PlainHttpPoolOptions = {}): PlainHt
       if (exchange.over) return;
       const { connection: busy } = exchange;
       if (busy) drop(busy);
-      else target.waiting.splice(target.waiting.indexOf(exchange), 1);
+      else {
+        const at = target.waiting.indexOf(exchange);
+        if (at >= 0) target.waiting.splice(at, 1);
+      }
       finish(exchange, abortError());
     };
   }
