@@ -77,6 +77,11 @@ const STALE_CODES = new Set(['CONNECTION_CLOSED', 'ECONNRESET', 'EPIPE']);
 /** Taken off a target's own Keep-Alive timeout: a connection is not reused as the target closes it. */
 const IDLE_MARGIN_MS = 1_000;
 const SWEEP_MS = 1_000;
+/**
+ * A waiting request with less of its headers timeout left than this is answered with the timeout
+ * rather than sent: it would be written to the target only to be given up on at once.
+ */
+const MIN_USEFUL_MS = 10;
 
 /** One request on a connection, from its head written to its answer complete. */
 interface Exchange {
@@ -256,7 +261,7 @@ export function createPlainHttpPool(options: PlainHttpPoolOptions = {}): PlainHt
   function nextWaiting(target: Target): Exchange | undefined {
     for (let exchange = target.waiting.shift(); exchange; exchange = target.waiting.shift()) {
       const { headersTimeoutMs } = exchange.request;
-      if (performance.now() - exchange.queuedAt! < headersTimeoutMs) return exchange;
+      if (performance.now() - exchange.queuedAt! < headersTimeoutMs - MIN_USEFUL_MS) return exchange;
       finish(exchange, new TargetError('HEADERS_TIMEOUT', `no answer within ${headersTimeoutMs / 1000} s`));
     }
     return undefined;
