@@ -29,10 +29,10 @@ const targets: Record<string, (body: { message?: string }, res: ServerResponse) 
   // A 200 that is JSON, but not an answer.
   unanswered: (_body, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"answer":"x"}'),
   garbled: (_body, res) => res.writeHead(200, NDJSON).end('{"message":"partial "}\nnot json\n'),
-  // Five pieces 200 ms apart: a second in all, never silent for long.
+  // Eight pieces 200 ms apart: 1.6 s in all, never silent for long.
   steady: async (_body, res) => {
     res.writeHead(200, NDJSON);
-    for (let piece = 1; piece <= 5; piece++) {
+    for (let piece = 1; piece <= 8; piece++) {
       await new Promise((resolve) => setTimeout(resolve, 200));
       res.write(`${JSON.stringify({ message: `${piece} ` })}\n`);
     }
@@ -172,9 +172,9 @@ describe('--timeout', () => {
     const quiet = await runSvcmesh(['ask', 'partial', 'hello', '--stream', '--timeout', '0.5', '--registrar', registrar.url]);
     expect(quiet).toMatchObject({ code: 1, stdout: 'partial \n' });
     expect(quiet.stderr).toContain('sent nothing for 0.5 s (--timeout 0.5)');
-    // A second in all, never more than 200 ms without a piece.
-    const steady = await runSvcmesh(['ask', 'steady', 'hello', '--stream', '--timeout', '0.6', '--registrar', registrar.url]);
-    expect(steady, steady.stderr).toMatchObject({ code: 0, stdout: '1 2 3 4 5 \n' });
+    // 1.6 s in all, never more than 200 ms without a piece.
+    const steady = await runSvcmesh(['ask', 'steady', 'hello', '--stream', '--timeout', '1', '--registrar', registrar.url]);
+    expect(steady, steady.stderr).toMatchObject({ code: 0, stdout: '1 2 3 4 5 6 7 8 \n' });
   });
 
   it('refuses a timeout that is not a number of seconds with exit 2', async () => {
