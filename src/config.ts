@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import envPaths from 'env-paths';
 import { fitsInHeader } from './header-value.js';
-import { isHttpUrl, registrarUrlFrom } from './http-url.js';
+import { isRegistrarUrl } from './http-url.js';
 import { closeNames } from './commands/unknown-service.js';
 import { makeFolder } from './make-folder.js';
 
@@ -11,7 +11,7 @@ export const SETTINGS = {
   registrar: {
     description: 'registrar URL used by client commands',
     secret: false,
-    check: (v: string) => isHttpUrl(registrarUrlFrom(v)),
+    check: isRegistrarUrl,
     expected: 'an http(s) URL such as http://127.0.0.1:5001, or host:port',
   },
   token: {

@@ -19,29 +19,49 @@ export function hintFor(error: Error & { status?: number; hint?: string; instanc
     if (error.message.includes('SVCMESH_TOKEN')) return '\n  To keep it for every command: `svcmesh config set token <token>`.';
     return "\n  Pass the registrar's token with --token, SVCMESH_TOKEN or `svcmesh config set token <token>`.";
   }
-  if (error.name === 'HttpError' && error.status === 404 && notARegistrar(error as Error & { url?: string; body?: unknown })) {
-    const origin = registrarOrigin((error as { url?: string }).url);
-    return `\n  Is ${origin} a svcmesh registrar? A registrar answers every one of its routes, and with JSON: point --registrar / SVCMESH_REGISTRAR at one (its default port is 5001).`;
+  const answered = error as Error & { status?: number; url?: string; body?: unknown };
+  if (error.name === 'HttpError' && isNotARegistrar(answered)) {
+    return `\n  Is ${registrarOrigin(answered.url)} a svcmesh registrar? A registrar answers every one of its routes, and with JSON: point --registrar / SVCMESH_REGISTRAR at one (its default port is 5001).`;
   }
   return '';
 }
 
-/** Routes a registrar always has: a 404 there, or a 404 that is not JSON, is from something else. */
-const ALWAYS_ANSWERED = new Set(['/services', '/catalog', '/health', '/register', '/events', '/metrics']);
+/** A registrar's routes (with a service name after some), and the ones it answers whatever is registered. */
+const ROUTE = /\/(services|catalog|health|register|deregister|heartbeat|forward|events|metrics)(\/[^/]*)?$/;
+const ALWAYS_ANSWERED = new Set(['services', 'catalog', 'health', 'register', 'events', 'metrics']);
 
-function notARegistrar(error: { url?: string; body?: unknown }): boolean {
-  if (typeof error.body === 'string') return true;
+/**
+ * Whether the answer came from something other than a registrar: a page that is not JSON (a
+ * registrar's errors always are), a 404 on a route every registrar answers, or "No route" for a
+ * route a registrar has (the Ollama service at 5000 given for the registrar at 5001).
+ */
+export function isNotARegistrar(error: { status?: number; url?: string; body?: unknown; instance?: string }): boolean {
+  const { status, body } = error;
+  // The answer of a service the registrar forwarded to: the service's 404, not the registrar's.
+  if (error.instance) return false;
+  if (status !== 404 && status !== 405 && status !== 501) return false;
+  if (typeof body === 'string') return true;
+  if (status !== 404) return false;
+  const route = ROUTE.exec(pathOf(error.url));
+  if (!route) return false;
+  if (ALWAYS_ANSWERED.has(route[1]!) && route[2] === undefined) return true;
+  const said = (body as { error?: unknown } | undefined)?.error;
+  return typeof said === 'string' && said.startsWith('No route for ');
+}
+
+function pathOf(url: string | undefined): string {
   try {
-    return ALWAYS_ANSWERED.has(new URL(error.url ?? '').pathname.replace(/^.*(\/[a-z]+)$/, '$1'));
+    return new URL(url ?? '').pathname;
   } catch {
-    return false;
+    return '';
   }
 }
 
+/** The registrar URL a request went to: its URL without the route. */
 function registrarOrigin(url: string | undefined): string {
   try {
     const parsed = new URL(url ?? '');
-    return `${parsed.origin}${parsed.pathname.replace(/\/[a-z]+$/, '')}`;
+    return `${parsed.origin}${parsed.pathname.replace(ROUTE, '')}`;
   } catch {
     return 'it';
   }

@@ -41,7 +41,18 @@ export function canonicalFormOf(url: URL): string {
  * `:port` on this machine, is read as plain http. Anything else is left as it was given.
  */
 export function registrarUrlFrom(value: string): string {
-  if (/^:\d{1,5}$/.test(value)) return `http://127.0.0.1${value}`;
-  if (/^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(value)) return `http://${value}`;
-  return value;
+  const address = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)?:(\d{1,5})\/?$/.exec(value);
+  // `http:5001` is a URL that lost its slashes, not a host named http.
+  if (!address || address[1] === 'http' || address[1] === 'https') return value;
+  const port = Number(address[2]);
+  if (port < 1 || port > 65_535) return value;
+  return `http://${address[1] ?? '127.0.0.1'}:${port}`;
+}
+
+/**
+ * A registrar address a client can use: an http(s) URL, or host:port. `http:5001` is refused:
+ * WHATWG URLs read it as http://0.0.19.137/.
+ */
+export function isRegistrarUrl(value: string): boolean {
+  return isHttpUrl(registrarUrlFrom(value)) && !/^https?:(?!\/\/)/i.test(value);
 }

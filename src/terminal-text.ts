@@ -38,6 +38,27 @@ export function printableAnswer(text: string): string {
   return text.replace(/\r\n/g, '\n').replace(CONTROL_BUT_LAYOUT, escape);
 }
 
+/**
+ * printableAnswer for an answer that comes in pieces: a CRLF split between two pieces is still one
+ * line break, so a piece's last CR waits for the next piece's first character.
+ */
+export function answerPrinter(): { piece(text: string): string; end(): string } {
+  let heldCR = false;
+  return {
+    piece(text) {
+      let whole = heldCR ? `\r${text}` : text;
+      heldCR = whole.endsWith('\r');
+      if (heldCR) whole = whole.slice(0, -1);
+      return printableAnswer(whole);
+    },
+    end() {
+      const rest = heldCR ? printableAnswer('\r') : '';
+      heldCR = false;
+      return rest;
+    },
+  };
+}
+
 /** A body quoted in a one-line message: white space runs made one space, cut at `max` with "…". */
 export function excerpt(text: string, max = 300): string {
   const line = text.replace(/\s+/g, ' ').trim();

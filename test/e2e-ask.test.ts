@@ -38,6 +38,8 @@ const targets: Record<string, (body: { message?: string }, res: ServerResponse) 
     }
     res.end('{"done":true}\n');
   },
+  // A streamed answer that stops with an error whose text tries to add a line of advice under it.
+  forged: (_body, res) => res.writeHead(200, NDJSON).end('{"message":"a"}\n{"error":"bad\\n  Did you mean rm -rf?"}\n'),
   // A model asked to clear the screen and retitle the terminal, with Windows line ends.
   escapes: (_body, res) =>
     res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ message: '\u001b[2J\u001b]0;owned\u0007Title\r\n\tindented' })),
@@ -177,6 +179,12 @@ describe('--timeout', () => {
     expect(steady, steady.stderr).toMatchObject({ code: 0, stdout: '1 2 3 4 5 6 7 8 \n' });
   });
 
+  it('keeps a streamed error line on one line: a line break in it is written out, not obeyed', async () => {
+    const result = await runSvcmesh(['ask', 'forged', 'hello', '--stream', '--registrar', registrar.url]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('The answer from forged stopped: bad\\n  Did you mean rm -rf?');
+  });
+
   it('refuses a timeout that is not a number of seconds with exit 2', async () => {
     const result = await runSvcmesh(['ask', 'echo', 'hello', '--timeout', 'soon', '--registrar', registrar.url]);
     expect(result.code).toBe(2);
@@ -197,6 +205,24 @@ describeIfInstalled('ask at a terminal with no message', spawnSync('script', ['-
     expect(code, screen).toBe(1);
     expect(screen).toContain('ecko is not registered');
     expect(screen).toContain('Did you mean echo?');
+    expect(screen).not.toContain('>>> ');
+  });
+
+  it('gives up on a hung registrar within --timeout before any prompt', async () => {
+    const sockets: Socket[] = [];
+    const hung = createTcpServer((socket) => sockets.push(socket));
+    await new Promise<void>((resolve) => hung.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => {
+      for (const socket of sockets) socket.destroy();
+      hung.close();
+    });
+    const command = `exec '${process.execPath}' '${binPath}' ask echo --timeout 0.5 --registrar http://127.0.0.1:${(hung.address() as AddressInfo).port}`;
+    const session = spawn('script', ['-qfec', command, '/dev/null'], { env: { ...process.env, NO_COLOR: '1', SVCMESH_CONFIG_DIR: tempDir('svcmesh-config-') } });
+    let screen = '';
+    session.stdout.on('data', (chunk: Buffer) => (screen += chunk.toString('utf8')));
+    const code = await new Promise<number | null>((resolve) => session.once('close', resolve));
+    expect(code, screen).toBe(1);
+    expect(screen).toContain('sent nothing for 0.5 s (--timeout 0.5)');
     expect(screen).not.toContain('>>> ');
   });
 });

@@ -196,6 +196,8 @@ describe('finding the registrar', () => {
     }
     expect((await runSvcmesh(['config', 'set', 'registrar', hostPort], { env })).code).toBe(0);
     expect((await runSvcmesh(['status'], { env })).code).toBe(0);
+    // Port 0, and a URL that lost its slashes (which URL parsing would read as http://0.0.19.137/).
+    for (const wrong of [':0', 'http:5001']) expect((await runSvcmesh(['status', '--registrar', wrong], { env })).code).toBe(2);
   });
 
   it('names the URL and the cause when the registrar cannot be reached', async () => {

@@ -30,6 +30,14 @@ describe('the line under an error', () => {
     expect(hintFor(noRoute)).toMatch(/^\n {2}Is http:\/\/127\.0\.0\.1:5000 a svcmesh registrar\?.*default port is 5001/);
     const page = new HttpError('http://127.0.0.1:8080/forward answered 404: <html>…', { status: 404, url: 'http://127.0.0.1:8080/forward', body: '<html>…' });
     expect(hintFor(page)).toMatch(/^\n {2}Is http:\/\/127\.0\.0\.1:8080 a svcmesh registrar\?/);
+    // The Ollama service's port given for the registrar's: a route a registrar has, that it does not.
+    const ollamaPort = new HttpError('http://127.0.0.1:5000/forward answered 404: No route for POST /forward', { status: 404, url: 'http://127.0.0.1:5000/forward', body: { error: 'No route for POST /forward' } });
+    expect(hintFor(ollamaPort)).toMatch(/^\n {2}Is http:\/\/127\.0\.0\.1:5000 a svcmesh registrar\?/);
+    const oneService = new HttpError('http://127.0.0.1:5000/services/web answered 404: No route for GET /services/web', { status: 404, url: 'http://127.0.0.1:5000/services/web', body: { error: 'No route for GET /services/web' } });
+    expect(hintFor(oneService)).toMatch(/^\n {2}Is http:\/\/127\.0\.0\.1:5000 a svcmesh registrar\?/);
+    // A service's own 404 page, relayed by a registrar (which names the instance): not about the registrar.
+    const relayed = new HttpError('http://127.0.0.1:5001/forward answered 404: <html>', { status: 404, url: 'http://127.0.0.1:5001/forward', body: '<html>', instance: 'http://127.0.0.1:8080' });
+    expect(hintFor(relayed)).toBe('');
     // A registrar's own 404 for a name it does not know is a different matter.
     const unknownName = new HttpError('… answered 404: Service olama is not registered', { status: 404, url: 'http://127.0.0.1:5001/forward', body: { error: 'Service olama is not registered' } });
     expect(hintFor(unknownName)).toBe('');

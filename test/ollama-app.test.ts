@@ -483,6 +483,21 @@ describe('GET /health', () => {
     }
   });
 
+  it('says a JSON API that answers 200 with something else is not answering as Ollama, not that Ollama is unreachable', async () => {
+    const other = createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{}'));
+    await new Promise<void>((resolve) => other.listen(0, '127.0.0.1', resolve));
+    try {
+      const host = `http://127.0.0.1:${(other.address() as AddressInfo).port}`;
+      const answer = await receive(appFor(host), { message: 'hi' });
+      const { error } = (await answer.json()) as { error: string };
+      expect(error).toContain(`Ollama at ${host} answered with something that is not Ollama's answer`);
+      expect(error).not.toContain('not reachable');
+    } finally {
+      other.closeAllConnections();
+      await new Promise((resolve) => other.close(resolve));
+    }
+  });
+
   it('is 503 with the reason when Ollama is down', async () => {
     const host = await closedHost();
     const response = await appFor(host).request('/health');

@@ -1,6 +1,6 @@
 /** Text from servers as a terminal shows it: escapes written out, never obeyed; long bodies cut. */
 import { describe, expect, it } from 'vitest';
-import { excerpt, printable, printableAnswer, printableLines } from '../src/terminal-text.js';
+import { answerPrinter, excerpt, printable, printableAnswer, printableLines } from '../src/terminal-text.js';
 
 describe('printable', () => {
   it('writes out C0 (ESC, BEL, line breaks), DEL and C1 as JSON escapes, and leaves other text alone', () => {
@@ -17,6 +17,17 @@ describe('printableAnswer', () => {
   it('keeps an answer laid out (line breaks, CRLF as one, tabs) and writes out every other control character', () => {
     expect(printableAnswer('Title\r\n\tindented\nnext')).toBe('Title\n\tindented\nnext');
     expect(printableAnswer('\u001b[2J\u001b]0;owned\u0007 lone\rreturn \u009b31m')).toBe('\\u001b[2J\\u001b]0;owned\\u0007 lone\\rreturn \\u009b31m');
+  });
+});
+
+describe('answerPrinter', () => {
+  it('takes a CRLF split between two pieces of a streamed answer as one line break, and writes out a CR left at the end', () => {
+    const printer = answerPrinter();
+    expect(printer.piece('line1\r')).toBe('line1');
+    expect(printer.piece('\nline2\r')).toBe('\nline2');
+    expect(printer.piece('x')).toBe('\\rx');
+    expect(printer.piece('end\r')).toBe('end');
+    expect(printer.end()).toBe('\\r');
   });
 });
 

@@ -53,7 +53,7 @@ export function createRegistrarClient(options: RegistrarClientOptions) {
       call<{ message: string }>('POST', '/deregister', { service_name: name, ...(url && { service_url: url }) }),
     services: () => call<{ services: Record<string, string> }>('GET', '/services'),
     catalog: () => call<{ services: Record<string, InstanceJson[]> }>('GET', '/catalog'),
-    service: (name: string) => call<{ name: string; instances: InstanceJson[] }>('GET', `/services/${encodeURIComponent(name)}`),
+    service: (name: string, signal?: AbortSignal) => call<{ name: string; instances: InstanceJson[] }>('GET', `/services/${encodeURIComponent(name)}`, undefined, signal),
     health: () => call<Record<string, unknown>>('GET', '/health'),
     /** One whole answer; no timeout of its own, since LLM answers can take minutes. */
     forward: (from: string, to: string, message: string, signal?: AbortSignal) =>

@@ -1,5 +1,5 @@
 import { anySignal } from '../any-signal.js';
-import { printableAnswer } from '../terminal-text.js';
+import { answerPrinter, printable } from '../terminal-text.js';
 import type { ChatTurn, RegistrarClient } from '../client/registrar-client.js';
 import { BadAnswerError, quoted } from './bad-answer.js';
 import { type ClientFlags, hinted } from './shared.js';
@@ -38,6 +38,8 @@ export async function streamAnswer(
   const { silenceLimit } = await import('../client/silence.js');
   const stopSpinner = spinner(`${service} is answering…`);
   const limit = silenceLimit(flags.timeout);
+  // At a terminal the answer is shown, not obeyed (see printableAnswer).
+  const terminal = process.stdout.isTTY ? answerPrinter() : undefined;
   try {
     for await (const line of client.forwardStream(flags.from, service, message, limit ? anySignal([signal, limit.signal]) : signal, history)) {
       limit?.heard();
@@ -53,14 +55,15 @@ export async function streamAnswer(
       const value = (line.value ?? {}) as { message?: unknown; error?: unknown; done?: unknown };
       if (flags.json) process.stdout.write(`${line.text}\n`);
       // The line says who failed (the service, Ollama, the registrar shutting down): not always the service.
-      if (typeof value.error === 'string') throw new BadAnswerError(`The answer from ${service} stopped: ${value.error}`);
+      // The service's words on one line: a line break in them could forge a line of advice under the error.
+      if (typeof value.error === 'string') throw new BadAnswerError(`The answer from ${service} stopped: ${printable(value.error)}`);
       if (value.done === true) {
         answered = true;
         closed = true;
       }
       if (typeof value.message === 'string') {
         answered = true;
-        if (!flags.json) process.stdout.write(process.stdout.isTTY ? printableAnswer(value.message) : value.message);
+        if (!flags.json) process.stdout.write(terminal ? terminal.piece(value.message) : value.message);
         text += value.message;
       }
     }
@@ -70,6 +73,7 @@ export async function streamAnswer(
       throw new BadAnswerError(`${url} ended the answer without its closing {"done": true} line: what came is incomplete`);
     }
   } catch (error) {
+    if (terminal) process.stdout.write(terminal.end());
     if (text !== '' && !flags.json) process.stdout.write('\n');
     if (limit?.fired) throw limit.error(url);
     if (signal.aborted) return undefined;
@@ -81,7 +85,7 @@ export async function streamAnswer(
   if (!answered && !flags.json) {
     throw new BadAnswerError(`${service} answered without a "message" text: ${quoted(first ?? '')}`);
   }
-  if (!flags.json) process.stdout.write('\n');
+  if (!flags.json) process.stdout.write(`${terminal?.end() ?? ''}\n`);
   return text;
 }
 

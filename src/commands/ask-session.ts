@@ -14,7 +14,7 @@ const HELP = [
   '  /clear          forget the conversation so far',
   '  /bye, /exit     leave (Ctrl-D too)',
   '  /?, /help       this help',
-  '  """ ... """      a message of several lines',
+  '  """ ... """     a message of several lines',
   'Ctrl-C stops the answer under way, or drops what is typed at the prompt.',
 ].join('\n');
 const CONTINUED = '... ';
@@ -26,12 +26,14 @@ const CONTINUED = '... ';
  */
 export async function askInteractively(client: RegistrarClient, flags: AskFlags, service: string): Promise<void> {
   const output = await import('../output.js');
-  output.info(`Asking ${service} through ${client.baseUrl}. """ starts and ends a message of several lines; /clear forgets the conversation; Ctrl-D or /bye leaves.`);
+  output.info(`Asking ${service} through ${client.baseUrl}. """ starts and ends a message of several lines; /clear forgets the conversation; Ctrl-D or /bye leaves; /? lists the commands.`);
   const prompt = createInterface({ input: process.stdin, output: process.stdout, prompt: PROMPT });
   let history: ChatTurn[] = [];
   let answering: AbortController | undefined;
   // Lines of a message begun with """ (as in `ollama run`), until a line that ends with """.
   let block: string[] | undefined;
+  // Left by /bye or /exit (their Enter ended the line), rather than by Ctrl-D.
+  let left = false;
   prompt.on('SIGINT', () => {
     if (answering) {
       answering.abort();
@@ -66,7 +68,10 @@ export async function askInteractively(client: RegistrarClient, flags: AskFlags,
     // Commands are one word after "/" on a line of their own: a message of several lines, or a
     // line of several words ("/usr/lib holds what?"), is only ever a message.
     const command = !several && /^\/\S*$/.test(message) ? message : undefined;
-    if (command === '/bye' || command === '/exit') break;
+    if (command === '/bye' || command === '/exit') {
+      left = true;
+      break;
+    }
     if (command === '/clear') {
       history = [];
       output.info('Conversation forgotten.');
@@ -92,6 +97,8 @@ export async function askInteractively(client: RegistrarClient, flags: AskFlags,
     prompt.prompt();
   }
   prompt.close();
+  // Ctrl-D leaves the cursor after the prompt: the shell's own prompt starts on a line of its own.
+  if (!left) process.stdout.write('\n');
 }
 
 /** Drops the oldest exchanges (a question and its answer) until the rest fits the limit. */

@@ -33,8 +33,17 @@ export function makeAskCommand(): Command {
     if (words.length === 0 && process.stdin.isTTY) {
       const client = await clientFrom(flags);
       // As `ollama run` checks its model: a name the registrar does not know (or a registrar that
-      // is not there) is said before a prompt invites questions that would all fail.
-      await client.service(service).catch(hinted(client, service));
+      // is not there) is said before a prompt invites questions that would all fail. --timeout
+      // bounds this wait too: a hung registrar must not hang the start.
+      const { silenceLimit } = await import('../client/silence.js');
+      const limit = silenceLimit(flags.timeout);
+      await client
+        .service(service, limit?.signal)
+        .finally(() => limit?.stop())
+        .catch((error: unknown) => {
+          if (limit?.fired) throw limit.error(`${client.baseUrl}/services/${service}`);
+          return hinted(client, service)(error);
+        });
       const { askInteractively } = await import('./ask-session.js');
       return askInteractively(client, flags, service);
     }

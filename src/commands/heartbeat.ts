@@ -1,5 +1,6 @@
 import { Command, Option } from 'commander';
 import { messageOf } from './bad-answer.js';
+import { isNotARegistrar } from '../error-hint.js';
 import { type ClientFlags, clientFrom, hinted, parseHttpUrl, parseServiceName, withClientOptions } from './shared.js';
 
 export function makeHeartbeatCommand(): Command {
@@ -31,7 +32,7 @@ export function makeHeartbeatCommand(): Command {
  */
 function withRegisterHint(error: unknown, name: string): unknown {
   const e = error as { name?: string; status?: number; hint?: string };
-  if (e?.name !== 'HttpError' || e.status !== 404 || e.hint?.startsWith('Did you mean')) return error;
+  if (e?.name !== 'HttpError' || e.status !== 404 || e.hint?.startsWith('Did you mean') || isNotARegistrar(e)) return error;
   const advice = `Register it with \`svcmesh register ${name} URL\`, or send \`svcmesh heartbeat ${name} --url URL\`, which registers it again.`;
   e.hint = e.hint ? `${advice}\n  ${e.hint}` : advice;
   return error;

@@ -2,7 +2,7 @@ import { type Command, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, resolveSetting } from '../config.js';
 import type { RegistrarClient } from '../client/registrar-client.js';
 import { fitsInHeader } from '../header-value.js';
-import { isHttpUrl, registrarUrlFrom } from '../http-url.js';
+import { isHttpUrl, isRegistrarUrl, registrarUrlFrom } from '../http-url.js';
 import { SERVICE_NAME_RULE, isServiceName } from '../service-name.js';
 
 export const DEFAULT_REGISTRAR = 'http://127.0.0.1:5001';
@@ -71,9 +71,8 @@ export function parseServiceName(value: string): string {
 
 /** `--registrar`: an http(s) URL, or `host:port` / `:port` as etcdctl and consul take them. */
 export function parseRegistrarUrl(value: string): string {
-  const url = registrarUrlFrom(value);
-  if (!isHttpUrl(url)) throw new InvalidArgumentError('Expected an http(s) URL such as http://127.0.0.1:5001, or host:port.');
-  return url;
+  if (!isRegistrarUrl(value)) throw new InvalidArgumentError('Expected an http(s) URL such as http://127.0.0.1:5001, or host:port.');
+  return registrarUrlFrom(value);
 }
 
 export function parseHttpUrl(value: string): string {
@@ -112,9 +111,10 @@ export function hinted(client: RegistrarClient, name: string): (error: unknown) 
  * when the registrar was given, it costs only the stored token, with a warning.
  */
 export async function registrarSettings(flags: Pick<ClientFlags, 'registrar' | 'token'>): Promise<{ baseUrl: string; token?: string }> {
-  const baseUrl = registrarUrlFrom(resolveSetting('registrar', flags.registrar, 'SVCMESH_REGISTRAR', DEFAULT_REGISTRAR) as string);
-  if (!isHttpUrl(baseUrl)) {
-    throw new UsageError(`The registrar URL "${baseUrl}" is not an http(s) URL: fix SVCMESH_REGISTRAR or \`svcmesh config set registrar <url>\``);
+  const given = resolveSetting('registrar', flags.registrar, 'SVCMESH_REGISTRAR', DEFAULT_REGISTRAR) as string;
+  const baseUrl = registrarUrlFrom(given);
+  if (!isRegistrarUrl(given)) {
+    throw new UsageError(`The registrar URL "${given}" is not an http(s) URL: fix SVCMESH_REGISTRAR or \`svcmesh config set registrar <url>\``);
   }
   // It would be shown in every message that names the registrar; the registrar takes a token instead.
   if (/^[a-z][a-z0-9+.-]*:\/\/[^/@]*@/i.test(baseUrl)) {

@@ -40,6 +40,11 @@ export function describeOllamaError(error: unknown, host: string, model: string)
       `Ollama cannot be reached at ${host}: that port is one web clients refuse to connect to (a "bad port" of the Fetch standard). Run Ollama on another port, such as its default 11434`,
     );
   }
+  // fetch's own failure is a TypeError with the network error as its cause; a TypeError without
+  // one came from reading an answer of the wrong shape (a JSON API that is not Ollama's).
+  if (e.name === 'TypeError' && !e.cause) {
+    return new ApiError(502, `Ollama at ${host} answered with something that is not Ollama's answer (${e.message ?? String(error)}): is --ollama-host / OLLAMA_HOST Ollama?`);
+  }
   if (e.name === 'TypeError' || e.cause?.code) {
     const cause = e.cause?.code ?? e.cause?.message ?? e.message ?? String(error);
     return new ApiError(503, `Ollama is not reachable at ${host}: ${cause}. Start it with \`ollama serve\`, or point --ollama-host / OLLAMA_HOST at it`);
