@@ -15,7 +15,9 @@ export function hintFor(error: Error & { status?: number; hint?: string; instanc
     return '\n  Is the registrar running there? Start it with `svcmesh registrar`, or point --registrar / SVCMESH_REGISTRAR at it.';
   }
   if (error.name === 'HttpError' && error.status === 401) {
-    // The registrar's own message names the flag and the variable already.
+    // The registrar's own message names the flag and the variable already; for a token it refused,
+    // also where to check it, and keeping that one would not help.
+    if (error.message.includes('The token is not valid')) return '';
     if (error.message.includes('SVCMESH_TOKEN')) return '\n  To keep it for every command: `svcmesh config set token <token>`.';
     return "\n  Pass the registrar's token with --token, SVCMESH_TOKEN or `svcmesh config set token <token>`.";
   }

@@ -23,6 +23,8 @@ describe('the line under an error', () => {
   it('does not repeat the flag and the variable the 401 message names already', () => {
     const named = new HttpError('http://127.0.0.1:5001/services answered 401: Missing or wrong token (svcmesh --token or SVCMESH_TOKEN)', { status: 401, url: 'http://127.0.0.1:5001/services' });
     expect(hintFor(named)).toBe('\n  To keep it for every command: `svcmesh config set token <token>`.');
+    const refused = new HttpError('http://127.0.0.1:5001/services answered 401: The token is not valid: check --token, SVCMESH_TOKEN or `svcmesh config get token`', { status: 401, url: 'http://127.0.0.1:5001/services' });
+    expect(hintFor(refused)).toBe('');
   });
 
   it('asks whether a URL that answers 404 on a route every registrar has, or a 404 page, is a registrar at all', () => {
