@@ -24,10 +24,21 @@ export function parsePort(value: string): number {
  */
 const MAX_SECONDS = 2_000_000;
 
+const SECONDS_PER_UNIT: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3_600 };
+
+/**
+ * Seconds, or a duration as consul and etcd flags take one (`30s`, `500ms`, `2m`, `1h30m`): a
+ * Consul or etcd user types `--timeout 30s` without thinking.
+ */
 export function parseSeconds(value: string): number {
-  const seconds = Number(value);
+  const text = value.trim();
+  let seconds = Number(text);
+  if (Number.isNaN(seconds) && /^(?:\d+(?:\.\d+)?(?:ms|s|m|h))+$/.test(text)) {
+    seconds = 0;
+    for (const [, amount, unit] of text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)) seconds += Number(amount) * SECONDS_PER_UNIT[unit!]!;
+  }
   if (!Number.isFinite(seconds) || seconds <= 0 || seconds > MAX_SECONDS) {
-    throw new InvalidArgumentError(`Expected a number of seconds greater than 0 and at most ${MAX_SECONDS} (23 days).`);
+    throw new InvalidArgumentError(`Expected a number of seconds, or a duration such as 30s, 500ms or 1h30m, greater than 0 and at most ${MAX_SECONDS} s (23 days).`);
   }
   return seconds;
 }
