@@ -3,13 +3,15 @@
  * print at a terminal. Leaf module: the client and the output both use it.
  */
 
-// C0 (ESC among them), DEL and C1 (U+009B is a one-character CSI): a terminal obeys these.
+// C0 (ESC among them), DEL and C1 (U+009B is a one-character CSI): a terminal obeys these. And
+// the bidi embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069), which make text
+// read in another order than it is (the "Trojan Source" trick) where a terminal reorders.
 // biome-ignore lint: matching control characters is the point of this pattern
-const CONTROL = /[\u0000-\u001f\u007f-\u009f]/g;
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g;
 // biome-ignore lint: as above, without the line break
-const CONTROL_BUT_LINE_BREAK = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/g;
+const CONTROL_BUT_LINE_BREAK = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g;
 // biome-ignore lint: as above, without the line break and the tab
-const CONTROL_BUT_LAYOUT = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
+const CONTROL_BUT_LAYOUT = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g;
 const NAMED: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
 
 const escape = (char: string) => NAMED[char] ?? `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`;

@@ -6,6 +6,11 @@ describe('printable', () => {
   it('writes out C0 (ESC, BEL, line breaks), DEL and C1 as JSON escapes, and leaves other text alone', () => {
     expect(printable('\u001b[2J\u0007a\nb\tc\r\u007f\u009b31m\u0085')).toBe('\\u001b[2J\\u0007a\\nb\\tc\\r\\u007f\\u009b31m\\u0085');
     expect(printable('café – 東京 ✓')).toBe('café – 東京 ✓');
+    // Bidi overrides and isolates, which make text read in another order than it is.
+    expect(printable('invoice_\u202egnp.exe \u2066x\u2069')).toBe('invoice_\\u202egnp.exe \\u2066x\\u2069');
+    expect(printableAnswer('\u202eabc')).toBe('\\u202eabc');
+    // Marks that only hint a direction (U+200E, U+200F) are ordinary text.
+    expect(printable('a\u200fb')).toBe('a\u200fb');
   });
 
   it('printableLines keeps line breaks, for messages whose hints are lines of their own', () => {
