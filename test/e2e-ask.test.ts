@@ -90,6 +90,28 @@ afterAll(async () => {
   removeTempDirs();
 });
 
+/** A registrar that takes connections and never says a word: stopped, or deadlocked. */
+async function hungRegistrar(): Promise<string> {
+  const sockets: Socket[] = [];
+  const server = createTcpServer((socket) => sockets.push(socket));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanups.push(() => {
+    for (const socket of sockets) socket.destroy();
+    server.close();
+  });
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+/** Runs `svcmesh <args>` on a pseudo-terminal (util-linux `script`), as a person at a shell would; its exit code and what the terminal showed. */
+async function atTerminal(args: string): Promise<{ code: number | null; screen: string }> {
+  const command = `exec '${process.execPath}' '${binPath}' ${args}`;
+  const session = spawn('script', ['-qfec', command, '/dev/null'], { env: { ...process.env, NO_COLOR: '1', SVCMESH_CONFIG_DIR: tempDir('svcmesh-config-') } });
+  let screen = '';
+  session.stdout.on('data', (chunk: Buffer) => (screen += chunk.toString('utf8')));
+  const code = await new Promise<number | null>((resolve) => session.once('close', resolve));
+  return { code, screen };
+}
+
 describe('an answer too long to read whole', () => {
   it('says to ask again with --stream, the flag, not the HTTP field', async () => {
     const result = await runSvcmesh(['ask', 'huge', 'tell me everything'], { env: { SVCMESH_REGISTRAR: registrar.url } });
@@ -147,18 +169,6 @@ describe('the message', () => {
 });
 
 describe('--timeout', () => {
-  /** A registrar that takes connections and never says a word: stopped, or deadlocked. */
-  async function hungRegistrar(): Promise<string> {
-    const sockets: Socket[] = [];
-    const server = createTcpServer((socket) => sockets.push(socket));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    cleanups.push(() => {
-      for (const socket of sockets) socket.destroy();
-      server.close();
-    });
-    return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  }
-
   it('gives up on a registrar that says nothing for that long, with or without --stream: exit 1, saying what to do', async () => {
     const hung = await hungRegistrar();
     for (const stream of [[], ['--stream']]) {
@@ -197,11 +207,7 @@ describe('--timeout', () => {
 
 describeIfInstalled('ask at a terminal with no message', spawnSync('script', ['--version']).status === 0, 'util-linux `script` (Debian: bsdutils) is needed to give ask a terminal', () => {
   it('says a name the registrar does not know before any prompt, with the names it does know: exit 1', async () => {
-    const command = `exec '${process.execPath}' '${binPath}' ask ecko --registrar ${registrar.url}`;
-    const session = spawn('script', ['-qfec', command, '/dev/null'], { env: { ...process.env, NO_COLOR: '1', SVCMESH_CONFIG_DIR: tempDir('svcmesh-config-') } });
-    let screen = '';
-    session.stdout.on('data', (chunk: Buffer) => (screen += chunk.toString('utf8')));
-    const code = await new Promise<number | null>((resolve) => session.once('close', resolve));
+    const { code, screen } = await atTerminal(`ask ecko --registrar ${registrar.url}`);
     expect(code, screen).toBe(1);
     expect(screen).toContain('ecko is not registered');
     expect(screen).toContain('Did you mean echo?');
@@ -209,18 +215,7 @@ describeIfInstalled('ask at a terminal with no message', spawnSync('script', ['-
   });
 
   it('gives up on a hung registrar within --timeout before any prompt', async () => {
-    const sockets: Socket[] = [];
-    const hung = createTcpServer((socket) => sockets.push(socket));
-    await new Promise<void>((resolve) => hung.listen(0, '127.0.0.1', resolve));
-    cleanups.push(() => {
-      for (const socket of sockets) socket.destroy();
-      hung.close();
-    });
-    const command = `exec '${process.execPath}' '${binPath}' ask echo --timeout 0.5 --registrar http://127.0.0.1:${(hung.address() as AddressInfo).port}`;
-    const session = spawn('script', ['-qfec', command, '/dev/null'], { env: { ...process.env, NO_COLOR: '1', SVCMESH_CONFIG_DIR: tempDir('svcmesh-config-') } });
-    let screen = '';
-    session.stdout.on('data', (chunk: Buffer) => (screen += chunk.toString('utf8')));
-    const code = await new Promise<number | null>((resolve) => session.once('close', resolve));
+    const { code, screen } = await atTerminal(`ask echo --timeout 0.5 --registrar ${await hungRegistrar()}`);
     expect(code, screen).toBe(1);
     expect(screen).toContain('sent nothing for 0.5 s (--timeout 0.5)');
     expect(screen).not.toContain('>>> ');
@@ -237,11 +232,7 @@ describe('control characters in an answer', () => {
 
   describeIfInstalled('at a terminal', spawnSync('script', ['--version']).status === 0, 'util-linux `script` (Debian: bsdutils) is needed to give ask a terminal', () => {
     it.each([[[]], [['--stream']]])('are written out, not obeyed, while line breaks and tabs lay the answer out (%j)', async (stream) => {
-      const command = `exec '${process.execPath}' '${binPath}' ask escapes hello ${stream.join(' ')} --registrar ${registrar.url}`;
-      const session = spawn('script', ['-qfec', command, '/dev/null'], { env: { ...process.env, NO_COLOR: '1', SVCMESH_CONFIG_DIR: tempDir('svcmesh-config-') } });
-      let screen = '';
-      session.stdout.on('data', (chunk: Buffer) => (screen += chunk.toString('utf8')));
-      const code = await new Promise<number | null>((resolve) => session.once('close', resolve));
+      const { code, screen } = await atTerminal(`ask escapes hello ${stream.join(' ')} --registrar ${registrar.url}`);
       expect(code, screen).toBe(0);
       // The terminal turns each line break into CRLF itself.
       expect(screen).toContain('\\u001b[2J\\u001b]0;owned\\u0007Title\r\n\tindented');
