@@ -679,11 +679,13 @@ async function main() {
       // The ceiling: a bare node:http server that sends the same bytes and does nothing else.
       const bytes = await startProcess('bytes server', [path.join(BENCH, 'bytes-server.mjs'), '--from', `${R}/services`]);
       cpuWatched.set('bytes', bytes.pid);
-      const [trivial, services, revalidated, bare] = await loadsInTurns([
+      const [trivial, services, revalidated, bare, gzipped] = await loadsInTurns([
         { label: 'echo target GET /', request: { url: `${echo.url}/` } },
         { label: 'GET /services, 1000 instances', request: { url: `${R}/services` } },
         { label: 'GET /services, 1000 instances, If-None-Match', request: { url: `${R}/services`, headers: { 'if-none-match': etag }, status: 304 } },
         { label: 'bare node:http, the same bytes', request: { url: `${bytes.url}/` } },
+        // What Go's and Python's HTTP clients, browsers and fetch ask for by default.
+        { label: 'GET /services, 1000 instances, gzip', request: { url: `${R}/services`, headers: { 'accept-encoding': 'gzip' } } },
       ]);
       cpuWatched.delete('bytes');
       await stopProcess(bytes);
@@ -696,6 +698,7 @@ async function main() {
       };
       m.services_1k_not_modified = { instances: 1000, ...revalidated, rps_ratio_to_trivial: pairedRatio(revalidated, trivial, 'rps') };
       m.bare_bytes_1k = { ...bare, rps_ratio_to_trivial: pairedRatio(bare, trivial, 'rps') };
+      m.services_1k_gzip = { instances: 1000, ...gzipped, rps_ratio_to_trivial: pairedRatio(gzipped, trivial, 'rps') };
     });
   }
 
@@ -806,6 +809,7 @@ function loadRows(previous) {
     ['GET /services, 1 instance', 'services_1'],
     ['GET /services, 1000 instances', 'services_1k'],
     ['GET /services, 1000, If-None-Match (304)', 'services_1k_not_modified'],
+    ['GET /services, 1000, Accept-Encoding: gzip', 'services_1k_gzip'],
     ['bare node:http sending the same 1000 bytes', 'bare_bytes_1k', 'bytes'],
     ['GET /services, 100 000 instances', 'services_100k', 'registrar_100k'],
     ['echo target GET / (trivial answer)', 'echo_trivial'],
@@ -846,6 +850,7 @@ function report(previous) {
     other.push(['GET /services, 1000 ÷ bare node:http sending the same bytes', `${fmt(m.services_1k.rps_ratio_to_bare, 2)}×`]);
     other.push(['bare node:http sending the same bytes ÷ trivial answer', `${fmt(m.bare_bytes_1k.rps_ratio_to_trivial, 2)}×`]);
   }
+  if (m.services_1k_gzip) other.push(['GET /services, 1000, gzip ÷ trivial answer (not the target: curl and wrk do not ask for gzip)', `${fmt(m.services_1k_gzip.rps_ratio_to_trivial, 2)}×`]);
   if (m.nginx_proxy) {
     other.push(['nginx proxy ÷ direct /receive, req/s (p99)', `${fmt(m.nginx_proxy.rps_ratio, 2)}× (${fmt(m.nginx_proxy.p99_ratio, 2)}×)`]);
     other.push(['POST /forward ÷ nginx proxy, req/s', `${fmt(m.forward.rps_ratio_to_nginx, 2)}×`]);

@@ -7,6 +7,7 @@
 import { getEventListeners, once } from 'node:events';
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { type AddressInfo, createServer as createTcpServer } from 'node:net';
+import { gunzipSync } from 'node:zlib';
 import type { Hono } from 'hono';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { MemoryStore } from '../src/registry/memory.js';
@@ -118,11 +119,41 @@ async function seen(response: Response): Promise<Seen> {
   };
 }
 
-/** The same request through the app and over the socket; both answers. */
+/**
+ * The same request through the app and over the socket; both answers. fetch asks for gzip unless
+ * told otherwise and `app.request()` does not: both ask for the bytes as they are, unless the
+ * test says.
+ */
 async function bothWays(app: Hono, url: string, path: string, init: RequestInit = {}): Promise<[Seen, Seen]> {
-  const viaApp = await seen(await app.request(path, init));
-  const viaSocket = await seen(await fetch(`${url}${path}`, init));
+  const same = { ...init, headers: { 'accept-encoding': 'identity', ...(init.headers as Record<string, string>) } };
+  const viaApp = await seen(await app.request(path, same));
+  const viaSocket = await seen(await fetch(`${url}${path}`, same));
   return [viaApp, viaSocket];
+}
+
+interface RawAnswer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  bytes: Buffer;
+}
+
+/** GET over a socket, the body as it came (fetch would have unzipped it). */
+function rawGet(url: string, path: string, headers: Record<string, string>): Promise<RawAnswer> {
+  return new Promise((resolve, reject) => {
+    httpRequest(`${url}${path}`, { headers }, (response) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.on('end', () => resolve({ status: response.statusCode!, headers: response.headers, bytes: Buffer.concat(chunks) }));
+    })
+      .on('error', reject)
+      .end();
+  });
+}
+
+/** The same GET through the app; its headers in node's lower-case shape. */
+async function rawGetFromApp(app: Hono, path: string, headers: Record<string, string>): Promise<RawAnswer> {
+  const response = await app.request(path, { headers });
+  return { status: response.status, headers: Object.fromEntries(response.headers), bytes: Buffer.from(await response.arrayBuffer()) };
 }
 
 const postJson = (body: unknown, headers: Record<string, string> = {}): RequestInit => ({
@@ -177,6 +208,96 @@ describe('the fast path answers as the app does', () => {
     const [viaApp, viaSocket] = await bothWays(app, url, '/services');
     expect(viaSocket.body.length).toBeGreaterThan(16 * 1024);
     expect(viaSocket).toEqual(viaApp);
+  });
+
+  it('GET /services gzipped to a client that asks, with its own ETag, from both ways alike', async () => {
+    const { app, registry, url } = await setup();
+    for (let n = 0; n < 400; n += 1) await registry.register({ name: `svc-${n}`, url: `http://127.0.0.1:${10_000 + n}` });
+    const plain = await rawGet(url, '/services', {});
+    expect(plain.headers['content-encoding']).toBeUndefined();
+    expect(plain.headers.vary).toBe('accept-encoding');
+
+    for (const acceptEncoding of ['gzip', 'gzip, deflate, br', 'br;q=1.0, gzip;q=0.5', 'x-gzip', '*', 'GZIP']) {
+      const viaSocket = await rawGet(url, '/services', { 'accept-encoding': acceptEncoding });
+      const viaApp = await rawGetFromApp(app, '/services', { 'accept-encoding': acceptEncoding });
+      for (const answer of [viaSocket, viaApp]) {
+        expect(answer.status).toBe(200);
+        expect(answer.headers['content-encoding']).toBe('gzip');
+        expect(answer.headers['content-type']).toBe('application/json');
+        expect(answer.headers.vary).toBe('accept-encoding');
+        expect(answer.headers.etag).toBe(`${String(plain.headers.etag).slice(0, -1)}-gzip"`);
+        expect(gunzipSync(answer.bytes).equals(plain.bytes)).toBe(true);
+      }
+      expect(viaSocket.bytes.length).toBeLessThan(plain.bytes.length / 4);
+      expect(Number(viaSocket.headers['content-length'])).toBe(viaSocket.bytes.length);
+    }
+  });
+
+  it('GET /services as it is to a client that refuses gzip or does not ask, and for a small catalog', async () => {
+    const { app, registry, url } = await setup();
+    await registry.register({ name: 'web', url: 'http://127.0.0.1:8080' });
+    const small = await rawGet(url, '/services', { 'accept-encoding': 'gzip' });
+    expect(small.headers['content-encoding']).toBeUndefined();
+    expect(small.headers.vary).toBeUndefined();
+    expect(JSON.parse(small.bytes.toString())).toEqual({ services: { web: 'http://127.0.0.1:8080' } });
+
+    for (let n = 0; n < 100; n += 1) await registry.register({ name: `svc-${n}`, url: `http://127.0.0.1:${10_000 + n}` });
+    for (const acceptEncoding of ['identity', 'gzip;q=0', 'gzip;q=0.000, br', '*;q=0', 'br', 'gzip;q=bad', 'gzipx', '*, gzip;q=0']) {
+      for (const answer of [await rawGet(url, '/services', { 'accept-encoding': acceptEncoding }), await rawGetFromApp(app, '/services', { 'accept-encoding': acceptEncoding })]) {
+        expect(answer.headers['content-encoding'], acceptEncoding).toBeUndefined();
+        expect(Object.keys(JSON.parse(answer.bytes.toString()).services)).toHaveLength(101);
+      }
+    }
+  });
+
+  it('GET /services gzipped: 304 for the gzipped ETag, the whole catalog for another, a new one after a change', async () => {
+    const { app, registry, url } = await setup();
+    for (let n = 0; n < 100; n += 1) await registry.register({ name: `svc-${n}`, url: `http://127.0.0.1:${10_000 + n}` });
+    const gzipped = await rawGet(url, '/services', { 'accept-encoding': 'gzip' });
+    const plain = await rawGet(url, '/services', {});
+    const etag = String(gzipped.headers.etag);
+
+    for (const answer of [
+      await rawGet(url, '/services', { 'accept-encoding': 'gzip', 'if-none-match': etag }),
+      await rawGetFromApp(app, '/services', { 'accept-encoding': 'gzip', 'if-none-match': etag }),
+    ]) {
+      expect(answer).toMatchObject({ status: 304, headers: { etag, vary: 'accept-encoding' } });
+      expect(answer.bytes.length).toBe(0);
+    }
+    // The identity ETag names other bytes: a client that now asks for gzip gets them whole, and
+    // one that holds the gzipped ETag but no longer asks for gzip gets the plain catalog.
+    expect((await rawGet(url, '/services', { 'accept-encoding': 'gzip', 'if-none-match': String(plain.headers.etag) })).status).toBe(200);
+    const unzipped = await rawGet(url, '/services', { 'if-none-match': etag });
+    expect(unzipped.status).toBe(200);
+    expect(unzipped.headers['content-encoding']).toBeUndefined();
+
+    await registry.register({ name: 'api', url: 'http://127.0.0.1:9090' });
+    const changed = await rawGet(url, '/services', { 'accept-encoding': 'gzip', 'if-none-match': etag });
+    expect(changed.status).toBe(200);
+    expect(changed.headers.etag).not.toBe(etag);
+    expect(JSON.parse(gunzipSync(changed.bytes).toString()).services.api).toBe('http://127.0.0.1:9090');
+  });
+
+  it('GET /services gzipped while the catalog changes under load: every answer is a whole catalog', async () => {
+    const { registry, url } = await setup();
+    for (let n = 0; n < 200; n += 1) await registry.register({ name: `svc-${n}`, url: `http://127.0.0.1:${10_000 + n}` });
+    const answers = await Promise.all(
+      Array.from({ length: 60 }, async (_, n) => {
+        if (n % 3 === 0) await registry.register({ name: `new-${n}`, url: `http://127.0.0.1:${20_000 + n}` });
+        return rawGet(url, '/services', { 'accept-encoding': 'gzip' });
+      }),
+    );
+    const bodies = new Map<string, number>();
+    for (const answer of answers) {
+      expect(answer.status).toBe(200);
+      const text = gunzipSync(answer.bytes).toString();
+      const count = Object.keys(JSON.parse(text).services).length;
+      expect(count).toBeGreaterThanOrEqual(200);
+      // One ETag, one catalog: the same tag never names two different bodies.
+      const tag = String(answer.headers.etag);
+      if (bodies.has(tag)) expect(bodies.get(tag)).toBe(count);
+      bodies.set(tag, count);
+    }
   });
 
   it('GET /services with --protect-reads: refused without the token, answered with it', async () => {

@@ -8,7 +8,7 @@ import { acceptHeartbeat, type HeartbeatDeps, heartbeatBody, REREGISTERED_HEADER
 import type { ChunkSource, ForwardAnswer, Forwarder } from './forwarder.js';
 import type { FastPath } from './start.js';
 import { forwardBody, MAX_BODY_BYTES, parseJsonText, refuseEncodedBody, tooLarge } from './validation.js';
-import { etagMatches, servicesBody } from './wire.js';
+import { type ServicesAnswer, servicesAnswer, servicesBody } from './wire.js';
 
 const SMALL_BODY_BYTES = 16 * 1024;
 const REREGISTERED_ANSWER = { [REREGISTERED_HEADER]: 'true' };
@@ -51,16 +51,13 @@ export function createRegistrarFastPath(deps: RegistrarFastPathDeps): FastPath {
         // Nothing is written yet: the app answers it, with its error shape (503 for a store down).
         return false;
       }
-      const { text, bytes, etag } = body;
-      if (etagMatches(request.headers['if-none-match'], etag)) {
-        response.writeHead(304, { etag });
-        response.end();
-        return true;
-      }
-      response.writeHead(200, { 'content-type': 'application/json', 'content-length': bytes.byteLength, etag });
-      // A short string leaves node's socket in one write together with the headers; a large
-      // catalog goes as the bytes kept, rather than being encoded again.
-      response.end(bytes.byteLength <= SMALL_BODY_BYTES ? text : bytes);
+      const answer = servicesAnswer(
+        body,
+        { acceptEncoding: headerText(request.headers['accept-encoding']), ifNoneMatch: headerText(request.headers['if-none-match']) },
+        SMALL_BODY_BYTES,
+      );
+      if (answer instanceof Promise) answer.then((ready) => writeServices(response, ready), (error) => answerError(response, error, 'GET /services'));
+      else writeServices(response, answer);
       return true;
     }
     if (request.method === 'POST' && isPath(url, '/forward')) {
@@ -192,6 +189,17 @@ function readBody(request: IncomingMessage, done: (error: unknown, text?: string
     over = true;
     done(error);
   });
+}
+
+function writeServices(response: ServerResponse, answer: ServicesAnswer): void {
+  if (response.destroyed) return;
+  if (answer.status === 304) {
+    response.writeHead(304, answer.headers);
+    response.end();
+    return;
+  }
+  response.writeHead(200, { ...answer.headers, 'content-length': Buffer.byteLength(answer.body) });
+  response.end(answer.body);
 }
 
 function writeWhole(response: ServerResponse, answer: ForwardAnswer): void {

@@ -15,7 +15,7 @@ import { acceptHeartbeat, checkServiceHost, heartbeatBody, instanceRef, REREGIST
 import type { RegistrarMetrics } from './metrics.js';
 import type { Logger } from './request-log.js';
 import { forwardBody, httpUrl, metadata, optional, parseJsonBody, serviceName } from './validation.js';
-import { catalogJson, etagMatches, instanceJson, servicesBody } from './wire.js';
+import { catalogJson, instanceJson, servicesAnswer, servicesBody } from './wire.js';
 
 export interface RegistrarDeps {
   registry: Registry;
@@ -89,11 +89,10 @@ export function createRegistrarApp(deps: RegistrarDeps): Hono {
   });
 
   // The registrar's node fast path (registrar-fast-path.ts) answers this too, from the same bytes.
-  app.get('/services', (c) => {
-    const { bytes, etag } = servicesBody(registry);
-    // A poller that already holds this catalog gets no body.
-    if (etagMatches(c.req.header('if-none-match'), etag)) return c.body(null, 304, { etag });
-    return c.body(bytes, 200, { 'content-type': 'application/json', etag });
+  app.get('/services', async (c) => {
+    const answer = await servicesAnswer(servicesBody(registry), { acceptEncoding: c.req.header('accept-encoding'), ifNoneMatch: c.req.header('if-none-match') });
+    if (answer.status === 304) return c.body(null, 304, answer.headers);
+    return c.body(answer.body as Uint8Array<ArrayBuffer> | string, 200, answer.headers);
   });
 
   app.get('/services/:name', (c) => {
