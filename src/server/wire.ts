@@ -14,9 +14,9 @@ export type { InstanceJson };
 export function instanceJson(instance: Instance, reachability?: Reachability): InstanceJson {
   const json: InstanceJson = {
     url: instance.url,
-    registered_at: new Date(instance.registeredAt).toISOString(),
-    last_heartbeat: new Date(instance.lastHeartbeat).toISOString(),
-    expires_at: new Date(instance.expiresAt).toISOString(),
+    registered_at: isoTime(instance.registeredAt),
+    last_heartbeat: isoTime(instance.lastHeartbeat),
+    expires_at: isoTime(instance.expiresAt),
     metadata: instance.metadata,
   };
   if (reachability?.isDown(instance)) json.down = true;
@@ -24,14 +24,73 @@ export function instanceJson(instance: Instance, reachability?: Reachability): I
 }
 
 /**
- * Every instance, grouped by service name: the body of `/catalog` and the events' snapshot. With
- * the down marks, so a watcher that (re)connects after a `down` event still sees it.
+ * `JSON.stringify(instanceJson(instance))`, written straight as text: at 100 000 instances the
+ * objects and Dates in between cost a `/catalog` two thirds of its time.
  */
-export function catalogJson(all: ReadonlyMap<string, readonly Instance[]>, reachability?: Reachability): { services: Record<string, InstanceJson[]> } {
-  const services: Record<string, InstanceJson[]> = {};
-  for (const [name, instances] of all) services[name] = instances.map((instance) => instanceJson(instance, reachability));
-  return { services };
+export function instanceText(instance: Instance, reachability?: Reachability): string {
+  return (
+    `{"url":${JSON.stringify(instance.url)},"registered_at":"${isoTime(instance.registeredAt)}",` +
+    `"last_heartbeat":"${isoTime(instance.lastHeartbeat)}","expires_at":"${isoTime(instance.expiresAt)}",` +
+    `"metadata":${metadataText(instance.metadata)}${reachability?.isDown(instance) ? ',"down":true' : ''}}`
+  );
 }
+
+/** Most instances share one empty metadata object, and an instance's own is never changed in place. */
+const metadataTexts = new WeakMap<object, string>();
+function metadataText(metadata: Readonly<Record<string, unknown>>): string {
+  let text = metadataTexts.get(metadata);
+  if (text === undefined) {
+    text = JSON.stringify(metadata);
+    metadataTexts.set(metadata, text);
+  }
+  return text;
+}
+
+/**
+ * Every instance, grouped by service name, as the JSON text of an object: `/catalog` is
+ * `{"services": this}`, the events' snapshot carries it too. With the down marks, so a watcher
+ * that (re)connects after a `down` event still sees it.
+ */
+export function servicesText(all: ReadonlyMap<string, readonly Instance[]>, reachability?: Reachability): string {
+  // Pieces joined once: appending to one string made a rope of 100 000 pieces that cost more
+  // to flatten than the objects and JSON.stringify it replaces.
+  const names: string[] = [];
+  for (const [name, instances] of all) {
+    const texts = new Array<string>(instances.length);
+    for (let index = 0; index < instances.length; index += 1) texts[index] = instanceText(instances[index]!, reachability);
+    names.push(`${JSON.stringify(name)}:[${texts.join(',')}]`);
+  }
+  return `{${names.join(',')}}`;
+}
+
+const DAY_MS = 86_400_000;
+/** 9999-12-31T23:59:59.999Z: past it, toISOString writes a six-digit year. */
+const LAST_FOUR_DIGIT_YEAR_MS = 253_402_300_799_999;
+let formattedDay = Number.NaN;
+let formattedDayText = '';
+
+/**
+ * `new Date(time).toISOString()` without the Date: the day's part is kept from the last call
+ * (instances' times fall on few days) and the time of day is arithmetic.
+ */
+export function isoTime(time: number): string {
+  if (!(time >= 0 && time <= LAST_FOUR_DIGIT_YEAR_MS) || !Number.isInteger(time)) return new Date(time).toISOString();
+  const day = Math.floor(time / DAY_MS);
+  if (day !== formattedDay) {
+    formattedDayText = new Date(day * DAY_MS).toISOString().slice(0, 11);
+    formattedDay = day;
+  }
+  let rest = time - day * DAY_MS;
+  const milliseconds = rest % 1000;
+  rest = (rest - milliseconds) / 1000;
+  const seconds = rest % 60;
+  rest = (rest - seconds) / 60;
+  const minutes = rest % 60;
+  const hours = (rest - minutes) / 60;
+  return `${formattedDayText}${twoDigits(hours)}:${twoDigits(minutes)}:${twoDigits(seconds)}.${milliseconds < 10 ? '00' : milliseconds < 100 ? '0' : ''}${milliseconds}Z`;
+}
+
+const twoDigits = (value: number) => (value < 10 ? `0${value}` : String(value));
 
 export interface ServicesBody {
   text: string;
