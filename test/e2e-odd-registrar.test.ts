@@ -79,6 +79,13 @@ beforeAll(async () => {
   odd = createServer((req, res) => {
     req.resume();
     req.on('end', () => {
+      // Headers and the start of a body, then the connection dropped: a registrar killed as it answers.
+      if (req.url?.startsWith('/cut/')) {
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': '1000' });
+        res.write(req.url.endsWith('/forward') ? '{"message":"half an ans' : '{"services":{"a":"http://');
+        setTimeout(() => res.destroy(), 50);
+        return;
+      }
       const [, kind = '', ...rest] = (req.url ?? '').split('/');
       const answer = answers[kind];
       if (!answer) return void res.writeHead(404).end();
@@ -270,5 +277,25 @@ describe('ask --stream: a streamed answer of the wrong shape', () => {
   it('a whole stream, and one JSON answer from a service that does not stream, are fine', async () => {
     expect(await runSvcmesh(['ask', 'web', 'hi', '--stream', '--registrar', `${base}/streamed`])).toMatchObject({ code: 0, stdout: 'ab\n', stderr: '' });
     expect(await runSvcmesh(['ask', 'web', 'hi', '--stream', '--registrar', `${base}/whole`])).toMatchObject({ code: 0, stdout: 'whole\n', stderr: '' });
+  });
+});
+
+describe('an answer cut off after its headers', () => {
+  it('every command exits 1 naming the URL and saying the connection closed mid-answer, not just "aborted"', async () => {
+    const at = ['--registrar', `${base}/cut`];
+    for (const [args, path] of [
+      [['services'], 'catalog'],
+      [['services', '--json'], 'services'],
+      [['status'], 'health'],
+      [['heartbeat', 'web'], 'heartbeat'],
+      [['register', 'web', 'http://127.0.0.1:8080'], 'register'],
+      [['ask', 'web', 'hi'], 'forward'],
+    ] as const) {
+      const result = await runSvcmesh([...args, ...at]);
+      const label = args.join(' ');
+      expect(result.code, label).toBe(1);
+      expect(result.stdout, label).toBe('');
+      expect(result.stderr, label).toContain(`Lost the registrar at ${base}/cut/${path} in the middle of the answer: the connection closed before the answer ended`);
+    }
   });
 });

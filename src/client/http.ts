@@ -68,7 +68,15 @@ export async function checkOk(response: ClientResponse, url: string): Promise<Cl
 
 /** Reads a JSON body; an answer that is not JSON is an HttpError too. */
 export async function readJson<T>(response: ClientResponse, url: string): Promise<{ text: string; json: T }> {
-  const text = await response.text();
+  let text: string;
+  try {
+    text = await response.text();
+  } catch (error) {
+    // Ctrl-C (the caller's own abort) is the caller's to report; a cut or a timeout is the answer's.
+    const e = error as { name?: string; cause?: { name?: string } };
+    if (e.name === 'AbortError' && e.cause?.name !== 'TimeoutError') throw error;
+    throw lost(url, response.status, error);
+  }
   try {
     return { text, json: JSON.parse(text) as T };
   } catch {
@@ -106,8 +114,13 @@ export async function* ndjsonLines(response: ClientResponse, url: string): Async
 
 /** The connection broke while the answer was streaming (the server stopped or was killed). */
 function lost(url: string, status: number, error: unknown): HttpError {
-  const e = error as { code?: string; message?: string };
-  const cause = e.message === 'aborted' ? `the connection closed before the answer ended (${e.code ?? 'aborted'})` : (e.code ?? e.message ?? String(error));
+  const e = error as { name?: string; code?: string; message?: string; cause?: { name?: string } };
+  const timedOut = e.name === 'TimeoutError' || e.cause?.name === 'TimeoutError';
+  const cause = timedOut
+    ? 'the rest of it did not come in time'
+    : e.message === 'aborted'
+      ? `the connection closed before the answer ended (${e.code ?? 'aborted'})`
+      : (e.code ?? e.message ?? String(error));
   return new HttpError(`Lost the registrar at ${url} in the middle of the answer: ${cause}`, { status, url, cause: error });
 }
 
