@@ -7,12 +7,12 @@ const USAGE_ERRORS = new Set(['UsageError', 'StoreSpecError', 'ConfigError', 'Ho
 /** The only place that turns errors into a message on stderr and an exit code. */
 async function main(argv: string[]): Promise<void> {
   const args = argv.slice(2);
+  watchStdoutReader();
   // Scripts call --version to probe for the tool: answer it without building the command tree.
   if (args.length === 1 && (args[0] === '--version' || args[0] === '-v')) {
     process.stdout.write(`${VERSION}\n`);
     return;
   }
-  watchStdoutReader();
   const [{ buildProgram }, { CommanderError }] = await Promise.all([import('./program.js'), import('commander')]);
   // commander's `help` reads one command name: `help config list` would show config's help.
   // `help A B` is `A B --help`, which finds the subcommand at any depth.

@@ -12,9 +12,14 @@ export const stdoutReaderGone: AbortSignal = readerGone.signal;
 
 export function watchStdoutReader(stream: NodeJS.WriteStream = process.stdout): void {
   stream.on('error', (error: NodeJS.ErrnoException) => {
-    // Any other failure to write is a real error, reported as before.
-    if (error.code !== 'EPIPE') throw error;
-    readerGone.abort();
+    if (error.code === 'EPIPE') {
+      readerGone.abort();
+      return;
+    }
+    // A full disk (`services --watch --json > log`), an I/O error: nothing more can be printed,
+    // so say why on stderr and stop, rather than dump a stack trace.
+    process.stderr.write(`error cannot write to standard output: ${error.message}\n`);
+    process.exit(1);
   });
 }
 

@@ -95,3 +95,26 @@ describe('a reader that leaves early', () => {
     expect(await watching).toEqual({ code: 0, stderr: '' });
   });
 });
+
+/** Runs `svcmesh …args > /dev/full`: every write to stdout fails with ENOSPC, as on a full disk. */
+function intoFullDisk(args: string[]): Promise<{ code: number; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      'bash',
+      ['--norc', '--noprofile', '-c', `'${process.execPath}' '${binPath}' "$@" > /dev/full`, 'bash', ...args],
+      { env: { PATH: process.env.PATH, HOME: process.env.HOME, NO_COLOR: '1', SVCMESH_CONFIG_DIR: tempDir('svcmesh-config-') }, timeout: 20_000 },
+      (error, _stdout, stderr) => resolve({ code: error ? Number((error as { code?: number }).code ?? -1) : 0, stderr }),
+    );
+  });
+}
+
+describe('stdout that cannot be written (a full disk)', () => {
+  it('every command says so in one line on stderr and exits 1, with no stack trace or source', async () => {
+    for (const args of [['--version'], ['config', 'path'], ['completion', 'bash'], ['services', '--registrar', registrar.url], ['services', '--json', '--registrar', registrar.url]]) {
+      const label = args.join(' ');
+      const result = await intoFullDisk(args);
+      expect(result.code, label).toBe(1);
+      expect(result.stderr, label).toBe('error cannot write to standard output: ENOSPC: no space left on device, write\n');
+    }
+  });
+});
