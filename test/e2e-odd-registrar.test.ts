@@ -299,3 +299,18 @@ describe('an answer cut off after its headers', () => {
     }
   });
 });
+
+describe('a long-running registration pointed at something that is no registrar', () => {
+  it('register --keep-alive and ollama --register stop with exit 1 and the hint, rather than retry forever', async () => {
+    const at = ['--registrar', `${base}/notaregistrar`];
+    for (const args of [
+      ['register', 'web', 'http://127.0.0.1:8080', '--keep-alive'],
+      ['ollama', '--port', '0', '--host', '127.0.0.1', '--ollama-host', 'http://127.0.0.1:9', '--register'],
+    ]) {
+      const result = await runSvcmesh([...args, ...at], { timeoutMs: 15_000 });
+      expect(result.code, args[0]).toBe(1);
+      expect(result.stderr, args[0]).toContain(`${base}/notaregistrar/register answered 404`);
+      expect(result.stderr, args[0]).toContain(`Is ${base}/notaregistrar a svcmesh registrar?`);
+    }
+  });
+});

@@ -228,6 +228,37 @@ describe('startHeartbeatLoop', () => {
     expect(registry.instances(NAME)).toEqual([]);
   });
 
+  it('stops at a first answer that says the URL is no registrar (5000 for 5001), but retries one once it has registered', async () => {
+    const { app, registry } = registrar();
+    let notARegistrar = true;
+    // What the Ollama service on 5000, or Ollama itself, answers to POST /register.
+    const fetchImpl = async (url: string | URL | Request, init?: RequestInit) =>
+      notARegistrar ? new Response('404 page not found', { status: 404, headers: { 'content-type': 'text/plain' } }) : app.fetch(new Request(url, init));
+    const client = createRegistrarClient({ baseUrl: BASE, fetch: fetchImpl });
+    const start = (refused: HttpError[], warnings: string[]) => {
+      const running = startHeartbeatLoop({ client, name: NAME, url: URL_, intervalMs: 20, retryMs: 10, onRefused: (error) => refused.push(error), log: noop, warn: (line) => warnings.push(line) });
+      cleanups.push(() => running.stop());
+    };
+
+    const refusedAtStart: HttpError[] = [];
+    const warnedAtStart: string[] = [];
+    start(refusedAtStart, warnedAtStart);
+    await waitFor(() => refusedAtStart.length === 1, 5_000, 'the refusal');
+    expect(refusedAtStart[0]!.message).toBe(`${BASE}/register answered 404: 404 page not found`);
+    expect(warnedAtStart).toEqual([]);
+
+    // A registrar that took the registration, then sends the same for a while (a proxy's moment).
+    notARegistrar = false;
+    const refusedLater: HttpError[] = [];
+    const warnedLater: string[] = [];
+    start(refusedLater, warnedLater);
+    await waitFor(() => registry.instances(NAME).length === 1, 5_000, 'the registration');
+    notARegistrar = true;
+    await waitFor(() => warnedLater.length >= 2, 5_000, 'two failed heartbeats');
+    expect(refusedLater).toEqual([]);
+    expect(warnedLater[0]).toContain('answered 404: 404 page not found. Trying again in');
+  });
+
   it('leaves quietly after registrations that were refused or never arrived', async () => {
     const { app, registry } = registrar();
     const warnings: string[] = [];

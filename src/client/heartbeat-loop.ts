@@ -1,3 +1,4 @@
+import { isNotARegistrar } from '../error-hint.js';
 import { HttpError } from './http.js';
 import type { RegistrarClient } from './registrar-client.js';
 
@@ -25,7 +26,10 @@ export interface HeartbeatLoopOptions {
   retryMs?: number;
   /**
    * A registration the registrar refused (400, 401, 403): retrying cannot fix a bad token or a
-   * refused host. Given this, the loop stops and hands the error over; without it, it retries.
+   * refused host. So too, before the first registration went through, an answer that says the
+   * URL is not a registrar's (the Ollama service's port 5000 for 5001, Ollama's own 11434): once
+   * one did, the same answer is more likely a proxy's moment and is retried. Given this, the loop
+   * stops and hands the error over; without it, it retries.
    */
   onRefused?: (error: HttpError) => void;
   /**
@@ -53,6 +57,8 @@ export function startHeartbeatLoop(options: HeartbeatLoopOptions): HeartbeatLoop
   const { client, name, url } = options;
   let intervalMs = options.intervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS;
   let registered = false;
+  /** Whether a registration went through once: the URL is a registrar's, whatever it says later. */
+  let everRegistered = false;
   /**
    * A registration that failed in a way that may still have taken effect: a 5xx (a file store
    * answers 503 when it cannot save a change it serves anyway) or a connection lost on the way.
@@ -76,6 +82,7 @@ export function startHeartbeatLoop(options: HeartbeatLoopOptions): HeartbeatLoop
       throw error;
     }
     registered = true;
+    everRegistered = true;
     options.log(answer.json.message);
     await fitIntervalToTtl();
   }
@@ -148,7 +155,7 @@ export function startHeartbeatLoop(options: HeartbeatLoopOptions): HeartbeatLoop
       if (await passesCheck()) await (registered ? beat() : register());
       next = options.check ? Math.min(intervalMs, MAX_CHECK_INTERVAL_MS) : intervalMs;
     } catch (error) {
-      if (options.onRefused && error instanceof HttpError && isRefusal(error.status)) {
+      if (options.onRefused && error instanceof HttpError && (isRefusal(error.status) || (!everRegistered && isNotARegistrar(error)))) {
         stopped = true;
         options.onRefused(error);
         return;
