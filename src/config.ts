@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import envPaths from 'env-paths';
 import { fitsInHeader } from './header-value.js';
-import { isRegistrarUrl } from './http-url.js';
+import { carriesCredentials, isRegistrarUrl, withoutCredentials } from './http-url.js';
 import { closeNames } from './commands/unknown-service.js';
 import { makeFolder } from './make-folder.js';
 
@@ -11,8 +11,9 @@ export const SETTINGS = {
   registrar: {
     description: 'registrar URL used by client commands',
     secret: false,
-    check: isRegistrarUrl,
-    expected: 'an http(s) URL such as http://127.0.0.1:5001, or host:port',
+    // A password in it would show in every message naming the registrar: the token is the way in.
+    check: (v: string) => isRegistrarUrl(v) && !carriesCredentials(v),
+    expected: 'an http(s) URL such as http://127.0.0.1:5001, or host:port, without a user name or password (store the token with `svcmesh config set token`)',
   },
   token: {
     description: 'bearer token sent to the registrar',
@@ -141,7 +142,7 @@ export function openConfig(): ConfigStore {
     async set(key, value) {
       const setting = SETTINGS[key];
       // A secret is never printed back, not even a mistyped one.
-      if (!setting.check(value)) throw new ConfigError(`Expected \`${key}\` to be ${setting.expected}${setting.secret ? '' : `, got "${value}"`}`);
+      if (!setting.check(value)) throw new ConfigError(`Expected \`${key}\` to be ${setting.expected}${setting.secret ? '' : `, got "${withoutCredentials(value)}"`}`);
       await change((conf) => conf.set(key, value));
     },
     unset: (key) => change((conf) => conf.delete(key)),

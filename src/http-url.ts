@@ -56,3 +56,15 @@ export function registrarUrlFrom(value: string): string {
 export function isRegistrarUrl(value: string): boolean {
   return isHttpUrl(registrarUrlFrom(value)) && !/^https?:(?!\/\/)/i.test(value);
 }
+
+const CREDENTIALS = /^([a-z][a-z0-9+.-]*:\/\/)[^/@]*@/i;
+
+/** Whether a URL carries a user name or password (`http://user:secret@host`). */
+export function carriesCredentials(url: string): boolean {
+  return CREDENTIALS.test(url);
+}
+
+/** The URL with its user name and password written as `***`, for a message. */
+export function withoutCredentials(url: string): string {
+  return url.replace(CREDENTIALS, '$1***@');
+}

@@ -312,6 +312,26 @@ describe('config', () => {
     expect(result.stderr).toContain('Unknown setting `registar`: did you mean `registrar`? expected one of `registrar`, `token`');
   });
 
+  it('refuses a registrar URL with a password, never printing it; one stored before is masked in list', async () => {
+    const configDir = tempDir('svcmesh-config-');
+    const env = { SVCMESH_CONFIG_DIR: configDir };
+    const refused = await runSvcmesh(['config', 'set', 'registrar', 'http://admin:hunter2@127.0.0.1:45001'], { env });
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain('without a user name or password');
+    expect(refused.stderr).toContain('got "http://***@127.0.0.1:45001"');
+    expect(refused.stderr).not.toContain('hunter2');
+    expect((await runSvcmesh(['config', 'list'], { env })).stdout).toBe('');
+
+    writeFileSync(path.join(configDir, 'config.json'), JSON.stringify({ registrar: 'http://admin:hunter2@127.0.0.1:45001' }));
+    expect((await runSvcmesh(['config', 'list'], { env })).stdout).toBe('registrar=http://***@127.0.0.1:45001\n');
+    expect((await runSvcmesh(['config', 'list', '--json'], { env })).stdout).toBe('{"registrar":"http://***@127.0.0.1:45001"}\n');
+    expect((await runSvcmesh(['config', 'list', '--show-secrets'], { env })).stdout).toBe('registrar=http://admin:hunter2@127.0.0.1:45001\n');
+    const using = await runSvcmesh(['services'], { env });
+    expect(using.code).toBe(2);
+    expect(using.stderr).toContain('svcmesh config set registrar <url>');
+    expect(using.stderr).not.toContain('hunter2');
+  });
+
   it('rejects a registrar setting that is not a URL', async () => {
     const result = await runSvcmesh(['config', 'set', 'registrar', 'localhost']);
     expect(result.code).toBe(2);

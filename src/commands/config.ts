@@ -1,5 +1,6 @@
 import { Command } from 'commander';
 import { SETTINGS, assertSettingKey, openConfig, settingsPath } from '../config.js';
+import { withoutCredentials } from '../http-url.js';
 
 export function makeConfigCommand(): Command {
   const config = new Command('config').description(
@@ -53,7 +54,8 @@ export function makeConfigCommand(): Command {
           // A secret is masked whatever it holds; any other value that is not text is shown as
           // JSON, so that what is wrong with the file shows.
           const secret = SETTINGS[key as keyof typeof SETTINGS]?.secret && !flags.showSecrets;
-          return [key, secret ? '********' : value];
+          // A password in a URL stored before it was refused is a secret too.
+          return [key, secret ? '********' : typeof value === 'string' && !flags.showSecrets ? withoutCredentials(value) : value];
         }),
       );
       if (flags.json) return void process.stdout.write(`${JSON.stringify(shown)}\n`);

@@ -2,7 +2,7 @@ import { type Command, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, resolveSetting } from '../config.js';
 import type { RegistrarClient } from '../client/registrar-client.js';
 import { fitsInHeader } from '../header-value.js';
-import { isHttpUrl, isRegistrarUrl, registrarUrlFrom } from '../http-url.js';
+import { carriesCredentials, isHttpUrl, isRegistrarUrl, registrarUrlFrom, withoutCredentials } from '../http-url.js';
 import { SERVICE_NAME_RULE, isServiceName } from '../service-name.js';
 
 export const DEFAULT_REGISTRAR = 'http://127.0.0.1:5001';
@@ -128,9 +128,9 @@ export async function registrarSettings(flags: Pick<ClientFlags, 'registrar' | '
     throw new UsageError(`The registrar URL "${given}" is not an http(s) URL: fix SVCMESH_REGISTRAR or \`svcmesh config set registrar <url>\``);
   }
   // It would be shown in every message that names the registrar; the registrar takes a token instead.
-  if (/^[a-z][a-z0-9+.-]*:\/\/[^/@]*@/i.test(baseUrl)) {
+  if (carriesCredentials(baseUrl)) {
     throw new UsageError(
-      `The registrar URL "${baseUrl.replace(/\/\/[^/@]*@/, '//***@')}" carries a user name or password, which every message naming the registrar would show: give the URL without them, and the registrar's token with --token`,
+      `The registrar URL "${withoutCredentials(baseUrl)}" carries a user name or password, which every message naming the registrar would show: give the URL without them (fix --registrar, SVCMESH_REGISTRAR or \`svcmesh config set registrar <url>\`), and the registrar's token with --token`,
     );
   }
   let token: string | undefined;
