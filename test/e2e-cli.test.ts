@@ -961,10 +961,12 @@ describe('the Ollama service from the command line', () => {
           { role: 'user', content: 'What is my name?' },
         ]);
         // A message of several lines, between triple quotes as in `ollama run`.
-        session.stdin.write('"""First line\r');
+        // The blank line after the opening quotes goes; the indentation of the first line stays.
+        session.stdin.write('"""\r');
         await waitFor(() => screen.includes('... '), 10_000, 'the continuation prompt');
+        session.stdin.write('  indented: first line\r');
         session.stdin.write('second line"""\r');
-        await waitFor(() => chatAbout('First line\nsecond line')?.status === 'completed' && prompts() >= 4, 10_000, 'the answer to two lines');
+        await waitFor(() => chatAbout('  indented: first line\nsecond line')?.status === 'completed' && prompts() >= 4, 10_000, 'the answer to two lines');
 
         session.stdin.write('/clear\r');
         await waitFor(() => screen.includes('Conversation forgotten.') && prompts() >= 5, 10_000, '/clear');

@@ -63,7 +63,8 @@ export async function askInteractively(client: RegistrarClient, flags: AskFlags,
       prompt.setPrompt(PROMPT);
     }
     const several = block !== undefined;
-    const message = several ? block!.join('\n').trim() : line.trim();
+    // A block loses the blank lines around it, not the indentation of its first line (code, YAML).
+    const message = several ? block!.join('\n').replace(/^(?:[ \t]*\n)+/, '').trimEnd() : line.trim();
     block = undefined;
     // Commands are one word after "/" on a line of their own: a message of several lines, or a
     // line of several words ("/usr/lib holds what?"), is only ever a message.
