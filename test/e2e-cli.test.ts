@@ -874,11 +874,17 @@ describe('the Ollama service from the command line', () => {
     expect(await service.stop()).toEqual({ code: 0, signal: null });
   });
 
-  it('refuses a bad --name, an empty --model, an Ollama host that is none and a registrar URL that is none: exit 2, before listening', async () => {
+  it('refuses a bad --name, a --model that is no model name, an Ollama host that is none, a registrar URL that is none and registration options without --register: exit 2, before listening', async () => {
     const example = 'such as 127.0.0.1:11434, :11434 or http://ollama.internal:11434';
     const cases: Array<[string[], Record<string, string>, string[]]> = [
       [['--name', 'ollama service'], {}, ['--name "ollama service" must be 1-128 letters, digits']],
       [['--model', ''], {}, ['--model is empty']],
+      [['--model', 'bad model!'], {}, ['--model "bad model!" is not a model name Ollama takes']],
+      [[], { OLLAMA_MODEL: 'llama3.2; rm' }, ['OLLAMA_MODEL "llama3.2; rm" is not a model name Ollama takes']],
+      // Without --register these would be ignored, and the service silently never registered.
+      [['--registrar', 'http://127.0.0.1:5001'], {}, ['--registrar only applies with --register: add --register']],
+      [['--heartbeat-interval', '5'], {}, ['--heartbeat-interval only applies with --register']],
+      [['--advertise-url', 'http://10.0.0.5:5000'], {}, ['--advertise-url only applies with --register']],
       [['--ollama-host', 'http://bad host'], {}, ['--ollama-host "http://bad host" is not a host, host:port or URL', example]],
       [['--ollama-host', 'ftp://x'], {}, ['--ollama-host "ftp://x" uses ftp:, but Ollama answers over http or https', example]],
       [[], { OLLAMA_HOST: 'http://bad host' }, ['OLLAMA_HOST "http://bad host" is not a host, host:port or URL', example]],

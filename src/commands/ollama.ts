@@ -41,6 +41,7 @@ export function makeOllamaCommand(): Command {
       const runtime = await import('../runtime/server.js');
       // Every mistake in the call is reported before anything listens or registers.
       const ollamaHost = ollamaHostFrom(runtime, flags.ollamaHost, command.getOptionValueSource('ollamaHost'));
+      refuseRegistrationOptionsAlone(flags);
       const model = modelFrom(flags.model, command.getOptionValueSource('model'));
       const name = runtime.serviceName.safeParse(flags.name);
       if (!name.success) throw new UsageError(`--name "${flags.name}" ${name.error.issues[0]?.message}: the registrar would refuse it`);
@@ -116,10 +117,37 @@ function ollamaHostFrom(runtime: Runtime, value: string, source: string | undefi
 }
 
 /** OLLAMA_MODEL set but empty is the default; an empty --model is a mistake. */
+/**
+ * The characters of an Ollama model name (llama3.2, qwen2.5:7b, hf.co/user/repo:Q4_K_M,
+ * name@sha256:…): anything else Ollama refuses, so every question would fail with its error.
+ */
+const MODEL_NAME = /^[A-Za-z0-9_][A-Za-z0-9._:/@-]*$/;
+
 function modelFrom(value: string, source: string | undefined): string {
-  if (value.trim() !== '') return value;
-  if (source === 'env') return DEFAULT_MODEL;
-  throw new UsageError(`--model is empty: name the model that answers, such as ${DEFAULT_MODEL} (\`ollama list\` shows those pulled), or leave it out for ${DEFAULT_MODEL}`);
+  const where = source === 'env' ? 'OLLAMA_MODEL' : '--model';
+  if (value.trim() === '') {
+    if (source === 'env') return DEFAULT_MODEL;
+    throw new UsageError(`--model is empty: name the model that answers, such as ${DEFAULT_MODEL} (\`ollama list\` shows those pulled), or leave it out for ${DEFAULT_MODEL}`);
+  }
+  if (!MODEL_NAME.test(value)) {
+    throw new UsageError(
+      `${where} "${value}" is not a model name Ollama takes: letters, digits and . _ - : / @, as in ${DEFAULT_MODEL}, qwen2.5:7b or hf.co/user/repo:tag (\`ollama list\` shows those pulled)`,
+    );
+  }
+  return value;
+}
+
+/** Options that only mean something with --register: given without it, the service would silently stay unregistered. */
+function refuseRegistrationOptionsAlone(flags: OllamaFlags): void {
+  if (flags.register) return;
+  for (const [given, option] of [
+    [flags.registrar, '--registrar'],
+    [flags.token, '--token'],
+    [flags.heartbeatInterval, '--heartbeat-interval'],
+    [flags.advertiseUrl, '--advertise-url'],
+  ] as const) {
+    if (given !== undefined) throw new UsageError(`${option} only applies with --register: add --register to register with the registrar, or leave ${option} out`);
+  }
 }
 
 /**
