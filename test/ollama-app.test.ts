@@ -180,6 +180,18 @@ describe('POST /receive', () => {
     }
   });
 
+  it('says Ollama speaks plain http when --ollama-host says https, rather than to start ollama serve', async () => {
+    const fake = await fakeOllama();
+    const host = fake.host.replace(/^http:/, 'https:');
+    for (const stream of [false, true]) {
+      const response = await receive(appFor(host), { message: 'hi', stream });
+      expect(response.status).toBe(503);
+      const { error } = (await response.json()) as { error: string };
+      expect(error).toMatch(new RegExp(`^Ollama at ${host} does not speak TLS \\((EPROTO|ERR_SSL_[A-Z_]+)\\): Ollama serves plain http, so use http://`));
+      expect(error).not.toContain('ollama serve');
+    }
+  });
+
   it('says Ollama was lost in the middle of the answer, not that it is not reachable, when its connection breaks mid-answer', async () => {
     const fake = await fakeOllama({ reply: 'one two three four five', dropAfterTokens: 2 });
     const lost = `Lost Ollama at ${fake.host} in the middle of the answer: the connection `;

@@ -47,6 +47,13 @@ export function describeOllamaError(error: unknown, host: string, model: string)
   }
   if (e.name === 'TypeError' || e.cause?.code) {
     const cause = e.cause?.code ?? e.cause?.message ?? e.message ?? String(error);
+    // Ollama itself speaks plain http: https to it fails the TLS handshake, not the connection.
+    if (host.startsWith('https:') && /^(EPROTO|ERR_SSL_)/.test(cause)) {
+      return new ApiError(
+        503,
+        `Ollama at ${host} does not speak TLS (${cause}): Ollama serves plain http, so use http:// (or put a TLS proxy in front of it)`,
+      );
+    }
     return new ApiError(503, `Ollama is not reachable at ${host}: ${cause}. Start it with \`ollama serve\`, or point --ollama-host / OLLAMA_HOST at it`);
   }
   return new ApiError(502, `Ollama at ${host} failed while answering: ${e.message ?? String(error)}`);
