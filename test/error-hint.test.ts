@@ -57,11 +57,11 @@ describe('the line under an error', () => {
 describe('the hint for a name an empty registrar does not know', () => {
   const notRegistered = () => new HttpError('http://127.0.0.1:5001/forward answered 404: Service web is not registered', { status: 404, url: 'http://127.0.0.1:5001/forward' });
   /** What withServiceHint reads of a registrar: its names and its uptime. */
-  const registrarUp = (uptimeSeconds: number) =>
+  const registrarUp = (uptimeSeconds: number, ttlSeconds?: number) =>
     ({
       baseUrl: 'http://127.0.0.1:5001',
       services: async () => ({ json: { services: {} }, text: '{"services":{}}', headers: { get: () => null } }),
-      health: async () => ({ json: { status: 'ok', uptime_seconds: uptimeSeconds }, text: '', headers: { get: () => null } }),
+      health: async () => ({ json: { status: 'ok', uptime_seconds: uptimeSeconds, ttl_seconds: ttlSeconds }, text: '', headers: { get: () => null } }),
     }) as unknown as RegistrarClient;
 
   it('says a registrar that just started may not have heard from its services yet', async () => {
@@ -69,6 +69,15 @@ describe('the hint for a name an empty registrar does not know', () => {
     expect(error.hint).toBe(
       'Nothing is registered at http://127.0.0.1:5001 yet: it started 12 s ago, and services register again with their next heartbeat (or is that not the registrar you meant?)',
     );
+  });
+
+  it('counts "just started" within the TTL: with --ttl 30, services that heartbeat are back after 30 s', async () => {
+    const early = (await withServiceHint(notRegistered(), registrarUp(20, 30), 'web')) as HttpError;
+    expect(early.hint).toContain('yet: it started 20 s ago');
+    const late = (await withServiceHint(notRegistered(), registrarUp(209, 30), 'web')) as HttpError;
+    expect(late.hint).toBe('Nothing is registered at http://127.0.0.1:5001: is that the registrar you meant?');
+    const defaultTtl = (await withServiceHint(notRegistered(), registrarUp(209, 300), 'web')) as HttpError;
+    expect(defaultTtl.hint).toContain('yet: it started 209 s ago');
   });
 
   it('asks whether it is the registrar meant once it has been up a while', async () => {

@@ -32,7 +32,10 @@ export async function withServiceHint(error: unknown, client: RegistrarClient, n
   return error;
 }
 
-/** A registrar that started this recently may simply not have heard from its services yet. */
+/**
+ * A registrar that started this recently may simply not have heard from its services yet: within
+ * its TTL (every service that heartbeats does so within it), at most five minutes.
+ */
 const RECENT_START_SECONDS = 300;
 
 /**
@@ -42,8 +45,9 @@ const RECENT_START_SECONDS = 300;
 async function nothingRegistered(client: RegistrarClient): Promise<string> {
   const nothing = `Nothing is registered at ${client.baseUrl}`;
   try {
-    const uptime = (await client.health()).json.uptime_seconds;
-    if (typeof uptime === 'number' && uptime < RECENT_START_SECONDS) {
+    const { uptime_seconds: uptime, ttl_seconds: ttl } = (await client.health()).json;
+    const recent = typeof ttl === 'number' && ttl > 0 ? Math.min(ttl, RECENT_START_SECONDS) : RECENT_START_SECONDS;
+    if (typeof uptime === 'number' && uptime < recent) {
       return `${nothing} yet: it started ${uptime} s ago, and services register again with their next heartbeat (or is that not the registrar you meant?)`;
     }
   } catch {
