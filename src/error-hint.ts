@@ -11,6 +11,10 @@ export function hintFor(error: Error & { status?: number; hint?: string; instanc
   if (error.name === 'HttpError' && error.status === undefined && /^Cannot reach https:.*: (EPROTO|ERR_SSL_)/.test(error.message)) {
     return '\n  Something answers there, but not over TLS: a registrar speaks plain http, so use http:// (put a TLS proxy in front of it for https).';
   }
+  if (error.name === 'HttpError' && error.status === undefined && error.message.endsWith(': no answer in time')) {
+    // Not refused: something took the connection, or a firewall swallowed it, and said nothing.
+    return '\n  Nothing came back in time: is the registrar there stopped or overloaded (a paused process, a machine under load), or is a firewall dropping the connection?';
+  }
   if (error.name === 'HttpError' && error.status === undefined) {
     return '\n  Is the registrar running there? Start it with `svcmesh registrar`, or point --registrar / SVCMESH_REGISTRAR at it.';
   }

@@ -15,6 +15,13 @@ describe('the line under an error', () => {
     );
   });
 
+  it('says a registrar that took the connection and sent nothing may be stopped or swamped, not that it is not running', () => {
+    const silent = new HttpError('Cannot reach http://127.0.0.1:5001/catalog: no answer in time', { url: 'http://127.0.0.1:5001/catalog' });
+    expect(hintFor(silent)).toBe(
+      '\n  Nothing came back in time: is the registrar there stopped or overloaded (a paused process, a machine under load), or is a firewall dropping the connection?',
+    );
+  });
+
   it('says an https URL pointed at a plain-http registrar is the wrong scheme, not a registrar that is not running', () => {
     const tls = new HttpError('Cannot reach https://127.0.0.1:5001/catalog: EPROTO', { url: 'https://127.0.0.1:5001/catalog' });
     expect(hintFor(tls)).toMatch(/^\n {2}Something answers there, but not over TLS: a registrar speaks plain http, so use http:\/\//);

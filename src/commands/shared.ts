@@ -32,7 +32,8 @@ const SECONDS_PER_UNIT: Record<string, number> = { ms: 0.001, s: 1, m: 60, h: 3_
  */
 export function parseSeconds(value: string): number {
   const text = value.trim();
-  let seconds = Number(text);
+  // Decimal only: Number() would read 0x10 as 16 and 1e3 as 1000.
+  let seconds = /^(?:\d+(?:\.\d*)?|\.\d+)$/.test(text) ? Number(text) : Number.NaN;
   if (Number.isNaN(seconds) && /^(?:\d+(?:\.\d+)?(?:ms|s|m|h))+$/.test(text)) {
     seconds = 0;
     for (const [, amount, unit] of text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)) seconds += Number(amount) * SECONDS_PER_UNIT[unit!]!;
