@@ -27,6 +27,16 @@ describe('usage', () => {
     expect(result).toMatchObject({ code: 0, stdout: `${version}\n` });
   });
 
+  it('says where the usage is for a subcommand, and that options go after the command when given before it', async () => {
+    const early = await runSvcmesh(['--registrar', ':45001', 'services']);
+    expect(early.code).toBe(2);
+    expect(early.stderr).toBe("error: unknown option '--registrar'\n(options go after the command: svcmesh services --registrar …)\n(run with --help for usage)\n");
+    const late = await runSvcmesh(['services', '--nope']);
+    expect(late).toMatchObject({ code: 2, stderr: "error: unknown option '--nope'\n(run `svcmesh services --help` for usage)\n" });
+    const nested = await runSvcmesh(['config', 'get']);
+    expect(nested).toMatchObject({ code: 2, stderr: "error: missing required argument 'key'\n(run `svcmesh config get --help` for usage)\n" });
+  });
+
   it.each([
     [['bogus']],
     [['services', '--no-such-option']],
