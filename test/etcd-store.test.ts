@@ -309,6 +309,47 @@ describeEtcd('EtcdStore on a three-member etcd cluster', () => {
     expect(summary(aEvents)).toEqual(['registered svc http://127.0.0.1:5203']);
   });
 
+  it('a registration answered 503 while etcd stalled is not applied when etcd goes on, and health is ok again', async () => {
+    const prefix = freshPrefix();
+    const a = new EtcdStore(cluster.endpoints, { ttlSeconds: 10, prefix, writeTimeoutMs: 1500 });
+    open.push(a);
+    await a.open();
+    for (const i of [0, 1, 2]) cluster.pauseMember(i);
+    let error: unknown;
+    try {
+      error = await a.register({ name: 'stall', url: 'http://127.0.0.1:5301' }).catch((e: unknown) => e);
+    } finally {
+      for (const i of [0, 1, 2]) cluster.resumeMember(i);
+    }
+    expect(error).toBeInstanceOf(StoreUnavailableError);
+    expect((error as Error).message).toMatch(/^etcd is unreachable at .*Writes are refused until it is back/);
+    // etcd now answers what it was sent while stalled: none of it may register the instance.
+    await until(() => a.health().status === 'ok', 10_000, 'health ok again without a write');
+    await sleep(1500);
+    const direct = new Etcd3({ hosts: cluster.endpoints });
+    try {
+      expect(await direct.getAll().prefix(prefix).keys()).toEqual([]);
+    } finally {
+      direct.close();
+    }
+    expect(a.instances('stall')).toEqual([]);
+  });
+
+  it('many registrations of one instance past the write bound say "try again", not that etcd is unreachable, and leave health ok', async () => {
+    const prefix = freshPrefix();
+    const a = new EtcdStore(cluster.endpoints, { ttlSeconds: 10, prefix, writeTimeoutMs: 300 });
+    const b = new EtcdStore(cluster.endpoints, { ttlSeconds: 10, prefix, writeTimeoutMs: 300 });
+    open.push(a, b);
+    await Promise.all([a.open(), b.open()]);
+    const results = await Promise.allSettled(
+      Array.from({ length: 120 }, (_, i) => (i % 2 ? a : b).register({ name: 'busy', url: 'http://127.0.0.1:5302', metadata: { i } })),
+    );
+    const refused = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => (r.reason as Error).message);
+    for (const message of refused) expect(message).not.toMatch(/unreachable/);
+    expect(a.health().status).toBe('ok');
+    expect(b.health().status).toBe('ok');
+  });
+
   it('resumes the watch from its last revision after a disconnect (replaying what it missed)', async () => {
     const prefix = freshPrefix();
     // A talks to member 0 only, so stopping it cuts A off while the cluster keeps quorum.

@@ -59,6 +59,24 @@ class EtcdTimeoutError extends Error {
   override readonly name = 'EtcdTimeoutError';
 }
 
+/**
+ * One write as #write runs it. A write whose bound ran out has been answered 503 ("refused"):
+ * from then on it must change nothing, and what it changed anyway is put back.
+ */
+interface WriteAttempt {
+  /** Answered as failed: change nothing more. */
+  abandoned: boolean;
+  /** Other writes to the same key won the compare-and-swap: the time went to contention, not to an absent etcd. */
+  collided: boolean;
+  /** etcd answered a call of this write: it is there, however slow. */
+  heard: boolean;
+}
+
+/** Thrown inside a write that was abandoned before it changed anything. */
+class WriteAbandonedError extends Error {
+  override readonly name = 'WriteAbandonedError';
+}
+
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /** Waits for `promise` at most `ms` (without keeping the process alive once it settles). */
@@ -162,6 +180,8 @@ export class EtcdStore implements Store {
   #watchConnected = false;
   #watchProblem: string | undefined = 'the watch has not connected yet';
   #writeProblem: string | undefined;
+  /** When a write last went through: one timing out soon after says etcd is busy, not gone. */
+  #lastWriteAt = Number.NEGATIVE_INFINITY;
 
   constructor(endpoints: string[], options: EtcdStoreOptions) {
     if (endpoints.length === 0) throw new Error('EtcdStore needs at least one etcd endpoint');
@@ -257,9 +277,10 @@ export class EtcdStore implements Store {
   // Writes
 
   register(input: RegistrationInput): Promise<{ instance: Instance; created: boolean }> {
-    return this.#write(async (client) => {
+    return this.#write(async (client, write) => {
       const key = this.#key(input.name, input.url);
       let kv = await this.#get(client, key);
+      write.heard = true;
       for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
         const current = kv && this.#parse(kv);
         const now = this.#clock.now();
@@ -273,6 +294,7 @@ export class EtcdStore implements Store {
           if (alive && (ttl === this.#ttlSeconds || ttl === this.#grantedTtl)) lease = current.lease;
         }
         if (lease === undefined) {
+          if (write.abandoned) throw new WriteAbandonedError();
           const granted = await client.leaseClient.leaseGrant({ TTL: this.#ttlSeconds });
           lease = granted.ID;
           ttl = Number(granted.TTL);
@@ -288,12 +310,22 @@ export class EtcdStore implements Store {
           metadata: input.metadata ?? (alive && current ? current.metadata : {}),
           lease,
         };
+        if (write.abandoned) {
+          if (current?.lease !== lease) this.#revokeQuietly(client, lease);
+          throw new WriteAbandonedError();
+        }
         const result = await this.#compareAndPut(client, key, kv, next);
+        if (result.ok && write.abandoned) {
+          // etcd took it only after the caller was told it was refused (a stalled etcd resumed).
+          this.#putBack(client, key, result.revision, kv, alive ? current : undefined, lease);
+          throw new WriteAbandonedError();
+        }
         if (result.ok) {
           if (current && current.lease !== lease && current.lease !== '0') this.#revokeQuietly(client, current.lease);
           return { instance: this.#applyPut(key, result.revision, next) ?? stripLease(next), created: !alive };
         }
         if (current?.lease !== lease) this.#revokeQuietly(client, lease);
+        write.collided = true;
         kv = result.current;
         // Another registration of this very instance, with the same metadata, came first (a fleet
         // restarting, the same service through two registrars): it did what this one would do.
@@ -312,16 +344,19 @@ export class EtcdStore implements Store {
   }
 
   heartbeat(name: string, url?: string): Promise<Instance[]> {
-    return this.#write(async (client) => {
+    // A renewal that lands after its 503 only renews: nothing to put back.
+    return this.#write(async (client, write) => {
       const targets = await this.#targets(client, name, url);
+      write.heard = true;
       const renewed = await Promise.all(targets.map((kv) => this.#renewOne(client, kv)));
       return renewed.filter((instance): instance is Instance => instance !== undefined);
     });
   }
 
   deregister(name: string, url?: string): Promise<Instance[]> {
-    return this.#write(async (client) => {
+    return this.#write(async (client, write) => {
       const targets = await this.#targets(client, name, url);
+      write.heard = true;
       const removed = await Promise.all(targets.map((kv) => this.#deregisterOne(client, kv)));
       return removed.filter((instance): instance is Instance => instance !== undefined);
     });
@@ -440,21 +475,58 @@ export class EtcdStore implements Store {
     throw lastError;
   }
 
+  /**
+   * Undoes a registration etcd took after the caller was answered 503: the value before it is put
+   * back (or the key deleted, when it made the instance), but only while the key is still as this
+   * write left it. A registration retried since (the heartbeat loop retries a 503) is left alone.
+   */
+  #putBack(client: Etcd3, key: string, revision: number, before: IKeyValue | undefined, beforeInstance: StoredInstance | undefined, lease: string): void {
+    const unchanged = client.if(key, 'Mod', '==', revision);
+    const undo = before && beforeInstance ? unchanged.then(client.put(key).value(before.value).lease(beforeInstance.lease)) : unchanged.then(client.delete().key(key));
+    undo.commit().then(
+      (response) => {
+        if (response.succeeded && beforeInstance?.lease !== lease) this.#revokeQuietly(client, lease);
+      },
+      () => undefined,
+    );
+  }
+
   #revokeQuietly(client: Etcd3, lease: string): void {
     client.leaseClient.leaseRevoke({ ID: lease }).catch(() => undefined);
   }
 
   /** Runs one write with a bound, turning "etcd is not there" into StoreUnavailableError (HTTP 503). */
-  async #write<T>(operation: (client: Etcd3) => Promise<T>): Promise<T> {
+  async #write<T>(operation: (client: Etcd3, write: WriteAttempt) => Promise<T>): Promise<T> {
     const client = this.#client;
     if (!client || this.#closed) throw new Error(this.#closed ? 'the etcd store is closed' : 'EtcdStore.open() must be called first');
     const deadline = Date.now() + this.#writeTimeoutMs;
+    const write: WriteAttempt = { abandoned: false, collided: false, heard: false };
     for (let attempt = 0; ; attempt++) {
+      const running = operation(client, write);
       try {
-        const result = await this.#bounded(operation(client), Math.max(1, deadline - Date.now()));
+        const result = await this.#bounded(running, Math.max(1, deadline - Date.now()));
         this.#writeProblem = undefined;
+        this.#lastWriteAt = Date.now();
         return result;
       } catch (error) {
+        if (error instanceof EtcdTimeoutError) {
+          // Told refused from here on; if etcd was only slow, it answers this one later: then a
+          // failed write no longer says anything about now.
+          write.abandoned = true;
+          running.then(
+            () => (this.#writeProblem = undefined),
+            (late: unknown) => {
+              if (late instanceof WriteAbandonedError) this.#writeProblem = undefined;
+            },
+          );
+          if (write.collided) {
+            throw new StoreUnavailableError(`other writes to the same instance kept changing it for ${this.#writeTimeoutMs} ms while this one tried; try again`);
+          }
+          // etcd answered this write, or others went through meanwhile: it is there, only too busy.
+          if (write.heard || Date.now() - this.#lastWriteAt < this.#writeTimeoutMs) {
+            throw new StoreUnavailableError(`etcd is busy: it answers, but this write did not finish within ${this.#writeTimeoutMs} ms; try again`);
+          }
+        }
         if (!this.#isUnreachable(error)) throw error;
         // etcd3 gives up after three quick attempts, which a leader election (the leader of three
         // stopped: ~1-2 s without a leader) easily uses up. Every write re-reads and compares

@@ -16,6 +16,10 @@ export interface EtcdCluster {
   stopMember(i: number): Promise<void>;
   /** Starts member `i` again on the same ports and data directory; waits until it answers. */
   startMember(i: number): Promise<void>;
+  /** Freezes member `i` (SIGSTOP): it keeps its connections but answers nothing, as in a long GC or fsync stall. */
+  pauseMember(i: number): void;
+  /** Lets a paused member go on (SIGCONT): it then answers what it was sent meanwhile. */
+  resumeMember(i: number): void;
   /** Kills every member (by PID) and removes the temp directories. Safe to call twice. */
   stopAll(): Promise<void>;
 }
@@ -171,6 +175,8 @@ export async function startEtcdCluster(options: EtcdClusterOptions = {}): Promis
   const stopAll = async () => {
     if (stopped) return;
     stopped = true;
+    // A paused member does not die of SIGKILL until it is let go on: it would keep its ports.
+    for (const member of members) member.process?.kill('SIGCONT');
     await Promise.all(members.map(kill));
     rmSync(root, { recursive: true, force: true });
   };
@@ -196,6 +202,12 @@ export async function startEtcdCluster(options: EtcdClusterOptions = {}): Promis
       if (member.process) return;
       launch(member);
       await waitHealthy([member], `etcd member ${member.name}`);
+    },
+    pauseMember(i) {
+      members[i]?.process?.kill('SIGSTOP');
+    },
+    resumeMember(i) {
+      members[i]?.process?.kill('SIGCONT');
     },
     stopAll,
   };
