@@ -1,13 +1,13 @@
 /** The CLI as a user and a shell script meet it: exit codes, messages, settings, --json. */
 import { execFile, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:http';
+import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeOllama, startFakeOllama } from './support/fake-ollama.js';
 import { describeIfInstalled } from './support/requires.js';
-import { binPath, freePort, removeTempDirs, runSvcmesh, spawnSvcmesh, startSvcmesh, stopAll, type SvcmeshProcess, tempDir, waitFor } from './support/processes.js';
+import { binPath, closeServer, freePort, removeTempDirs, runSvcmesh, spawnSvcmesh, startSvcmesh, stopAll, type SvcmeshProcess, tempDir, waitFor } from './support/processes.js';
 
 let registrar: SvcmeshProcess;
 
@@ -401,6 +401,60 @@ describe('services', () => {
   });
 
   describeIfInstalled('services --watch at a terminal', spawnSync('script', ['--version']).status === 0, 'util-linux `script` (Debian: bsdutils) is needed to give the watch a terminal', () => {
+    /** What a test started here: closed after it, whatever it asserted. */
+    const cleanups: Array<() => Promise<unknown> | unknown> = [];
+    afterEach(async () => {
+      for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+    });
+
+    it('says on the screen, through every redraw, that the registrar is away, until its events come again', async () => {
+      // A registrar the test switches off and on: /events answers 503 while it is away.
+      let away = false;
+      const streams: ServerResponse[] = [];
+      const now = () => new Date().toISOString();
+      const instance = () => ({ url: 'http://127.0.0.1:8080', registered_at: now(), last_heartbeat: now(), expires_at: new Date(Date.now() + 300_000).toISOString(), metadata: {} });
+      const server = createServer((req, res) => {
+        if (req.url === '/health') return void res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
+        if (req.url === '/catalog') return void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ services: { watched: [instance()] } }));
+        if (req.url !== '/events') return void res.writeHead(404).end();
+        if (away) return void res.writeHead(503, { 'content-type': 'application/json' }).end('{"error":"restarting"}');
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.write(`event: snapshot\ndata: ${JSON.stringify({ type: 'snapshot', services: { watched: [instance()] } })}\n\n`);
+        streams.push(res);
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      cleanups.push(() => closeServer(server));
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const session = spawn('script', ['-qfec', `stty rows 24 cols 200; exec '${process.execPath}' '${binPath}' services --watch --registrar ${url}`, '/dev/null'], {
+        env: { ...process.env, NO_COLOR: '1', SVCMESH_CONFIG_DIR: tempDir('svcmesh-config-') },
+      });
+      cleanups.push(() => session.kill('SIGKILL'));
+      let screen = '';
+      session.stdout.on('data', (chunk: Buffer) => (screen += chunk.toString('utf8')));
+      const frames = () => screen.split('\x1b[H');
+      /** The last screen drawn whole: the one before the last, after `count` frames and two more. */
+      const frameAfter = async (count: number, what: string) => {
+        await waitFor(() => frames().length >= count + 2, 10_000, what);
+        return frames()[count] ?? '';
+      };
+
+      await waitFor(() => (frames().at(-1) ?? '').includes(`watching ${url}/events`), 10_000, 'the watch to draw its screen');
+      away = true;
+      for (const stream of streams.splice(0)) stream.end();
+      await waitFor(() => /disconnected.*reconnecting/.test(frames().at(-1) ?? ''), 10_000, 'the screen to say the registrar is away');
+      // Drawn again a second later, and again: a warning written under the table would be gone by now.
+      const later = await frameAfter(frames().length + 1, 'two redraws after the disconnect');
+      expect(later).toMatch(new RegExp(`^disconnected(: ${url}/events answered 503: restarting| from ${url}/events: the registrar closed the event stream); reconnecting( in [\\d.]+ s|…) — Ctrl-C to stop`, 'm'));
+      expect(later).not.toContain(`watching ${url}/events`);
+      expect(later).toMatch(/^watched +http:\/\/127\.0\.0\.1:8080 /m);
+
+      away = false;
+      await waitFor(() => (frames().at(-1) ?? '').includes(`watching ${url}/events`), 15_000, 'the watch to connect again');
+      const back = await frameAfter(frames().length, 'a redraw after connecting again');
+      expect(back).toContain(`watching ${url}/events — Ctrl-C to stop`);
+      expect(back).not.toContain('disconnected');
+    });
+
     it('watching one service not registered yet says it waits for that one, not that nothing is registered', async () => {
       const own = await startSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1']);
       await runSvcmesh(['register', 'present', 'http://127.0.0.1:8080', '--registrar', own.url]);

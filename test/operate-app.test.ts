@@ -5,7 +5,7 @@
  * sockets, so targets are real servers on 127.0.0.1; time is a fake clock, so nothing sleeps.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
 import type { Hono } from 'hono';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { HostPolicyError, type HostPolicy, parseAllowHosts } from '../src/allow-hosts.js';
@@ -848,6 +848,97 @@ describe('watchEvents (what `services --watch` runs on)', () => {
     for (let i = 0; i < 100 && !settled; i++) await new Promise((resolve) => setImmediate(resolve));
     expect(settled).toBe(true);
     expect(await ended).toEqual({ done: true, value: undefined });
+  });
+
+  /**
+   * A registrar on 127.0.0.1 whose /events sends a snapshot (numbered by the connection), then
+   * `then(res)` (nothing, by default: a stopped registrar, a partition, a stuck proxy).
+   */
+  async function eventsServer(then: (res: ServerResponse) => void = () => {}) {
+    const target = await startTarget({
+      handler: (_req, res) => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.write(`event: snapshot\ndata: {"type":"snapshot","connection":${target.received.length}}\n\n`);
+        then(res);
+      },
+    });
+    const controller = new AbortController();
+    const disconnects: string[] = [];
+    // Registered after the server: the watch stops first, so it does not reconnect to a closed port.
+    cleanups.push(() => controller.abort());
+    const watch = (silenceMs: number) =>
+      watchEvents({ url: `${target.url}/events`, signal: controller.signal, silenceMs, maxRetryMs: 20, onDisconnect: (error) => disconnects.push(error.message) });
+    const data = async (events: AsyncGenerator<ServerSentEvent>) => JSON.parse((await events.next()).value?.data ?? 'null') as { type: string; connection?: number };
+    return { target, controller, disconnects, watch, data };
+  }
+
+  it('takes a registrar that keeps the connection open and sends nothing for gone, says so, and connects again', async () => {
+    const { target, controller, disconnects, watch, data } = await eventsServer();
+    const events = watch(300);
+    expect(await data(events)).toEqual({ type: 'snapshot', connection: 1 });
+    const reconnected = data(events);
+    await waitFor(() => disconnects.length > 0, 5_000, 'the silent connection to be reported lost');
+    expect(disconnects[0]).toBe('the registrar sent nothing for 0.3 s, not even a keep-alive');
+    expect(await reconnected).toEqual({ type: 'snapshot', connection: 2 });
+    expect(target.received).toHaveLength(2);
+    controller.abort();
+    expect(await events.next()).toEqual({ done: true, value: undefined });
+  });
+
+  it('takes a registrar that accepts the connection and never answers (a stopped one, on reconnecting) for gone too', async () => {
+    const sockets: Socket[] = [];
+    const server = createTcpServer((socket) => sockets.push(socket));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const controller = new AbortController();
+    cleanups.push(
+      () => new Promise((resolve) => server.close(resolve)),
+      () => sockets.forEach((socket) => socket.destroy()),
+      () => controller.abort(),
+    );
+    const disconnects: string[] = [];
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/events`;
+    const events = watchEvents({ url, signal: controller.signal, silenceMs: 300, maxRetryMs: 20, onDisconnect: (error) => disconnects.push(error.message) });
+    const ended = events.next();
+    await waitFor(() => disconnects.length >= 2, 5_000, 'two silent connections to be reported lost');
+    expect(disconnects.slice(0, 2)).toEqual(['the registrar sent nothing for 0.3 s, not even a keep-alive', 'the registrar sent nothing for 0.3 s, not even a keep-alive']);
+    expect(sockets.length).toBeGreaterThanOrEqual(2);
+    controller.abort();
+    expect(await ended).toEqual({ done: true, value: undefined });
+  });
+
+  it('keeps a quiet stream whose keep-alive comments come within the limit', async () => {
+    const { target, controller, disconnects, watch, data } = await eventsServer((res) => {
+      // 15 keep-alives, 1.5 s in all, then an event: the stream outlives its 1 s limit many times over.
+      let sent = 0;
+      const timer = setInterval(() => {
+        sent += 1;
+        if (sent <= 15) res.write(': keep-alive\n\n');
+        else res.write('event: registered\ndata: {"type":"registered"}\n\n');
+        if (sent > 15) clearInterval(timer);
+      }, 100);
+      res.on('close', () => clearInterval(timer));
+    });
+    const events = watch(1_000);
+    expect(await data(events)).toEqual({ type: 'snapshot', connection: 1 });
+    expect(await data(events)).toEqual({ type: 'registered' });
+    expect(disconnects).toEqual([]);
+    expect(target.received).toHaveLength(1);
+    controller.abort();
+  });
+
+  it('does not count the time its reader takes over an event as the registrar keeping silent', async () => {
+    const { target, controller, disconnects, watch, data } = await eventsServer((res) => {
+      const timer = setInterval(() => res.write('event: registered\ndata: {"type":"registered"}\n\n'), 50);
+      res.on('close', () => clearInterval(timer));
+    });
+    const events = watch(300);
+    expect(await data(events)).toEqual({ type: 'snapshot', connection: 1 });
+    // A reader held up (a `--watch --json` piped into a paused pager) while the events pile up.
+    await new Promise((resolve) => setTimeout(resolve, 900));
+    expect(await data(events)).toEqual({ type: 'registered' });
+    expect(disconnects).toEqual([]);
+    expect(target.received).toHaveLength(1);
+    controller.abort();
   });
 });
 

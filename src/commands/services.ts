@@ -98,12 +98,17 @@ async function watch(client: Client, flags: ServicesFlags, only: string | undefi
   const live = output.isInteractive() && !flags.json;
   let catalog: Catalog = {};
   let lastChange = '';
+  // Set while the event stream is down, until an event comes again: the table is the last one seen.
+  let lost: Lost | undefined;
   const redraw = () => {
     const shown = only ? { [only]: catalog[only] ?? [] } : catalog;
     // The table, the blank line, the two lines under it and the header leave rows - 5 instances.
     // A terminal that reports no size (0 rows, as under `script`) gets the usual 24.
     const fit = Math.max(3, (process.stdout.rows || 24) - 5);
-    const screen = `${renderCatalog(output, shown, client.baseUrl, { maxRows: fit, only })}\n\n${output.style.dim(`watching ${client.baseUrl}/events — Ctrl-C to stop`)}\n${lastChange}`;
+    const state = lost
+      ? output.style.warn(oneLine(`${lostLine(lost, Date.now())} — Ctrl-C to stop`, process.stdout.columns))
+      : output.style.dim(`watching ${client.baseUrl}/events — Ctrl-C to stop`);
+    const screen = `${renderCatalog(output, shown, client.baseUrl, { maxRows: fit, only })}\n\n${state}\n${lastChange}`;
     // Drawn over the last screen line by line (home, each line cleared to its end, the rest
     // cleared), not after clearing it all: a redraw every second must not flicker.
     process.stdout.write(`\x1b[H${screen.split('\n').join('\x1b[K\n')}\x1b[K\n\x1b[J`);
@@ -131,10 +136,21 @@ async function watch(client: Client, flags: ServicesFlags, only: string | undefi
     url: `${client.baseUrl}/events`,
     headers: client.authHeaders,
     signal: controller.signal,
-    onDisconnect: (error, retryMs) => output.warn(`lost ${client.baseUrl}/events (${error.message}); reconnecting in ${Math.round(retryMs / 100) / 10} s`),
+    onDisconnect: (error, retryMs) => {
+      if (live) {
+        // Under the table, a warning would be gone with the next redraw, a second later: the
+        // screen itself says so, until the registrar is back.
+        lost = { url: `${client.baseUrl}/events`, reason: error.message, retryAt: Date.now() + retryMs };
+        redraw();
+        // Still written where it stays: a log file stderr was sent to.
+        if (process.stderr.isTTY) return;
+      }
+      output.warn(`lost ${client.baseUrl}/events (${error.message}); reconnecting in ${seconds(retryMs)} s`);
+    },
   });
   try {
     for await (const event of events) {
+      lost = undefined;
       if (flags.json && !only) {
         // As it came, whatever its shape: the script reading it decides.
         output.printJson(event.data);
@@ -167,6 +183,31 @@ async function watch(client: Client, flags: ServicesFlags, only: string | undefi
     clearInterval(ticker);
     clearTimeout(refresher);
   }
+}
+
+interface Lost {
+  url: string;
+  reason: string;
+  /** When the next attempt starts: the line counts down to it at each redraw. */
+  retryAt: number;
+}
+
+/** `disconnected from URL: reason; reconnecting in 2.5 s`, or `reconnecting…` once that attempt is under way. */
+function lostLine(lost: Lost, now: number): string {
+  const wait = lost.retryAt - now;
+  // "Cannot reach URL: …" and "URL answered 503: …" name it already.
+  const what = lost.reason.includes(lost.url) ? `disconnected: ${lost.reason}` : `disconnected from ${lost.url}: ${lost.reason}`;
+  return `${printable(what)}; ${wait > 0 ? `reconnecting in ${seconds(wait)} s` : 'reconnecting…'}`;
+}
+
+/** Cut to the terminal's width: a line that wrapped would push the table's top off the screen. */
+function oneLine(text: string, columns: number | undefined): string {
+  const width = columns || 80;
+  return text.length < width ? text : `${text.slice(0, width - 2)}…`;
+}
+
+function seconds(ms: number): number {
+  return Math.round(ms / 100) / 10;
 }
 
 interface WatchEvent {

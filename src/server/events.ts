@@ -1,11 +1,11 @@
 import type { Context } from 'hono';
 import { streamSSE } from 'hono/streaming';
+import { EVENTS_KEEPALIVE_MS } from '../events-keepalive.js';
 import type { Registry } from '../registry/registry.js';
 import type { RegistryEvent } from '../registry/types.js';
 import type { AbortFanout } from './abort-fanout.js';
 import { instanceJson, servicesText } from './wire.js';
 
-const KEEPALIVE_MS = 15_000;
 /** Changes held for one watcher that is not reading, before it is sent a fresh snapshot instead. */
 export const DEFAULT_MAX_BACKLOG = 10_000;
 /**
@@ -98,11 +98,12 @@ export function eventStream(c: Context, registry: Registry, shutdown: AbortFanou
       isClosed = true;
       wake?.();
     });
-    // A comment line now and then keeps proxies from closing a quiet connection.
+    // A comment line now and then keeps proxies from closing a quiet connection, and tells the
+    // watcher the registrar is still there (it gives up after EVENTS_SILENCE_MS without a byte).
     const keepAlive = setInterval(() => {
       quiet = true;
       wake?.();
-    }, KEEPALIVE_MS);
+    }, EVENTS_KEEPALIVE_MS);
     try {
       while (!isClosed && !stream.aborted) {
         if (behind) {
