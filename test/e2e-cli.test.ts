@@ -359,6 +359,11 @@ describe('services', () => {
     const withMetadata = await runSvcmesh(['services', '--registrar', own.url]);
     expect(withMetadata.stdout.split('\n')[0]).toMatch(/^SERVICE +URL +LAST HEARTBEAT +EXPIRES +METADATA$/);
     expect(withMetadata.stdout).toMatch(/^tagged +http:\/\/127\.0\.0\.1:8081 +(just now|1s ago) +in \dm \d+s +model=llama3\.2 zone="eu west"$/m);
+    // Long metadata is cut at 60 characters, between characters: never half an emoji (a �).
+    await runSvcmesh(['register', 'emoji', 'http://127.0.0.1:8082', '--metadata', JSON.stringify({ k: `${'a'.repeat(56)}🎉🎉🎉` }), '--registrar', own.url]);
+    const cut = (await runSvcmesh(['services', 'emoji', '--registrar', own.url])).stdout;
+    expect(cut).toContain(`k=${'a'.repeat(56)}🎉…`);
+    expect(cut).not.toContain('\uFFFD');
     // Rows sorted by name then URL, whatever the order of registration.
     await runSvcmesh(['register', 'alpha', 'http://127.0.0.1:9002', '--registrar', own.url]);
     await runSvcmesh(['register', 'alpha', 'http://127.0.0.1:9001', '--registrar', own.url]);
@@ -366,6 +371,7 @@ describe('services', () => {
     expect(rows.map((row) => row.split(/ +/).slice(0, 2).join(' '))).toEqual([
       'alpha http://127.0.0.1:9001',
       'alpha http://127.0.0.1:9002',
+      'emoji http://127.0.0.1:8082',
       'plain http://127.0.0.1:8080',
       'tagged http://127.0.0.1:8081',
     ]);

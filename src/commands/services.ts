@@ -72,7 +72,9 @@ function metadataText(metadata: Record<string, unknown> | undefined): string {
   const text = Object.entries(metadata ?? {})
     .map(([key, value]) => `${printable(key)}=${printable(typeof value === 'string' && /^\S+$/.test(value) ? value : JSON.stringify(value))}`)
     .join(' ');
-  return text.length > 60 ? `${text.slice(0, 59)}…` : text;
+  // Cut between characters, not inside one (an emoji is two UTF-16 units): half of one prints as �.
+  const characters = Array.from(text);
+  return characters.length > 60 ? `${characters.slice(0, 59).join('')}…` : text;
 }
 
 /** How often a live view ticks its relative times. */
@@ -203,7 +205,8 @@ function lostLine(lost: Lost, now: number): string {
 /** Cut to the terminal's width: a line that wrapped would push the table's top off the screen. */
 function oneLine(text: string, columns: number | undefined): string {
   const width = columns || 80;
-  return text.length < width ? text : `${text.slice(0, width - 2)}…`;
+  const characters = Array.from(text);
+  return characters.length < width ? text : `${characters.slice(0, width - 2).join('')}…`;
 }
 
 function seconds(ms: number): number {
