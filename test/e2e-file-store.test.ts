@@ -1,7 +1,7 @@
 /**
  * `--store file:PATH` end to end: the built registrar, killed the way a crash kills it.
  */
-import { existsSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { removeTempDirs, runSvcmesh, startSvcmesh, stopAll, tempDir } from './support/processes.js';
 
@@ -76,5 +76,19 @@ describe('one catalog file, one registrar', () => {
     // A clean stop lets the lock go.
     await next.stop('SIGTERM');
     expect(existsSync(`${path}.lock`)).toBe(false);
+  });
+
+  it('takes its lock again when it makes its removed folder again: a second registrar is still refused', async () => {
+    const folder = `${tempDir('svcmesh-lock-gone-')}/data`;
+    const path = `${folder}/catalog.json`;
+    const first = await startSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1', '--store', `file:${path}`]);
+    expect((await register(first.url, 'before', 'http://127.0.0.1:9001')).status).toBe(200);
+    rmSync(folder, { recursive: true });
+    expect((await register(first.url, 'after', 'http://127.0.0.1:9002')).status).toBe(200);
+
+    const second = await runSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1', '--store', `file:${path}`], { timeoutMs: 10_000 });
+    expect(second.code).toBe(1);
+    expect(second.stderr).toContain(`The catalog file ${path} is in use by another registrar (${first.pid} on `);
+    expect(savedNames(path)).toEqual(['after', 'before']);
   });
 });

@@ -252,7 +252,7 @@ describe('a save that fails', () => {
     }
   });
 
-  it('makes the folder again when it was removed, and answers 200', async () => {
+  it('makes the folder again when it was removed, with its lock: a second registrar cannot start on the file', async () => {
     const folder = join(dir, 'data');
     path = join(folder, 'catalog.json');
     const { post, health, forwarder } = await registrar();
@@ -261,6 +261,26 @@ describe('a save that fails', () => {
       expect((await post('/register', { service_name: 'a', service_url: 'http://127.0.0.1:1' })).status).toBe(200);
       expect(existsSync(path)).toBe(true);
       expect((await health()).status).toBe('ok');
+      // Taken again: a second registrar on the file is refused, as at start (e2e-file-store shows it).
+      expect(readFileSync(`${path}.lock`, 'utf8')).toBe(`${process.pid}@${hostname()}\n`);
+    } finally {
+      await forwarder.close();
+    }
+  });
+
+  it('stops saving, answering 503, once another registrar holds the lock, rather than overwrite what that one wrote', async () => {
+    vi.spyOn(console, 'error').mockImplementation(() => {});
+    const { post, health, forwarder } = await registrar();
+    try {
+      expect((await post('/register', { service_name: 'a', service_url: 'http://127.0.0.1:1' })).status).toBe(200);
+      // The lock went (removed by hand) and a second registrar started on the file and took it.
+      writeFileSync(`${path}.lock`, `424242@${hostname()}\n`);
+      writeFileSync(path, JSON.stringify({ version: 1, instances: [] }));
+      const refused = await post('/register', { service_name: 'b', service_url: 'http://127.0.0.1:2' });
+      expect(refused.status).toBe(503);
+      expect(refused.body.error).toContain(`is now locked by another registrar (424242@${hostname()}`);
+      expect((await health()).status).toBe('degraded');
+      expect(readCatalog().instances).toEqual([]);
     } finally {
       await forwarder.close();
     }

@@ -7,7 +7,17 @@ import { hostname } from 'node:os';
  * be lost. The lock says who holds it (`pid@host`); one left by a registrar that died (kill -9)
  * is taken over, as its process is gone. Returns the release.
  */
-export async function lockCatalogFile(file: string, refuse: (message: string) => Error): Promise<() => void> {
+export interface CatalogLock {
+  release(): void;
+  /**
+   * Before each save: the lock is still this registrar's. Its file gone (the folder was removed,
+   * and is made again by the save) is taken again, or a second registrar could start on the file;
+   * held by another registrar now, the save must not overwrite what that one wrote: throws.
+   */
+  confirm(): void;
+}
+
+export async function lockCatalogFile(file: string, refuse: (message: string) => Error): Promise<CatalogLock> {
   const lockPath = `${file}.lock`;
   const mine = `${process.pid}@${hostname()}`;
   // Bounded: a lock found stale is removed once, and then either taken or held by someone else.
@@ -20,7 +30,17 @@ export async function lockCatalogFile(file: string, refuse: (message: string) =>
         await new Promise((resolve) => setTimeout(resolve, TAKEOVER_SETTLE_MS));
         if (readHolderText(lockPath) !== mine) throw refuse(`Cannot lock the catalog file ${file}: another registrar took it over at the same moment`);
       }
-      return () => release(lockPath, mine);
+      return {
+        release: () => release(lockPath, mine),
+        confirm: () => {
+          const holder = readHolderText(lockPath);
+          if (holder === mine) return;
+          if (holder === undefined && createLock(lockPath, mine, file, refuse)) return;
+          throw refuse(
+            `the catalog file ${file} is now locked by another registrar (${readHolderText(lockPath) ?? 'unknown'}, per ${lockPath}): this one no longer writes it; stop one of the two`,
+          );
+        },
+      };
     }
     const holder = readHolder(lockPath);
     if (holder && holderIsAlive(holder)) {

@@ -1,9 +1,9 @@
-import { realpathSync } from 'node:fs';
+import { existsSync, realpathSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { makeFolder } from '../make-folder.js';
 import { CatalogFileError, catalogFileText, loadCatalogFile } from './catalog-file.js';
 import { removeLeftoverTempFiles, replaceFileDurably } from './durable-write.js';
-import { lockCatalogFile } from './file-lock.js';
+import { type CatalogLock, lockCatalogFile } from './file-lock.js';
 import { GroupCommit } from './group-commit.js';
 import { MemoryStore, type MemoryStoreOptions } from './memory.js';
 import { StoreUnavailableError } from './store.js';
@@ -34,7 +34,7 @@ export class FileStore extends MemoryStore {
   #unsubscribe: (() => void) | undefined;
   /** Only a catalog that was loaded may be written back: never overwrite a file open() refused. */
   #loaded = false;
-  #unlock: (() => void) | undefined;
+  #lock: CatalogLock | undefined;
 
   constructor(path: string, options: FileStoreOptions) {
     super(options);
@@ -42,7 +42,7 @@ export class FileStore extends MemoryStore {
     this.#ttlMs = options.ttlSeconds * 1000;
     this.#retrySaveMs = options.retrySaveMs ?? 1_000;
     this.description = `file:${path}`;
-    this.#commit = new GroupCommit(() => replaceFileDurably(this.#path, this.#text()), {
+    this.#commit = new GroupCommit(() => this.#save(), {
       behindMs: options.writeBehindMs ?? 1_000,
       retryMs: this.#retrySaveMs,
       onFailure: (error) => console.error(`svcmesh: could not save the catalog to ${this.#path}: ${error.message}; retrying every ${this.#retryEvery()}`),
@@ -59,7 +59,7 @@ export class FileStore extends MemoryStore {
       );
     }
     this.#path = realPath(this.#path);
-    this.#unlock = await lockCatalogFile(this.#path, (message) => new CatalogFileError(message));
+    this.#lock = await lockCatalogFile(this.#path, (message) => new CatalogFileError(message));
     let instances: Awaited<ReturnType<typeof loadCatalogFile>>;
     try {
       removeLeftoverTempFiles(this.#path);
@@ -118,8 +118,8 @@ export class FileStore extends MemoryStore {
   }
 
   #releaseLock(): void {
-    this.#unlock?.();
-    this.#unlock = undefined;
+    this.#lock?.release();
+    this.#lock = undefined;
   }
 
   /** Waits for the save that includes the change just made: a 200 then means it is on disk. */
@@ -131,6 +131,14 @@ export class FileStore extends MemoryStore {
         `Could not save the change to the catalog file ${this.#path}: ${(error as Error).message}. It is served from memory but not yet on disk, and the registrar tries to save it again every ${this.#retryEvery()}: make ${dirname(this.#path)} a writable folder again (or free disk space).`,
       );
     }
+  }
+
+  async #save(): Promise<void> {
+    // The lock first (in the folder made again if it was removed), then the file: never a save
+    // over what another registrar wrote.
+    if (!existsSync(dirname(this.#path))) makeFolder(dirname(this.#path));
+    this.#lock?.confirm();
+    await replaceFileDurably(this.#path, this.#text());
   }
 
   #text(): string {
