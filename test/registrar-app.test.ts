@@ -558,7 +558,25 @@ describe('forwarding', () => {
         expect(response.status).toBe(503);
         expect(await response.text()).toBe(unavailable);
         expect(response.headers.get('x-svcmesh-instance')).toBe(sick.url);
+        // Both were tried: the count says so, not only the try whose 503 it is.
+        expect(response.headers.get('x-svcmesh-attempts')).toBe('2');
       }
+    }
+  });
+
+  it('relays a whole answer byte for byte, as a streamed one is: bytes that are not UTF-8 included', async () => {
+    const { app } = setup();
+    const bytes = Buffer.from([0xff, 0xfe, 0x00, 0x80, 0x41, 0xe9]);
+    const binary = await startTarget((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      res.end(bytes);
+    });
+    await post(app, '/register', { service_name: 'bin', service_url: binary.url });
+    for (const stream of [false, true]) {
+      const response = await post(app, '/forward', { from: 'x', to: 'bin', message: 'q', stream });
+      expect(response.status).toBe(200);
+      expect(response.headers.get('content-type')).toBe('application/octet-stream');
+      expect(Buffer.from(await response.arrayBuffer()).equals(bytes), `stream: ${stream}`).toBe(true);
     }
   });
 

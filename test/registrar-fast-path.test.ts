@@ -45,6 +45,9 @@ async function listen(handler: (req: IncomingMessage, res: ServerResponse) => vo
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
 }
 
+/** Bytes that are not UTF-8: a target's answer is relayed as it came. */
+const BINARY = Buffer.from([0xff, 0xfe, 0x00, 0x80, 0x41, 0xe9]);
+
 /** Answers `/receive` with the message back; `/slow/receive` never answers; `/stream/receive` streams three lines. */
 async function startTarget() {
   const closed: string[] = [];
@@ -63,6 +66,11 @@ async function startTarget() {
         res.writeHead(200, { 'content-type': 'application/x-ndjson' });
         for (const word of ['one', 'two', 'three']) res.write(`${JSON.stringify({ message: word })}\n`);
         res.end(`${JSON.stringify({ done: true })}\n`);
+        return;
+      }
+      if (req.url === '/binary/receive') {
+        res.writeHead(200, { 'content-type': 'application/octet-stream' });
+        res.end(BINARY);
         return;
       }
       if (req.url === '/broken/receive') {
@@ -298,6 +306,36 @@ describe('the fast path answers as the app does', () => {
       if (bodies.has(tag)) expect(bodies.get(tag)).toBe(count);
       bodies.set(tag, count);
     }
+  });
+
+  it('HEAD /services carries the Content-Length and ETag of the GET, and no body', async () => {
+    const { registry, url } = await setup();
+    await registry.register({ name: 'web', url: 'http://127.0.0.1:8080' });
+    const get = await rawGet(url, '/services', {});
+    const head = await new Promise<RawAnswer>((resolve, reject) => {
+      httpRequest(`${url}/services`, { method: 'HEAD' }, (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('end', () => resolve({ status: response.statusCode!, headers: response.headers, bytes: Buffer.concat(chunks) }));
+      })
+        .on('error', reject)
+        .end();
+    });
+    expect(head.status).toBe(200);
+    expect(head.headers['content-length']).toBe(String(get.bytes.length));
+    expect(head.headers.etag).toBe(get.headers.etag);
+    expect(head.bytes.length).toBe(0);
+  });
+
+  it('POST /forward relays a whole answer byte for byte, bytes that are not UTF-8 included', async () => {
+    const { app, registry, url } = await setup();
+    const target = await startTarget();
+    await registry.register({ name: 'bin', url: `${target.url}/binary` });
+    const init = postJson({ from: 'x', to: 'bin', message: 'hi' });
+    const viaApp = Buffer.from(await (await app.request('/forward', init)).arrayBuffer());
+    const viaSocket = Buffer.from(await (await fetch(`${url}/forward`, init)).arrayBuffer());
+    expect(viaApp.equals(BINARY)).toBe(true);
+    expect(viaSocket.equals(BINARY)).toBe(true);
   });
 
   it('GET /services with --protect-reads: refused without the token, answered with it', async () => {

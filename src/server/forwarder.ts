@@ -65,13 +65,14 @@ export interface Forwarder {
 }
 
 /**
- * A target's answer, ready to be relayed: either whole (`text`) or as it comes (`stream`). It is
- * no web Response so the registrar's node fast path can write it without building one.
+ * A target's answer, ready to be relayed: either whole (`body`, its bytes as they came: a target
+ * may answer in another encoding than UTF-8, or in binary) or as it comes (`stream`). It is no
+ * web Response so the registrar's node fast path can write it without building one.
  */
 export interface ForwardAnswer {
   status: number;
   headers: Record<string, string>;
-  text?: string;
+  body?: Uint8Array;
   stream?: ChunkSource;
 }
 
@@ -225,6 +226,8 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
       else if (unavailable) {
         observer?.answered(label, 503, elapsed());
         finish();
+        // Every instance tried, not only the one whose 503 this is.
+        unavailable.headers['x-svcmesh-attempts'] = String(index + 1);
         done(undefined, unavailable);
       } else fail(exhausted(name, failed, timeouts, timeoutMs));
     };
@@ -284,9 +287,9 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
           if (reply.status === 503 && index + 1 < tries) {
             log(`forward to ${name} answered 503, trying another instance`, { instance: instance.url });
             failed.push(instance.url);
-            readText(reply).then((text) => {
+            readWhole(reply).then((body) => {
               release();
-              unavailable = { status: 503, headers, text };
+              unavailable = { status: 503, headers, body };
               if (cancelled) fail(callerLeft());
               else next(index);
             }, (readError: unknown) => {
@@ -309,7 +312,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
           }
           release();
           finish();
-          done(undefined, { status: reply.status, headers, text: reply.text });
+          done(undefined, { status: reply.status, headers, body: reply.bytes });
         },
       );
     };
@@ -355,7 +358,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
         else chunks.push(chunk);
       },
       onResponseEnd() {
-        settle(undefined, { status, contentType, text: (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)).toString('utf8') });
+        settle(undefined, { status, contentType, bytes: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks) });
       },
       onResponseError(_controller, error) {
         settle(error);
@@ -386,7 +389,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
           bodyTimeoutMs: timeoutMs,
           maxBodyBytes: maxAnswerBytes,
         },
-        (error, reply) => done(error, reply && { status: reply.status, contentType: reply.contentType, text: reply.body.toString('utf8') }),
+        (error, reply) => done(error, reply && { status: reply.status, contentType: reply.contentType, bytes: reply.body }),
       );
   }
 
@@ -410,16 +413,20 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
   };
 }
 
-/** A reply's body as text, whether it was read whole or is still to come. */
-async function readText(reply: Reply): Promise<string> {
-  return reply.body ? reply.body.text() : (reply.text ?? '');
+/** A reply's body, whether it was read whole or is still to come. */
+async function readWhole(reply: Reply): Promise<Uint8Array> {
+  return reply.body ? new Uint8Array(await reply.body.arrayBuffer()) : (reply.bytes ?? EMPTY);
 }
+
+const EMPTY = new Uint8Array(0);
 
 /** What a target sent back: read whole, or a body still to come. */
 interface Reply {
   status: number;
   contentType?: string;
-  text?: string;
+  /** Read whole. */
+  bytes?: Uint8Array;
+  /** Still to come. */
   body?: Dispatcher.ResponseData['body'];
 }
 
@@ -505,7 +512,7 @@ function chunkSource(
 /** The answer as a web Response, for the Hono route. */
 export function answerResponse(answer: ForwardAnswer): Response {
   const { stream } = answer;
-  if (!stream) return new Response(answer.text ?? '', { status: answer.status, headers: answer.headers });
+  if (!stream) return new Response((answer.body ?? EMPTY) as Uint8Array<ArrayBuffer>, { status: answer.status, headers: answer.headers });
   const body = new ReadableStream<Uint8Array>({
     async pull(controller) {
       const chunk = await stream.read();

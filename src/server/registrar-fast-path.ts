@@ -43,7 +43,8 @@ export function createRegistrarFastPath(deps: RegistrarFastPathDeps): FastPath {
 
   return (request, response) => {
     const url = request.url ?? '';
-    if (request.method === 'GET' && readsOpen && isPath(url, '/services')) {
+    // HEAD too: node leaves the body out and keeps its Content-Length, which a HEAD must carry.
+    if ((request.method === 'GET' || request.method === 'HEAD') && readsOpen && isPath(url, '/services')) {
       let body: ReturnType<typeof servicesBody>;
       try {
         body = servicesBody(registry);
@@ -203,13 +204,16 @@ function writeServices(response: ServerResponse, answer: ServicesAnswer): void {
 }
 
 function writeWhole(response: ServerResponse, answer: ForwardAnswer): void {
-  const text = answer.text ?? '';
+  // The bytes as the target sent them: decoding and encoding again would spoil any that are not UTF-8.
+  const body = answer.body ?? EMPTY;
   // The headers are this answer's own: adding to them spares a copy per forward.
   const headers: Record<string, string | number> = answer.headers;
-  headers['content-length'] = Buffer.byteLength(text);
+  headers['content-length'] = body.byteLength;
   response.writeHead(answer.status, headers);
-  response.end(text);
+  response.end(body);
 }
+
+const EMPTY = new Uint8Array(0);
 
 /** Relays a streamed answer chunk by chunk, at the pace the caller reads it. */
 async function relay(answer: ForwardAnswer, stream: ChunkSource, response: ServerResponse, cut?: AbortSignal): Promise<void> {
