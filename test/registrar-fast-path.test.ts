@@ -68,6 +68,18 @@ async function startTarget() {
         res.end(`${JSON.stringify({ done: true })}\n`);
         return;
       }
+      if (req.url === '/moved/receive') {
+        res.writeHead(307, {
+          'content-type': 'application/json',
+          location: 'http://127.0.0.1:9/elsewhere',
+          'retry-after': '5',
+          'cache-control': 'no-store',
+          'set-cookie': 'session=secret',
+          'x-internal': 'not for callers',
+        });
+        res.end('{"error":"moved"}');
+        return;
+      }
       if (req.url === '/binary/receive') {
         res.writeHead(200, { 'content-type': 'application/octet-stream' });
         res.end(BINARY);
@@ -325,6 +337,25 @@ describe('the fast path answers as the app does', () => {
     expect(head.headers['content-length']).toBe(String(get.bytes.length));
     expect(head.headers.etag).toBe(get.headers.etag);
     expect(head.bytes.length).toBe(0);
+  });
+
+  it("POST /forward passes on the target's Location, Retry-After and Cache-Control, not its cookies or its own headers", async () => {
+    const { app, registry, url } = await setup();
+    const target = await startTarget();
+    await registry.register({ name: 'moved', url: `${target.url}/moved` });
+    for (const stream of [false, true]) {
+      const init = { ...postJson({ from: 'x', to: 'moved', message: 'hi', stream }), redirect: 'manual' as const };
+      for (const response of [await app.request('/forward', init), await fetch(`${url}/forward`, init)]) {
+        expect(response.status).toBe(307);
+        expect(response.headers.get('location')).toBe('http://127.0.0.1:9/elsewhere');
+        expect(response.headers.get('retry-after')).toBe('5');
+        expect(response.headers.get('cache-control')).toBe('no-store');
+        expect(response.headers.get('set-cookie')).toBeNull();
+        expect(response.headers.get('x-internal')).toBeNull();
+        expect(response.headers.get('x-svcmesh-instance')).toBe(`${target.url}/moved`);
+        expect(await response.text()).toBe('{"error":"moved"}');
+      }
+    }
   });
 
   it('POST /forward relays a whole answer byte for byte, bytes that are not UTF-8 included', async () => {

@@ -1,4 +1,5 @@
 import { Agent, type Dispatcher } from 'undici';
+import { keepRelayed, RELAYED_HEADERS } from './relayed-headers.js';
 import type { Registry } from '../registry/registry.js';
 import type { Instance } from '../registry/types.js';
 import type { TargetHeaders } from '../target-tokens.js';
@@ -276,7 +277,8 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
             return;
           }
           registry.reportReachable(instance, true);
-          const headers = {
+          const headers: Record<string, string> = {
+            ...reply.relayed,
             'content-type': reply.contentType ?? 'application/json',
             'x-svcmesh-instance': instance.url,
             'x-svcmesh-attempts': String(index + 1),
@@ -331,6 +333,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
   function sendWhole(dispatch: Dispatcher.DispatchOptions, done: (error: unknown, reply?: Reply) => void): () => void {
     let status = 0;
     let contentType: string | undefined;
+    let relayed: Record<string, string> | undefined;
     const chunks: Buffer[] = [];
     let size = 0;
     let controller: Dispatcher.DispatchController | undefined;
@@ -350,6 +353,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
       onResponseStart(responseController, statusCode, headers) {
         status = statusCode;
         contentType = headerText(headers['content-type']);
+        relayed = relayedOf(headers);
         if (Number(headers['content-length']) > maxAnswerBytes) responseController.abort(new AnswerTooLarge());
       },
       onResponseData(responseController, chunk) {
@@ -358,7 +362,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
         else chunks.push(chunk);
       },
       onResponseEnd() {
-        settle(undefined, { status, contentType, bytes: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks) });
+        settle(undefined, { status, contentType, relayed, bytes: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks) });
       },
       onResponseError(_controller, error) {
         settle(error);
@@ -389,7 +393,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
           bodyTimeoutMs: timeoutMs,
           maxBodyBytes: maxAnswerBytes,
         },
-        (error, reply) => done(error, reply && { status: reply.status, contentType: reply.contentType, bytes: reply.body }),
+        (error, reply) => done(error, reply && { status: reply.status, contentType: reply.contentType, relayed: reply.relayed, bytes: reply.body }),
       );
   }
 
@@ -397,7 +401,8 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
   function sendStreamed(dispatch: Dispatcher.DispatchOptions, done: (error: unknown, reply?: Reply) => void): () => void {
     const caller = new AbortController();
     agent.request({ ...dispatch, signal: caller.signal }).then(
-      (answer) => done(undefined, { status: answer.statusCode, contentType: headerText(answer.headers['content-type']), body: answer.body }),
+      (answer) =>
+        done(undefined, { status: answer.statusCode, contentType: headerText(answer.headers['content-type']), relayed: relayedOf(answer.headers), body: answer.body }),
       (error: unknown) => done(error),
     );
     return () => caller.abort(callerLeft());
@@ -413,6 +418,16 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
   };
 }
 
+/** The headers of undici's answer that a forward passes on; undefined when there are none. */
+function relayedOf(headers: Record<string, string | string[] | undefined>): Record<string, string> | undefined {
+  let kept: Record<string, string> | undefined;
+  for (const name of RELAYED_HEADERS) {
+    const value = headers[name];
+    if (value !== undefined) kept = keepRelayed(kept, name, Array.isArray(value) ? value.join(', ') : value);
+  }
+  return kept;
+}
+
 /** A reply's body, whether it was read whole or is still to come. */
 async function readWhole(reply: Reply): Promise<Uint8Array> {
   return reply.body ? new Uint8Array(await reply.body.arrayBuffer()) : (reply.bytes ?? EMPTY);
@@ -424,6 +439,8 @@ const EMPTY = new Uint8Array(0);
 interface Reply {
   status: number;
   contentType?: string;
+  /** The target's headers a forward passes on (RELAYED_HEADERS). */
+  relayed?: Record<string, string>;
   /** Read whole. */
   bytes?: Uint8Array;
   /** Still to come. */

@@ -1,4 +1,5 @@
 import { connect, type Socket } from 'node:net';
+import { keepRelayed, RELAYED_HEADERS } from './relayed-headers.js';
 
 /**
  * Keep-alive HTTP/1.1 connections to plain-http targets, for answers read whole: the registrar's
@@ -29,6 +30,8 @@ export interface PlainRequest {
 export interface PlainReply {
   status: number;
   contentType?: string;
+  /** The headers a forward passes on (RELAYED_HEADERS), when the answer had any. */
+  relayed?: Record<string, string>;
   body: Buffer;
 }
 
@@ -233,7 +236,7 @@ export function createPlainHttpPool(options: PlainHttpPoolOptions = {}): PlainHt
     const { parser } = connection;
     connection.exchange = undefined;
     exchange.connection = undefined;
-    const reply: PlainReply = { status: parser.status, contentType: parser.contentType, body: parser.body() };
+    const reply: PlainReply = { status: parser.status, contentType: parser.contentType, relayed: parser.relayed, body: parser.body() };
     const keepMs = parser.keepAliveMs === undefined ? idleMs : Math.min(idleMs, parser.keepAliveMs - IDLE_MARGIN_MS);
     if (parser.reusable && keepMs > 0 && !closed) {
       connection.idleUntil = Date.now() + keepMs;
@@ -375,6 +378,7 @@ export function createPlainHttpPool(options: PlainHttpPoolOptions = {}): PlainHt
 export class AnswerParser {
   status = 0;
   contentType: string | undefined;
+  relayed: Record<string, string> | undefined;
   headComplete = false;
   /** Whether the connection may carry another request after this answer. */
   reusable = true;
@@ -395,6 +399,7 @@ export class AnswerParser {
   reset(maxBodyBytes: number): void {
     this.status = 0;
     this.contentType = undefined;
+    this.relayed = undefined;
     this.headComplete = false;
     this.reusable = true;
     this.untilClose = false;
@@ -472,7 +477,7 @@ export class AnswerParser {
       } else if (name === 'keep-alive') {
         const timeout = /(?:^|[,;\s])timeout\s*=\s*(\d+)/i.exec(value);
         if (timeout) this.keepAliveMs = Number(timeout[1]) * 1000;
-      }
+      } else if (RELAYED_HEADERS.has(name)) this.relayed = keepRelayed(this.relayed, name, value);
     }
     this.reusable = keepAlive;
     if (status === 204 || status === 304) return false;
