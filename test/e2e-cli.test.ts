@@ -707,6 +707,9 @@ describe('shell completion (bash)', () => {
     expect(await tab('svcmesh ask --st')).toEqual(['--stream']);
     expect(await tab('svcmesh registrar --log-format ')).toEqual(['text', 'json']);
     expect(await tab('svcmesh config set re')).toEqual(['registrar']);
+    // A subcommand's own options.
+    expect(await tab('svcmesh config list --')).toEqual(['--json', '--show-secrets', '--help']);
+    expect(await tab('svcmesh config get --')).toEqual(['--help']);
     // Names from the registrar named on the line; its URL's colons do not confuse the count.
     expect((await tab(`svcmesh ask --registrar ${registrar.url} comp`)).sort()).toEqual(['compass', 'complete_me']);
     expect(await tab(`svcmesh heartbeat --registrar ${registrar.url} complete_`)).toEqual(['complete_me']);
@@ -757,6 +760,7 @@ describeIfInstalled('shell completion (zsh)', spawnSync('zsh', ['--version']).st
       await sourced.tab('svcmesh help as', /svcmesh help ask $/);
       await sourced.tab('svcmesh help co', /completion +config/);
       await sourced.tab('svcmesh ask --st', /svcmesh ask --stream $/);
+      await sourced.tab('svcmesh config list --sh', /svcmesh config list --show-secrets $/);
       // Several: listed under the line.
       await sourced.tab('svcmesh registrar --log-format ', /json +text/);
       await sourced.tab('svcmesh config set re', /svcmesh config set registrar $/);

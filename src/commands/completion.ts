@@ -41,7 +41,7 @@ export function makeServiceNamesCommand(): Command {
 }
 
 /** What both scripts know of the command tree, as shell `case` branches and word lists. */
-function treeForShell(root: Command, offer: (words: string) => string) {
+function treeForShell(root: Command, offer: (words: string) => string, subcommandWord: string) {
   const visible = root.commands.filter((c) => !c.name().startsWith('__'));
   const perCommand = (render: (c: Command) => string) =>
     visible
@@ -50,7 +50,14 @@ function treeForShell(root: Command, offer: (words: string) => string) {
       .map(([name, body]) => `    ${name}) ${body} ;;`)
       .join('\n');
   const config = root.commands.find((c) => c.name() === 'config');
-  const options = perCommand((c) => `opts="${[...c.options.map((o) => o.long), '--help'].join(' ')}"`);
+  const optionList = (c: Command) => `opts="${[...c.options.map((o) => o.long), '--help'].join(' ')}"`;
+  // A command with subcommands (config list --json): the options of the subcommand on the line.
+  const options = perCommand((c) => {
+    const withOptions = c.commands.filter((sub) => sub.options.length > 0);
+    if (withOptions.length === 0) return optionList(c);
+    const branches = withOptions.map((sub) => `${sub.name()}) ${optionList(sub)} ;;`).join(' ');
+    return `case "${subcommandWord}" in ${branches} *) ${optionList(c)} ;; esac`;
+  });
   // Options followed by a value (a URL, a token, a number): the word after one is not a name.
   const valued = perCommand((c) => {
     const longs = c.options.filter((o) => o.required || o.optional).map((o) => o.long);
@@ -85,7 +92,7 @@ function scanWords(array: string, first: number): string {
 }
 
 function bashScript(root: Command): string {
-  const { commands, optionCases, choices, configSubcommands } = treeForShell(root, (words) => `COMPREPLY=($(compgen -W "${words}" -- "$cur"))`);
+  const { commands, optionCases, choices, configSubcommands } = treeForShell(root, (words) => `COMPREPLY=($(compgen -W "${words}" -- "$cur"))`, '${words[2]}');
   return `# svcmesh completion for bash: source <(svcmesh completion bash)
 _svcmesh() {
   # Words split at spaces only: COMP_WORDS would cut --registrar http://host:port at each colon.
@@ -144,7 +151,7 @@ complete -F _svcmesh svcmesh
  * start with what is typed.
  */
 function zshScript(root: Command): string {
-  const { commands, optionCases, choices, configSubcommands } = treeForShell(root, (words) => `candidates=(${words})`);
+  const { commands, optionCases, choices, configSubcommands } = treeForShell(root, (words) => `candidates=(${words})`, '${w[3]}');
   return `#compdef svcmesh
 # svcmesh completion for zsh: source <(svcmesh completion zsh) after compinit in ~/.zshrc,
 # or save it as _svcmesh in a directory of $fpath.
