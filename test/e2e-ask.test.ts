@@ -3,6 +3,7 @@
  * stderr and the exit code. The targets are tiny node:http servers registered at a real registrar.
  */
 import { execFile, spawn, spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createTcpServer, type Socket, type AddressInfo } from 'node:net';
 import { describeIfInstalled } from './support/requires.js';
@@ -212,6 +213,26 @@ describeIfInstalled('ask at a terminal with no message', spawnSync('script', ['-
     expect(screen).toContain('ecko is not registered');
     expect(screen).toContain('Did you mean echo?');
     expect(screen).not.toContain('>>> ');
+  });
+
+  it('with its output sent to a file, shows the prompt on the terminal and writes only the answers to the file', async () => {
+    const file = `${tempDir('svcmesh-ask-out-')}/answers.txt`;
+    const command = `exec '${process.execPath}' '${binPath}' ask echo --registrar ${registrar.url} > '${file}'`;
+    const session = spawn('script', ['-qfec', command, '/dev/null'], { env: { ...process.env, NO_COLOR: '1', SVCMESH_CONFIG_DIR: tempDir('svcmesh-config-') } });
+    let screen = '';
+    session.stdout.on('data', (chunk: Buffer) => (screen += chunk.toString('utf8')));
+    const closed = new Promise<number | null>((resolve) => session.once('close', resolve));
+    try {
+      await waitFor(() => screen.includes('>>> '), 10_000, 'the prompt on the terminal');
+      session.stdin.write('hello\r');
+      await waitFor(() => existsSync(file) && readFileSync(file, 'utf8').includes('got: hello'), 10_000, 'the answer in the file');
+      await waitFor(() => screen.split('>>> ').length > 2, 10_000, 'the next prompt');
+      session.stdin.write('\x04');
+      expect(await closed).toBe(0);
+    } finally {
+      session.kill('SIGKILL');
+    }
+    expect(readFileSync(file, 'utf8')).toBe('got: hello\n');
   });
 
   it('gives up on a hung registrar within --timeout before any prompt', async () => {

@@ -27,7 +27,10 @@ const CONTINUED = '... ';
 export async function askInteractively(client: RegistrarClient, flags: AskFlags, service: string): Promise<void> {
   const output = await import('../output.js');
   output.info(`Asking ${service} through ${client.baseUrl}. """ starts and ends a message of several lines; /clear forgets the conversation; Ctrl-D or /bye leaves; /? lists the commands.`);
-  const prompt = createInterface({ input: process.stdin, output: process.stdout, prompt: PROMPT });
+  // `svcmesh ask svc > answers.txt`: the prompt and what is typed show on the terminal, and only
+  // the answers go to the file.
+  const screen = process.stdout.isTTY ? process.stdout : process.stderr;
+  const prompt = createInterface({ input: process.stdin, output: screen, prompt: PROMPT });
   let history: ChatTurn[] = [];
   let answering: AbortController | undefined;
   // Lines of a message begun with """ (as in `ollama run`), until a line that ends with """.
@@ -45,7 +48,7 @@ export async function askInteractively(client: RegistrarClient, flags: AskFlags,
     prompt.write(null, { ctrl: true, name: 'e' });
     prompt.write(null, { ctrl: true, name: 'u' });
     prompt.setPrompt(PROMPT);
-    process.stdout.write('\nUse Ctrl-D or /bye to leave.\n');
+    screen.write('\nUse Ctrl-D or /bye to leave.\n');
     prompt.prompt();
   });
   prompt.prompt();
@@ -99,7 +102,7 @@ export async function askInteractively(client: RegistrarClient, flags: AskFlags,
   }
   prompt.close();
   // Ctrl-D leaves the cursor after the prompt: the shell's own prompt starts on a line of its own.
-  if (!left) process.stdout.write('\n');
+  if (!left) screen.write('\n');
 }
 
 /** Drops the oldest exchanges (a question and its answer) until the rest fits the limit. */
