@@ -52,11 +52,7 @@ export function createRegistrarFastPath(deps: RegistrarFastPathDeps): FastPath {
         // Nothing is written yet: the app answers it, with its error shape (503 for a store down).
         return false;
       }
-      const answer = servicesAnswer(
-        body,
-        { acceptEncoding: headerText(request.headers['accept-encoding']), ifNoneMatch: headerText(request.headers['if-none-match']) },
-        SMALL_BODY_BYTES,
-      );
+      const answer = servicesAnswer(body, { acceptEncoding: headerText(request.headers['accept-encoding']), ifNoneMatch: headerText(request.headers['if-none-match']) });
       if (answer instanceof Promise) answer.then((ready) => writeServices(response, ready), (error) => answerError(response, error, 'GET /services'));
       else writeServices(response, answer);
       return true;
@@ -194,13 +190,12 @@ function readBody(request: IncomingMessage, done: (error: unknown, text?: string
 
 function writeServices(response: ServerResponse, answer: ServicesAnswer): void {
   if (response.destroyed) return;
-  if (answer.status === 304) {
-    response.writeHead(304, answer.headers);
-    response.end();
-    return;
-  }
-  response.writeHead(200, { ...answer.headers, 'content-length': Buffer.byteLength(answer.body) });
-  response.end(answer.body);
+  // The answer's own header object, shared by every request for this catalog: node only reads it.
+  response.writeHead(answer.status, answer.headers as Record<string, string | number>);
+  if (answer.status === 304) response.end();
+  // A short string leaves node's socket in one write together with the headers; a large catalog
+  // goes as the bytes kept, rather than being encoded again.
+  else response.end(answer.text !== undefined && answer.bytes.byteLength <= SMALL_BODY_BYTES ? answer.text : answer.bytes);
 }
 
 function writeWhole(response: ServerResponse, answer: ForwardAnswer): void {

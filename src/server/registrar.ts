@@ -92,7 +92,9 @@ export function createRegistrarApp(deps: RegistrarDeps): Hono {
   app.get('/services', async (c) => {
     const answer = await servicesAnswer(servicesBody(registry), { acceptEncoding: c.req.header('accept-encoding'), ifNoneMatch: c.req.header('if-none-match') });
     if (answer.status === 304) return c.body(null, 304, answer.headers);
-    return c.body(answer.body as Uint8Array<ArrayBuffer> | string, 200, answer.headers);
+    // Hono takes the length from the bytes.
+    const { 'content-length': _length, ...headers } = answer.headers;
+    return c.body(answer.bytes as Uint8Array<ArrayBuffer>, 200, headers as Record<string, string>);
   });
 
   app.get('/services/:name', (c) => {

@@ -202,40 +202,80 @@ export function gzippedBody(body: ServicesBody): EncodedBody | Promise<EncodedBo
 const gzippedBodies = new WeakMap<ServicesBody, EncodedBody | Promise<EncodedBody>>();
 
 export type ServicesAnswer =
-  | { status: 304; headers: Record<string, string> }
-  | { status: 200; headers: Record<string, string>; body: string | Uint8Array };
+  | { readonly status: 304; readonly headers: Readonly<Record<string, string>> }
+  | {
+      readonly status: 200;
+      /** Content-Length included. */
+      readonly headers: Readonly<Record<string, string | number>>;
+      readonly bytes: Uint8Array;
+      /** The same body as text, when it is the identity one (a short string can leave with the headers in one write). */
+      readonly text?: string;
+    };
+
+/**
+ * A catalog's answers, built once per change: GET /services is the registrar's most frequent
+ * read, and the objects of an answer, made on every request, cost it more than its bytes. They
+ * are frozen: every request is handed the same ones.
+ */
+interface Answers {
+  readonly plain: ServicesAnswer;
+  readonly plainNotModified: ServicesAnswer;
+  /** Only for a catalog of GZIP_MIN_BYTES or more. */
+  readonly gzipNotModified?: ServicesAnswer & { status: 304 };
+  gzip?: ServicesAnswer;
+}
+
+const answersOf = new WeakMap<ServicesBody, Answers>();
+
+function answersFor(body: ServicesBody): Answers {
+  let answers = answersOf.get(body);
+  if (answers) return answers;
+  const compressible = body.bytes.byteLength >= GZIP_MIN_BYTES;
+  // Every answer of a compressible catalog says it depends on Accept-Encoding, so a cache in
+  // between does not hand the gzipped one to a client that cannot read it.
+  const vary: Record<string, string> = compressible ? { vary: 'accept-encoding' } : {};
+  answers = {
+    plain: Object.freeze({
+      status: 200,
+      headers: Object.freeze({ ...vary, 'content-type': 'application/json', 'content-length': body.bytes.byteLength, etag: body.etag }),
+      bytes: body.bytes,
+      text: body.text,
+    }),
+    plainNotModified: Object.freeze({ status: 304, headers: Object.freeze({ ...vary, etag: body.etag }) }),
+    gzipNotModified: compressible ? Object.freeze({ status: 304, headers: Object.freeze({ ...vary, etag: gzipEtag(body.etag) }) }) : undefined,
+  };
+  answersOf.set(body, answers);
+  return answers;
+}
+
+function gzipAnswer(encoded: EncodedBody): ServicesAnswer {
+  return Object.freeze({
+    status: 200,
+    headers: Object.freeze({
+      vary: 'accept-encoding',
+      'content-type': 'application/json',
+      'content-encoding': 'gzip',
+      'content-length': encoded.bytes.byteLength,
+      etag: encoded.etag,
+    }),
+    bytes: encoded.bytes,
+  });
+}
 
 /**
  * GET /services, for the app and for the node fast path alike: 304 to a poller that holds this
  * catalog, gzipped to a client that asks (a 1000-instance catalog shrinks from 35 KB to 5 KB),
  * else the bytes as they are. A promise only while the catalog is being compressed.
  */
-export function servicesAnswer(
-  body: ServicesBody,
-  request: { acceptEncoding?: string; ifNoneMatch?: string },
-  smallBodyBytes = 0,
-): ServicesAnswer | Promise<ServicesAnswer> {
-  const compressible = body.bytes.byteLength >= GZIP_MIN_BYTES;
-  // Every answer of a compressible catalog says it depends on Accept-Encoding, so a cache in
-  // between does not hand the gzipped one to a client that cannot read it.
-  const vary: Record<string, string> = compressible ? { vary: 'accept-encoding' } : {};
-  if (compressible && acceptsGzip(request.acceptEncoding)) {
-    const etag = gzipEtag(body.etag);
-    if (etagMatches(request.ifNoneMatch, etag)) return { status: 304, headers: { ...vary, etag } };
+export function servicesAnswer(body: ServicesBody, request: { acceptEncoding?: string; ifNoneMatch?: string }): ServicesAnswer | Promise<ServicesAnswer> {
+  const answers = answersFor(body);
+  const { gzipNotModified } = answers;
+  if (gzipNotModified && acceptsGzip(request.acceptEncoding)) {
+    if (etagMatches(request.ifNoneMatch, gzipNotModified.headers.etag!)) return gzipNotModified;
+    if (answers.gzip) return answers.gzip;
     const gzipped = gzippedBody(body);
-    const answer = (encoded: EncodedBody): ServicesAnswer => ({
-      status: 200,
-      headers: { ...vary, 'content-type': 'application/json', 'content-encoding': 'gzip', etag: encoded.etag },
-      body: encoded.bytes,
-    });
-    return gzipped instanceof Promise ? gzipped.then(answer) : answer(gzipped);
+    if (!(gzipped instanceof Promise)) return (answers.gzip = gzipAnswer(gzipped));
+    return gzipped.then((encoded) => (answers.gzip ??= gzipAnswer(encoded)));
   }
-  if (etagMatches(request.ifNoneMatch, body.etag)) return { status: 304, headers: { ...vary, etag: body.etag } };
-  return {
-    status: 200,
-    headers: { ...vary, 'content-type': 'application/json', etag: body.etag },
-    // A short string leaves node's socket in one write together with the headers; a large
-    // catalog goes as the bytes kept, rather than being encoded again.
-    body: body.bytes.byteLength <= smallBodyBytes ? body.text : body.bytes,
-  };
+  return etagMatches(request.ifNoneMatch, body.etag) ? answers.plainNotModified : answers.plain;
 }
