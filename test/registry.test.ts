@@ -120,14 +120,19 @@ describe('registration and expiry', () => {
     expect(await store.heartbeat('b')).toEqual([]);
   });
 
-  it('keeps registeredAt and metadata when an instance registers again', async () => {
+  it('keeps the metadata when an instance registers again, and counts it as registered last (as the seed and Eureka do)', async () => {
     const { clock, store } = memory();
     await store.register({ name: 'a', url: 'http://a:1', metadata: { zone: 'x' } });
+    clock.set(T0 + 1_000);
+    await store.register({ name: 'a', url: 'http://a:2' });
+    expect(JSON.parse(store.servicesJson()).services.a).toBe('http://a:2');
     clock.set(T0 + 5_000);
     const { instance, created } = await store.register({ name: 'a', url: 'http://a:1' });
     expect(created).toBe(false);
-    expect(instance).toMatchObject({ registeredAt: T0, lastHeartbeat: T0 + 5_000, expiresAt: T0 + 5_000 + TTL, metadata: { zone: 'x' } });
-    expect(store.instances('a')).toHaveLength(1);
+    expect(instance).toMatchObject({ registeredAt: T0 + 5_000, lastHeartbeat: T0 + 5_000, expiresAt: T0 + 5_000 + TTL, metadata: { zone: 'x' } });
+    expect(store.instances('a')).toHaveLength(2);
+    // It moved back to a:1 and registered there again: a:1 is where the name is now.
+    expect(JSON.parse(store.servicesJson()).services.a).toBe('http://a:1');
   });
 });
 

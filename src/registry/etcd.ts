@@ -304,7 +304,8 @@ export class EtcdStore implements Store {
         const next: StoredInstance = {
           name: input.name,
           url: input.url,
-          registeredAt: alive && current ? current.registeredAt : now,
+          // The last registration, as the memory store counts it (GET /services shows the newest).
+          registeredAt: now,
           lastHeartbeat: now,
           expiresAt: now + ttl * 1000,
           metadata: input.metadata ?? (alive && current ? current.metadata : {}),

@@ -39,7 +39,9 @@ export class MemoryStore implements Store {
     return this.catalog.put({
       name: input.name,
       url: input.url,
-      registeredAt: existing?.registeredAt ?? now,
+      // The last registration, as Eureka and the seed count it: an instance that registers again
+      // (restarted, or moved back) is the one GET /services shows.
+      registeredAt: now,
       lastHeartbeat: now,
       expiresAt: now + this.#ttlMs,
       metadata: input.metadata ?? existing?.metadata ?? {},
