@@ -501,8 +501,10 @@ export class EtcdStore implements Store {
     const client = this.#client;
     if (!client || this.#closed) throw new Error(this.#closed ? 'the etcd store is closed' : 'EtcdStore.open() must be called first');
     const deadline = Date.now() + this.#writeTimeoutMs;
-    const write: WriteAttempt = { abandoned: false, collided: false, heard: false };
     for (let attempt = 0; ; attempt++) {
+      // One per try: what the last try heard says how etcd is now (the one before may have got
+      // an answer and then lost etcd altogether).
+      const write: WriteAttempt = { abandoned: false, collided: false, heard: false };
       const running = operation(client, write);
       try {
         const result = await this.#bounded(running, Math.max(1, deadline - Date.now()));
