@@ -552,6 +552,12 @@ describe('a service name the registrar does not know', () => {
         expect(result.code, args.join(' ')).toBe(1);
         expect(result.stderr, args.join(' ')).toMatch(/is not registered[^\n]*\n {2}Did you mean ollama_service\?\n$/);
       }
+      // One instance of a name that is registered, at a URL it is not: the URLs it is at.
+      const wrongUrl = await runSvcmesh(['deregister', 'billing', 'http://127.0.0.1:9999', ...at]);
+      expect(wrongUrl.code).toBe(1);
+      expect(wrongUrl.stderr).toContain('\n  billing is registered at http://127.0.0.1:8091: give one of those, or only the name to remove every instance\n');
+      const wrongName = await runSvcmesh(['deregister', 'biling', 'http://127.0.0.1:8091', ...at]);
+      expect(wrongName.stderr).toContain('\n  Did you mean billing?\n');
       // Nothing close: what is there, which shows a registrar other than the one meant.
       const far = await runSvcmesh(['ask', 'weather', 'hi', ...at]);
       expect(far.stderr).toContain(`Registered at ${own.url}: billing, ollama_service`);

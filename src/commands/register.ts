@@ -98,7 +98,11 @@ export function makeDeregisterCommand(): Command {
   ).action(async (name: string, url: string | undefined, flags: ClientFlags) => {
     if (url !== undefined && !isHttpUrl(url)) throw new UsageError(`"${url}" is not an http(s) URL: give the instance's URL as it was registered`);
     const client = await clientFrom(flags);
-    const answer = await client.deregister(name, url).catch(hinted(client, name));
+    const answer = await client.deregister(name, url).catch(async (error: unknown) => {
+      if (url === undefined) return hinted(client, name)(error);
+      const { withInstanceHint } = await import('./unknown-service.js');
+      throw await withInstanceHint(error, client, name, url);
+    });
     const output = await import('../output.js');
     if (flags.json) output.printJson(answer.text);
     else output.print(messageOf(answer, `${client.baseUrl}/deregister`));

@@ -33,6 +33,26 @@ export async function withServiceHint(error: unknown, client: RegistrarClient, n
 }
 
 /**
+ * A 404 for one instance (`deregister NAME URL`) of a name that is registered: the URLs it is
+ * registered at, since the one given is most likely another spelling or an old address.
+ */
+export async function withInstanceHint(error: unknown, client: RegistrarClient, name: string, url: string): Promise<unknown> {
+  const e = error as { name?: string; status?: number; hint?: string };
+  if (e?.name !== 'HttpError' || e.status !== 404) return error;
+  let urls: string[];
+  try {
+    urls = (await client.service(name)).json.instances.map((instance) => instance.url);
+  } catch {
+    // The name itself is unknown: the usual hint for names.
+    return withServiceHint(error, client, name);
+  }
+  if (urls.length === 0 || urls.includes(url)) return error;
+  const more = urls.length > MAX_LISTED ? `, and ${urls.length - MAX_LISTED} more (svcmesh services ${name} lists them)` : '';
+  e.hint = `${name} is registered at ${urls.slice(0, MAX_LISTED).join(', ')}${more}: give one of those, or only the name to remove every instance`;
+  return error;
+}
+
+/**
  * A registrar that started this recently may simply not have heard from its services yet: within
  * its TTL (every service that heartbeats does so within it), at most five minutes.
  */
