@@ -7,7 +7,7 @@
 import { getEventListeners, once } from 'node:events';
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { type AddressInfo, createServer as createTcpServer } from 'node:net';
-import { gunzipSync } from 'node:zlib';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import type { Hono } from 'hono';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { MemoryStore } from '../src/registry/memory.js';
@@ -66,6 +66,17 @@ async function startTarget() {
         res.writeHead(200, { 'content-type': 'application/x-ndjson' });
         for (const word of ['one', 'two', 'three']) res.write(`${JSON.stringify({ message: word })}\n`);
         res.end(`${JSON.stringify({ done: true })}\n`);
+        return;
+      }
+      if (req.url === '/nocontent/receive') {
+        res.writeHead(204);
+        res.end();
+        return;
+      }
+      if (req.url === '/untyped/receive') {
+        res.removeHeader('content-type');
+        res.writeHead(200, { 'content-length': '2' });
+        res.end('ok');
         return;
       }
       if (req.url === '/moved/receive') {
@@ -358,6 +369,60 @@ describe('the fast path answers as the app does', () => {
     }
   });
 
+  it('POST /forward relays a 204 without a body or Content-Length, and an answer without a type without one', async () => {
+    const { app, registry, url } = await setup();
+    const target = await startTarget();
+    await registry.register({ name: 'nocontent', url: `${target.url}/nocontent` });
+    await registry.register({ name: 'untyped', url: `${target.url}/untyped` });
+    const viaSocket = await new Promise<RawAnswer>((resolve, reject) => {
+      httpRequest(`${url}/forward`, { method: 'POST', headers: { 'content-type': 'application/json' } }, (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('end', () => resolve({ status: response.statusCode!, headers: response.headers, bytes: Buffer.concat(chunks) }));
+      })
+        .on('error', reject)
+        .end(JSON.stringify({ from: 'a', to: 'nocontent', message: 'hi' }));
+    });
+    expect(viaSocket.status).toBe(204);
+    expect(viaSocket.headers['content-length']).toBeUndefined();
+    expect(viaSocket.headers['content-type']).toBeUndefined();
+    const viaApp = await app.request('/forward', postJson({ from: 'a', to: 'nocontent', message: 'hi' }));
+    expect(viaApp.status).toBe(204);
+    expect(await viaApp.text()).toBe('');
+
+    const [untypedApp, untypedSocket] = await bothWays(app, url, '/forward', postJson({ from: 'a', to: 'untyped', message: 'hi' }));
+    expect(untypedSocket).toEqual(untypedApp);
+    expect(untypedSocket).toMatchObject({ status: 200, contentType: null, body: 'ok' });
+  });
+
+  it('POST /forward with "stream": true: a compressed stream that breaks is cut, not given an error line as text inside it', async () => {
+    const compressed = gzipSync('{"message":"one"}\n{"message":"two"}\n');
+    const target = await listen((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(200, { 'content-type': 'application/x-ndjson', 'content-encoding': 'gzip' });
+        // Half the compressed bytes, then the target is gone.
+        res.write(compressed.subarray(0, compressed.length >> 1));
+        setTimeout(() => res.destroy(), 50);
+      });
+    });
+    const { registry, url } = await setup();
+    await registry.register({ name: 'gz', url: target.url });
+    const seenByCaller = await new Promise<{ bytes: Buffer; broken: boolean }>((resolve) => {
+      const chunks: Buffer[] = [];
+      httpRequest(`${url}/forward`, { method: 'POST', headers: { 'content-type': 'application/json' } }, (response) => {
+        expect(response.headers['content-encoding']).toBe('gzip');
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('end', () => resolve({ bytes: Buffer.concat(chunks), broken: !response.complete }));
+        response.on('error', () => resolve({ bytes: Buffer.concat(chunks), broken: true }));
+      })
+        .on('error', () => resolve({ bytes: Buffer.concat(chunks), broken: true }))
+        .end(JSON.stringify({ from: 'a', to: 'gz', message: 'hi', stream: true }));
+    });
+    expect(seenByCaller.broken).toBe(true);
+    expect(seenByCaller.bytes.toString('latin1')).not.toContain('"error"');
+  });
+
   it('POST /forward relays a whole answer byte for byte, bytes that are not UTF-8 included', async () => {
     const { app, registry, url } = await setup();
     const target = await startTarget();
@@ -461,7 +526,59 @@ describe('the fast path answers as the app does', () => {
     const [viaApp, viaSocket] = await bothWays(app, url, '/forward', postJson({ from: 'a', to: 'broken_http', message: 'hi' }));
     expect(viaSocket).toEqual(viaApp);
     expect(viaSocket.status).toBe(502);
+    // It answered: not "Failed to reach", but what was wrong with the answer.
+    expect(JSON.parse(viaSocket.body).error).toMatch(/^broken_http at http:\/\/127\.0\.0\.1:\d+ answered with something that is not valid HTTP: .*control character/);
     expect((await fetch(`${url}/services`)).status).toBe(200);
+  });
+
+  it('POST /forward relays headers up to 64 KiB, streamed or not (undici alone took 16 KiB)', async () => {
+    const big = 'x'.repeat(20 * 1024);
+    const target = await listen((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': big });
+        res.end('{"message":"ok"}\n{"done":true}\n');
+      });
+    });
+    const { app, registry, url } = await setup();
+    await registry.register({ name: 'big_headers', url: target.url });
+    for (const stream of [false, true]) {
+      const body = JSON.stringify({ from: 'a', to: 'big_headers', message: 'hi', stream });
+      const viaApp = await app.request('/forward', postJson(body));
+      expect(viaApp.status, `stream: ${stream}`).toBe(200);
+      expect(viaApp.headers.get('cache-control')).toBe(big);
+      expect(await viaApp.text()).toBe('{"message":"ok"}\n{"done":true}\n');
+      // fetch itself takes 16 KiB of headers at most: node's client, told to take more.
+      const viaSocket = await new Promise<RawAnswer>((resolve, reject) => {
+        httpRequest(`${url}/forward`, { method: 'POST', headers: { 'content-type': 'application/json' }, maxHeaderSize: 64 * 1024 }, (response) => {
+          const chunks: Buffer[] = [];
+          response.on('data', (chunk: Buffer) => chunks.push(chunk));
+          response.on('end', () => resolve({ status: response.statusCode!, headers: response.headers, bytes: Buffer.concat(chunks) }));
+        })
+          .on('error', reject)
+          .end(body);
+      });
+      expect(viaSocket.status, `stream: ${stream}`).toBe(200);
+      expect(viaSocket.headers['cache-control']).toBe(big);
+      expect(viaSocket.bytes.toString()).toBe('{"message":"ok"}\n{"done":true}\n');
+    }
+  });
+
+  it('POST /forward to a target that begins its answer and goes silent: 504 that says it went silent mid-answer', async () => {
+    const target = await listen((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': '100' });
+        res.write('{"message":"half');
+      });
+    });
+    const registry = new Registry(new MemoryStore({ ttlSeconds: 300 }));
+    const forwarder = createForwarder({ registry, timeoutMs: 300, logger: createLogger('text', () => {}) });
+    cleanups.push(() => forwarder.close(), () => registry.close());
+    await registry.register({ name: 'stalls', url: target.url });
+    const error = await forwarder.forward({ from: 'a', to: 'stalls', message: 'hi', stream: false }).catch((e: unknown) => e);
+    expect((error as { status?: number }).status).toBe(504);
+    expect((error as Error).message).toBe(`stalls at ${target.url} went silent for 0.3 s in the middle of its answer (raise --forward-timeout for longer answers)`);
   });
 
   it('POST /forward with a token: refused without it or with a wrong one, forwarded with it', async () => {

@@ -87,6 +87,9 @@ export interface ChunkSource {
 
 const encoder = new TextEncoder();
 const NEWLINE = 0x0a;
+/** Failures that mean the target answered, but not in HTTP the registrar can relay. */
+const BAD_ANSWER_CODES = new Set(['BAD_ANSWER', 'UND_ERR_HEADERS_OVERFLOW']);
+
 const TIMEOUT_CODES = new Set([
   'UND_ERR_HEADERS_TIMEOUT',
   'UND_ERR_BODY_TIMEOUT',
@@ -153,7 +156,9 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
   const maxTimeouts = options.maxTimeouts ?? 3;
   const maxAnswerBytes = options.maxAnswerBytes ?? DEFAULT_MAX_ANSWER_BYTES;
   const agent =
-    options.dispatcher ?? new Agent({ keepAliveTimeout: 30_000, connections: 256, connect: { timeout: 5_000 } });
+    // Headers up to 64 KiB, as the registrar's own client takes them: a streamed answer must not be
+    // refused for headers a whole one is relayed with (undici's default is 16 KiB).
+    options.dispatcher ?? new Agent({ keepAliveTimeout: 30_000, connections: 256, connect: { timeout: 5_000 }, maxHeaderSize: 64 * 1024 });
   // A dispatcher given is used for everything (a test's, or a proxy's).
   const plainPool = options.dispatcher ? undefined : createPlainHttpPool({ connections: 256, idleMs: 30_000, connectTimeoutMs: 5_000 });
 
@@ -218,6 +223,11 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     const tries = candidates.length;
     const failed: string[] = [];
     let timeouts = 0;
+    /** Of the timeouts, those that came after the answer had begun: silent in its middle. */
+    let silentMidAnswer = 0;
+    /** Answers that were not valid HTTP, with what was wrong with the last one. */
+    let badAnswers = 0;
+    let badAnswer = '';
     let cancelled = false;
     let cancelAttempt: (() => void) | undefined;
     // A 503 from an instance that was passed over for the next one: the answer if no other does.
@@ -230,7 +240,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
         // Every instance tried, not only the one whose 503 this is.
         unavailable.headers['x-svcmesh-attempts'] = String(index + 1);
         done(undefined, unavailable);
-      } else fail(exhausted(name, failed, timeouts, timeoutMs));
+      } else fail(exhausted(name, failed, { timeouts, silentMidAnswer, badAnswers, badAnswer }, timeoutMs));
     };
 
     const attempt = (index: number) => {
@@ -269,7 +279,13 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
             }
             // Silent (hung, frozen) is down too: otherwise every other forward waits out the
             // whole timeout on it again before moving on.
-            if (TIMEOUT_CODES.has((error as { code?: string }).code ?? '')) timeouts += 1;
+            const code = (error as { code?: string }).code ?? '';
+            if (TIMEOUT_CODES.has(code)) timeouts += 1;
+            if (code === 'BODY_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') silentMidAnswer += 1;
+            if (BAD_ANSWER_CODES.has(code) || code.startsWith('HPE_')) {
+              badAnswers += 1;
+              badAnswer = causeOf(error);
+            }
             registry.reportReachable(instance, false);
             failed.push(instance.url);
             log(`forward to ${name} failed`, { instance: instance.url, cause: causeOf(error) });
@@ -279,10 +295,11 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
           registry.reportReachable(instance, true);
           const headers: Record<string, string> = {
             ...reply.relayed,
-            'content-type': reply.contentType ?? 'application/json',
             'x-svcmesh-instance': instance.url,
             'x-svcmesh-attempts': String(index + 1),
           };
+          // As the target gave it: an answer without a type is not made JSON on the way.
+          if (reply.contentType !== undefined) headers['content-type'] = reply.contentType;
           // 503 is an instance saying it cannot serve now (the Ollama service whose Ollama is
           // down, say), before doing anything: the next instance may. The answer is kept, and
           // given if none does.
@@ -309,7 +326,8 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
             };
             const onFirstChunk = () => observer?.firstChunk(label, elapsed());
             const onBroken = () => observer?.broken(label);
-            done(undefined, { status: reply.status, headers, stream: chunkSource(reply.body, name, instance.url, end, onFirstChunk, onBroken) });
+            const encoded = isEncoded(headers);
+            done(undefined, { status: reply.status, headers, stream: chunkSource(reply.body, name, instance.url, end, onFirstChunk, onBroken, encoded) });
             return;
           }
           release();
@@ -435,6 +453,21 @@ async function readWhole(reply: Reply): Promise<Uint8Array> {
 
 const EMPTY = new Uint8Array(0);
 
+/**
+ * Whether an answer's body is compressed (or otherwise encoded) as it goes: an error line written
+ * into it as text would be garbage to the caller's decoder, which then fails on it. Such an
+ * answer is cut instead, which the caller sees as a broken answer.
+ */
+export function isEncoded(headers: Readonly<Record<string, string>>): boolean {
+  const encoding = headers['content-encoding'];
+  return encoding !== undefined && encoding.trim().toLowerCase() !== 'identity';
+}
+
+/** Statuses whose answers carry no body, nor a Content-Length for one (RFC 9110 §8.6, §15.3.5). */
+export function hasNoBody(status: number): boolean {
+  return status === 204 || status === 205 || status === 304;
+}
+
 /** What a target sent back: read whole, or a body still to come. */
 interface Reply {
   status: number;
@@ -463,17 +496,25 @@ function headerText(value: string | string[] | undefined): string | undefined {
 }
 
 /** Every instance tried failed: 504 when all of them stayed silent, 502 otherwise. */
-function exhausted(name: string, failed: string[], timeouts: number, timeoutMs: number): ApiError {
+interface Failures {
+  timeouts: number;
+  silentMidAnswer: number;
+  badAnswers: number;
+  badAnswer: string;
+}
+
+function exhausted(name: string, failed: string[], failures: Failures, timeoutMs: number): ApiError {
   // As on an answer: how many instances were tried before giving up.
   const tried = { 'x-svcmesh-attempts': String(failed.length) };
-  if (timeouts === failed.length) {
-    return new ApiError(
-      504,
-      `${name} at ${failed.join(', ')} did not answer within ${timeoutMs / 1000} s (raise --forward-timeout for longer answers)`,
-      tried,
-    );
+  const at = `${name} at ${failed.join(', ')}`;
+  if (failures.timeouts === failed.length) {
+    // Every one began to answer and then said nothing: not the same as never answering.
+    const what = failures.silentMidAnswer === failed.length ? `went silent for ${timeoutMs / 1000} s in the middle of its answer` : `did not answer within ${timeoutMs / 1000} s`;
+    return new ApiError(504, `${at} ${what} (raise --forward-timeout for longer answers)`, tried);
   }
-  return new ApiError(502, `Failed to reach ${name} at ${failed.join(', ')}`, tried);
+  // Reached, but what came back was not HTTP the registrar can relay.
+  if (failures.badAnswers === failed.length) return new ApiError(502, `${at} answered with something that is not valid HTTP: ${failures.badAnswer}`, tried);
+  return new ApiError(502, `Failed to reach ${at}`, tried);
 }
 
 /** The target's body as it comes, chunk by chunk; a failure mid-way ends it with an error line. */
@@ -484,6 +525,7 @@ function chunkSource(
   done: () => void,
   onFirstChunk: () => void,
   onBroken: () => void,
+  encoded: boolean,
 ): ChunkSource {
   const chunks = body[Symbol.asyncIterator]();
   let first = true;
@@ -515,6 +557,7 @@ function chunkSource(
         if (over) return undefined;
         onBroken();
         end();
+        if (encoded) throw error;
         const line = JSON.stringify({ error: `Lost ${name} at ${url} in the middle of the answer: ${lossInWords(error)}` });
         return encoder.encode(`${atLineStart ? '' : '\n'}${line}\n`);
       }
@@ -529,7 +572,7 @@ function chunkSource(
 /** The answer as a web Response, for the Hono route. */
 export function answerResponse(answer: ForwardAnswer): Response {
   const { stream } = answer;
-  if (!stream) return new Response((answer.body ?? EMPTY) as Uint8Array<ArrayBuffer>, { status: answer.status, headers: answer.headers });
+  if (!stream) return new Response(hasNoBody(answer.status) ? null : ((answer.body ?? EMPTY) as Uint8Array<ArrayBuffer>), { status: answer.status, headers: answer.headers });
   const body = new ReadableStream<Uint8Array>({
     async pull(controller) {
       const chunk = await stream.read();

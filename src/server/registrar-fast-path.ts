@@ -5,7 +5,7 @@ import { tokenCheck } from './auth.js';
 import { refuseCrossSite } from './cross-site.js';
 import { errorAnswer } from './errors.js';
 import { acceptHeartbeat, type HeartbeatDeps, heartbeatBody, REREGISTERED_HEADER } from './heartbeat.js';
-import type { ChunkSource, ForwardAnswer, Forwarder } from './forwarder.js';
+import { type ChunkSource, type ForwardAnswer, type Forwarder, hasNoBody, isEncoded } from './forwarder.js';
 import type { FastPath } from './start.js';
 import { forwardBody, MAX_BODY_BYTES, parseJsonText, refuseEncodedBody, tooLarge } from './validation.js';
 import { type ServicesAnswer, servicesAnswer, servicesBody } from './wire.js';
@@ -199,6 +199,11 @@ function writeServices(response: ServerResponse, answer: ServicesAnswer): void {
 }
 
 function writeWhole(response: ServerResponse, answer: ForwardAnswer): void {
+  if (hasNoBody(answer.status)) {
+    response.writeHead(answer.status, answer.headers);
+    response.end();
+    return;
+  }
   // The bytes as the target sent them: decoding and encoding again would spoil any that are not UTF-8.
   const body = answer.body ?? EMPTY;
   // The headers are this answer's own: adding to them spares a copy per forward.
@@ -222,8 +227,15 @@ async function relay(answer: ForwardAnswer, stream: ChunkSource, response: Serve
   };
   response.once('close', onClose);
   let atLineStart = true;
+  const encoded = isEncoded(answer.headers);
   const onCut = () => {
     if (response.writableEnded || response.destroyed) return;
+    if (encoded) {
+      // A line of text inside a compressed body would only break the caller's decoder.
+      response.destroy();
+      stream.cancel();
+      return;
+    }
     const line = JSON.stringify({ error: String(cut!.reason) });
     response.end(`${atLineStart ? '' : '\n'}${line}\n`);
     stream.cancel();
