@@ -109,10 +109,16 @@ export function makeRegistrarCommand(): Command {
       if ((flags.targetToken || tokensByService.size > 0) && !flags.token) {
         console.error('svcmesh registrar: warning: target tokens without --token: anyone who can reach this registrar can register a URL and receive a target token');
       }
+      // With --log-format json every line of stdout is JSON, these too: jq must not stop at the first.
+      const announce = (message: string, parts: Record<string, unknown>) => {
+        if (flags.logFormat !== 'json') return void console.log(message);
+        logger.log(message, undefined, parts);
+        logger.flush();
+      };
       // Before the listening line: whoever waits for it may send a signal the moment it shows.
       onShutdownSignal(
         async (signal) => {
-          console.log(`svcmesh registrar: ${signal} received, finishing answers in flight`);
+          announce(`svcmesh registrar: ${signal} received, finishing answers in flight`, { signal });
           shutdown.abort();
           await server.close(flags.drainTimeout * 1000);
           await forwarder.close();
@@ -123,8 +129,9 @@ export function makeRegistrarCommand(): Command {
       );
       // Listening on every address, the browser on this machine still wants a loopback URL.
       const local = flags.host === '0.0.0.0' ? `http://127.0.0.1:${server.port}` : flags.host === '::' ? `http://[::1]:${server.port}` : server.url;
-      console.log(
+      announce(
         `svcmesh registrar listening on ${server.url} (store: ${store.description}, ttl: ${flags.ttl} s${flags.token ? ', token required' : ''}); dashboard: ${local}/`,
+        { url: server.url, store: store.description, ttl_seconds: flags.ttl, token_required: Boolean(flags.token), dashboard: `${local}/` },
       );
     });
 }
