@@ -564,6 +564,32 @@ describe('the fast path answers as the app does', () => {
     }
   });
 
+  it('POST /forward with "stream": true times the wait for headers and the silence mid-stream itself', async () => {
+    const target = await listen((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        if (req.url === '/never/receive') return;
+        res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+        res.write('{"message":"first"}\n');
+      });
+    });
+    const registry = new Registry(new MemoryStore({ ttlSeconds: 300 }));
+    const forwarder = createForwarder({ registry, timeoutMs: 300, logger: createLogger('text', () => {}) });
+    cleanups.push(() => forwarder.close(), () => registry.close());
+    await registry.register({ name: 'never', url: `${target.url}/never` });
+    await registry.register({ name: 'stalls', url: target.url });
+
+    const never = await forwarder.forward({ from: 'a', to: 'never', message: 'hi', stream: true }).catch((e: unknown) => e);
+    expect(never).toMatchObject({ status: 504, message: `never at ${target.url}/never did not answer within 0.3 s (raise --forward-timeout for longer answers)` });
+
+    const stalls = await forwarder.forward({ from: 'a', to: 'stalls', message: 'hi', stream: true });
+    const lines: string[] = [];
+    for (let chunk = await stalls.stream!.read(); chunk; chunk = await stalls.stream!.read()) lines.push(Buffer.from(chunk).toString());
+    expect(lines.join('')).toBe(
+      `{"message":"first"}\n${JSON.stringify({ error: `Lost stalls at ${target.url} in the middle of the answer: it went silent for longer than --forward-timeout (nothing for 300 ms)` })}\n`,
+    );
+  });
+
   it('POST /forward to a target that begins its answer and goes silent: 504 that says it went silent mid-answer', async () => {
     const target = await listen((req, res) => {
       req.resume();

@@ -129,6 +129,7 @@ function receiveTargets(): (serviceUrl: string) => ReceiveTarget {
 
 /** Why an answer stopped coming, in words; the code stays in brackets for a search. */
 function lossInWords(error: unknown): string {
+  if (error instanceof TargetError && error.code === 'BODY_TIMEOUT') return `it went silent for longer than --forward-timeout (${error.message})`;
   const cause = causeOf(error);
   const words: Record<string, string> = {
     UND_ERR_SOCKET: 'the connection closed',
@@ -327,7 +328,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
             const onFirstChunk = () => observer?.firstChunk(label, elapsed());
             const onBroken = () => observer?.broken(label);
             const encoded = isEncoded(headers);
-            done(undefined, { status: reply.status, headers, stream: chunkSource(reply.body, name, instance.url, end, onFirstChunk, onBroken, encoded) });
+            done(undefined, { status: reply.status, headers, stream: chunkSource(reply.body, name, instance.url, end, onFirstChunk, onBroken, encoded, timeoutMs) });
             return;
           }
           release();
@@ -418,12 +419,27 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
   /** One request whose answer is relayed as it comes. */
   function sendStreamed(dispatch: Dispatcher.DispatchOptions, done: (error: unknown, reply?: Reply) => void): () => void {
     const caller = new AbortController();
+    // undici's own timers are coarse (half a second late past a second): the wait for the
+    // headers is timed here, to the millisecond, as the registrar's own client does.
+    let timedOut = false;
+    const headersTimer = setTimeout(() => {
+      timedOut = true;
+      caller.abort(new TargetError('HEADERS_TIMEOUT', `no answer within ${timeoutMs} ms`));
+    }, timeoutMs);
     agent.request({ ...dispatch, signal: caller.signal }).then(
-      (answer) =>
-        done(undefined, { status: answer.statusCode, contentType: headerText(answer.headers['content-type']), relayed: relayedOf(answer.headers), body: answer.body }),
-      (error: unknown) => done(error),
+      (answer) => {
+        clearTimeout(headersTimer);
+        done(undefined, { status: answer.statusCode, contentType: headerText(answer.headers['content-type']), relayed: relayedOf(answer.headers), body: answer.body });
+      },
+      (error: unknown) => {
+        clearTimeout(headersTimer);
+        done(timedOut ? new TargetError('HEADERS_TIMEOUT', `no answer within ${timeoutMs} ms`) : error);
+      },
     );
-    return () => caller.abort(callerLeft());
+    return () => {
+      clearTimeout(headersTimer);
+      caller.abort(callerLeft());
+    };
   }
 
   return {
@@ -526,8 +542,13 @@ function chunkSource(
   onFirstChunk: () => void,
   onBroken: () => void,
   encoded: boolean,
+  silenceMs: number,
 ): ChunkSource {
   const chunks = body[Symbol.asyncIterator]();
+  // The longest pause between two pieces, timed here to the millisecond (undici's bodyTimeout
+  // stays as a backstop): the target went silent in the middle of the answer.
+  const silent = () => body.destroy(new TargetError('BODY_TIMEOUT', `nothing for ${silenceMs} ms`));
+  let silence: NodeJS.Timeout | undefined;
   let first = true;
   let over = false;
   // Whether what was relayed so far ends a line: the error line must start one of its own.
@@ -541,7 +562,9 @@ function chunkSource(
     async read() {
       if (over) return undefined;
       try {
-        const { value, done: finished } = await chunks.next();
+        // Only the wait for the target counts: a caller that reads slowly is not the target's silence.
+        silence = setTimeout(silent, silenceMs);
+        const { value, done: finished } = await chunks.next().finally(() => clearTimeout(silence));
         if (finished) {
           end();
           return undefined;
