@@ -235,6 +235,26 @@ describeIfInstalled('ask at a terminal with no message', spawnSync('script', ['-
     expect(readFileSync(file, 'utf8')).toBe('got: hello\n');
   });
 
+  it('Ctrl-D while an answer comes ends the session once the answer is over, exit 0, not a prompt that reads nothing', async () => {
+    const command = `exec '${process.execPath}' '${binPath}' ask steady --registrar ${registrar.url}`;
+    const session = spawn('script', ['-qfec', command, '/dev/null'], { env: { ...process.env, NO_COLOR: '1', SVCMESH_CONFIG_DIR: tempDir('svcmesh-config-') } });
+    let screen = '';
+    session.stdout.on('data', (chunk: Buffer) => (screen += chunk.toString('utf8')));
+    const closed = new Promise<number | null>((resolve) => session.once('close', resolve));
+    try {
+      await waitFor(() => screen.includes('>>> '), 10_000, 'the prompt');
+      session.stdin.write('count to eight\r');
+      await waitFor(() => screen.includes('1 '), 10_000, 'the first piece of the answer');
+      session.stdin.write('\x04');
+      const code = await Promise.race([closed, new Promise<string>((resolve) => setTimeout(() => resolve('still running'), 10_000))]);
+      expect(code, screen).toBe(0);
+    } finally {
+      session.kill('SIGKILL');
+    }
+    expect(screen).toContain('8 ');
+    expect(screen.split('>>> ')).toHaveLength(2);
+  });
+
   it('gives up on a hung registrar within --timeout before any prompt', async () => {
     const { code, screen } = await atTerminal(`ask echo --timeout 0.5 --registrar ${await hungRegistrar()}`);
     expect(code, screen).toBe(1);

@@ -51,6 +51,10 @@ export async function askInteractively(client: RegistrarClient, flags: AskFlags,
     screen.write('\nUse Ctrl-D or /bye to leave.\n');
     prompt.prompt();
   });
+  // Ctrl-D while an answer comes closes readline under the loop: once the answer is over, the
+  // session ends rather than draw a prompt that can no longer read anything.
+  let inputClosed = false;
+  prompt.once('close', () => (inputClosed = true));
   prompt.prompt();
   for await (const line of prompt) {
     if (block === undefined && line.trimStart().startsWith('"""')) block = [];
@@ -98,6 +102,7 @@ export async function askInteractively(client: RegistrarClient, flags: AskFlags,
         answering = undefined;
       }
     }
+    if (inputClosed) break;
     prompt.prompt();
   }
   prompt.close();
