@@ -145,6 +145,30 @@ describe('an Ollama that is busy', () => {
   });
 });
 
+describe('an Ollama that fails before anything reached the caller', () => {
+  it('its runner crashing (500), its connection breaking in a whole answer, an error line before the first piece: the next instance answers', async () => {
+    ollama = await startFakeOllama();
+    const crashed = await startFakeOllama({ refuseChats: { status: 500, error: 'llama runner process has terminated: exit status 2' } });
+    const dropping = await startFakeOllama({ dropAfterTokens: 1 });
+    const failing = await startFakeOllama({ failAfterTokens: 0, failMessage: 'CUDA error: out of memory' });
+    try {
+      const registrar = await startRegistrar();
+      for (const broken of [crashed, dropping, failing]) await startService(registrar, broken);
+      const healthy = await startService(registrar, ollama);
+      // Whole answers: a stream that broke after its first piece went out cannot move on (it ends
+      // with an error line), which another test holds.
+      for (let i = 0; i < 6; i++) {
+        const response = await forward(registrar, `question ${i}`);
+        expect(response.status, `question ${i}`).toBe(200);
+        expect(response.headers.get('x-svcmesh-instance')).toBe(healthy.url);
+        await response.text();
+      }
+    } finally {
+      await Promise.all([crashed.close(), dropping.close(), failing.close()]);
+    }
+  });
+});
+
 describe('shutdown and restarts', () => {
   it('SIGTERM during a streamed answer: the service deregisters, the answer finishes, exit 0', async () => {
     ollama = await startFakeOllama({ reply: REPLY, tokenDelayMs: 30 });

@@ -196,7 +196,8 @@ describe('POST /receive', () => {
     const fake = await fakeOllama({ reply: 'one two three four five', dropAfterTokens: 2 });
     const lost = `Lost Ollama at ${fake.host} in the middle of the answer: the connection `;
     const whole = await receive(appFor(fake.host), { message: 'hi' });
-    expect(whole.status).toBe(502);
+    // Nothing reached the caller: 503, so the registrar asks another instance.
+    expect(whole.status).toBe(503);
     expect(((await whole.json()) as { error: string }).error).toContain(lost);
     const streamed = await receive(appFor(fake.host), { message: 'hi', stream: true });
     const lines = (await streamed.text()).trimEnd().split('\n').map((line) => JSON.parse(line) as { message?: string; error?: string });
@@ -276,7 +277,7 @@ describe('POST /receive', () => {
   it('fails an answer that has a line from Ollama that is not JSON, rather than answer it with a piece missing', async () => {
     const fake = await fakeOllama({ corruptTokenAt: 2 });
     const whole = await receive(appFor(fake.host), { message: 'hi' });
-    expect(whole.status).toBe(502);
+    expect(whole.status).toBe(503);
     expect(((await whole.json()) as { error: string }).error).toMatch(/^Ollama at \S+ failed while answering: Ollama sent a line that is not JSON: /);
 
     const streamed = await receive(appFor(fake.host), { message: 'hi', stream: true });

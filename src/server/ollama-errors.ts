@@ -17,8 +17,11 @@ const SILENCE_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'
 export function describeOllamaError(error: unknown, host: string, model: string): ApiError {
   if (error instanceof NotOllamaAnswerError) return describeNotOllama(error, host);
   if (error instanceof OllamaSilentError) return new ApiError(504, `Ollama at ${host} ${error.message}`);
+  // 503 from here on for what failed in this instance's Ollama: whatever it had produced has not
+  // reached the caller (an answer is sent whole, or a stream once its first piece came), so
+  // another instance may still answer.
   if (error instanceof OllamaLostError) {
-    return new ApiError(502, `Lost Ollama at ${host} in the middle of the answer: ${error.message}. Did it stop or crash? \`ollama ps\` and its log there tell`);
+    return new ApiError(503, `Lost Ollama at ${host} in the middle of the answer: ${error.message}. Did it stop or crash? \`ollama ps\` and its log there tell`);
   }
   const e = error as { name?: string; message?: string; status_code?: number; error?: string; cause?: { code?: string; message?: string } };
   if (e.name === 'ResponseError') {
@@ -28,7 +31,10 @@ export function describeOllamaError(error: unknown, host: string, model: string)
     }
     // "server busy, please try again.  maximum pending requests exceeded": its queue is full.
     if (e.status_code === 503) return new ApiError(503, `Ollama at ${host} is busy: it answered 503: ${detail}`);
-    return new ApiError(502, `Ollama at ${host} answered ${e.status_code ?? 'an error'}: ${detail}`);
+    // Its runner crashed ("llama runner process has terminated"), out of memory: this Ollama's
+    // trouble. A 4xx is the request's, which another instance would refuse as well.
+    const status = e.status_code !== undefined && e.status_code >= 500 ? 503 : 502;
+    return new ApiError(status, `Ollama at ${host} answered ${e.status_code ?? 'an error'}: ${detail}`);
   }
   if (e.cause?.code && SILENCE_CODES.has(e.cause.code)) {
     return new ApiError(504, `Ollama at ${host} stopped answering in the middle of the answer (${e.cause.code})`);
@@ -56,7 +62,8 @@ export function describeOllamaError(error: unknown, host: string, model: string)
     }
     return new ApiError(503, `Ollama is not reachable at ${host}: ${cause}. Start it with \`ollama serve\`, or point --ollama-host / OLLAMA_HOST at it`);
   }
-  return new ApiError(502, `Ollama at ${host} failed while answering: ${e.message ?? String(error)}`);
+  // An {"error"} line in Ollama's stream (CUDA out of memory), a line that is not JSON: Ollama's.
+  return new ApiError(503, `Ollama at ${host} failed while answering: ${e.message ?? String(error)}`);
 }
 
 /** Ollama's connection broke after it began to answer (it crashed, or the network dropped). */
