@@ -193,7 +193,7 @@ describe('--timeout', () => {
   it('keeps a streamed error line on one line: a line break in it is written out, not obeyed', async () => {
     const result = await runSvcmesh(['ask', 'forged', 'hello', '--stream', '--registrar', registrar.url]);
     expect(result.code).toBe(1);
-    expect(result.stderr).toContain('The answer from forged stopped: bad\\n  Did you mean rm -rf?');
+    expect(result.stderr).toContain(`The answer from forged through ${registrar.url}/forward stopped: bad\\n  Did you mean rm -rf?`);
   });
 
   it('refuses a timeout that is not a number of seconds with exit 2', async () => {

@@ -120,7 +120,7 @@ describe('forwarding across instances', () => {
     const text = await runSvcmesh(['ask', 'ollama_service', '--stream', 'tell me', '--registrar', registrar.url]);
     expect(text.code).toBe(1);
     expect(text.stdout).toBe('word0 word1 word2 \n');
-    expect(text.stderr).toMatch(/The answer from ollama_service stopped: /);
+    expect(text.stderr).toMatch(/The answer from ollama_service through http:\/\/127\.0\.0\.1:\d+\/forward stopped: /);
   });
 });
 

@@ -56,7 +56,7 @@ export async function streamAnswer(
       if (flags.json) process.stdout.write(`${line.text}\n`);
       // The line says who failed (the service, Ollama, the registrar shutting down): not always the service.
       // The service's words on one line: a line break in them could forge a line of advice under the error.
-      if (typeof value.error === 'string') throw new BadAnswerError(`The answer from ${service} stopped: ${printable(value.error)}`);
+      if (typeof value.error === 'string') throw new BadAnswerError(`The answer from ${service} through ${url} stopped: ${printable(value.error)}`);
       if (value.done === true) {
         answered = true;
         closed = true;
