@@ -103,14 +103,30 @@ async function hungRegistrar(): Promise<string> {
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
-/** Runs `svcmesh <args>` on a pseudo-terminal (util-linux `script`), as a person at a shell would; its exit code and what the terminal showed. */
-async function atTerminal(args: string): Promise<{ code: number | null; screen: string }> {
+/**
+ * Starts `svcmesh <args>` (and what follows them on the shell line, a redirection say) on a
+ * pseudo-terminal (util-linux `script`), as a person at a shell would: what the terminal shows,
+ * a way to type, and its exit code once it ends.
+ */
+function terminalSession(args: string) {
   const command = `exec '${process.execPath}' '${binPath}' ${args}`;
   const session = spawn('script', ['-qfec', command, '/dev/null'], { env: { ...process.env, NO_COLOR: '1', SVCMESH_CONFIG_DIR: tempDir('svcmesh-config-') } });
   let screen = '';
   session.stdout.on('data', (chunk: Buffer) => (screen += chunk.toString('utf8')));
-  const code = await new Promise<number | null>((resolve) => session.once('close', resolve));
-  return { code, screen };
+  const closed = new Promise<number | null>((resolve) => session.once('close', resolve));
+  return {
+    screen: () => screen,
+    type: (keys: string) => session.stdin.write(keys),
+    closed,
+    kill: () => session.kill('SIGKILL'),
+  };
+}
+
+/** Runs `svcmesh <args>` on a pseudo-terminal to its end; its exit code and what the terminal showed. */
+async function atTerminal(args: string): Promise<{ code: number | null; screen: string }> {
+  const session = terminalSession(args);
+  const code = await session.closed;
+  return { code, screen: session.screen() };
 }
 
 describe('an answer too long to read whole', () => {
@@ -217,42 +233,34 @@ describeIfInstalled('ask at a terminal with no message', spawnSync('script', ['-
 
   it('with its output sent to a file, shows the prompt on the terminal and writes only the answers to the file', async () => {
     const file = `${tempDir('svcmesh-ask-out-')}/answers.txt`;
-    const command = `exec '${process.execPath}' '${binPath}' ask echo --registrar ${registrar.url} > '${file}'`;
-    const session = spawn('script', ['-qfec', command, '/dev/null'], { env: { ...process.env, NO_COLOR: '1', SVCMESH_CONFIG_DIR: tempDir('svcmesh-config-') } });
-    let screen = '';
-    session.stdout.on('data', (chunk: Buffer) => (screen += chunk.toString('utf8')));
-    const closed = new Promise<number | null>((resolve) => session.once('close', resolve));
+    const session = terminalSession(`ask echo --registrar ${registrar.url} > '${file}'`);
     try {
-      await waitFor(() => screen.includes('>>> '), 10_000, 'the prompt on the terminal');
-      session.stdin.write('hello\r');
+      await waitFor(() => session.screen().includes('>>> '), 10_000, 'the prompt on the terminal');
+      session.type('hello\r');
       await waitFor(() => existsSync(file) && readFileSync(file, 'utf8').includes('got: hello'), 10_000, 'the answer in the file');
-      await waitFor(() => screen.split('>>> ').length > 2, 10_000, 'the next prompt');
-      session.stdin.write('\x04');
-      expect(await closed).toBe(0);
+      await waitFor(() => session.screen().split('>>> ').length > 2, 10_000, 'the next prompt');
+      session.type('\x04');
+      expect(await session.closed).toBe(0);
     } finally {
-      session.kill('SIGKILL');
+      session.kill();
     }
     expect(readFileSync(file, 'utf8')).toBe('got: hello\n');
   });
 
   it('Ctrl-D while an answer comes ends the session once the answer is over, exit 0, not a prompt that reads nothing', async () => {
-    const command = `exec '${process.execPath}' '${binPath}' ask steady --registrar ${registrar.url}`;
-    const session = spawn('script', ['-qfec', command, '/dev/null'], { env: { ...process.env, NO_COLOR: '1', SVCMESH_CONFIG_DIR: tempDir('svcmesh-config-') } });
-    let screen = '';
-    session.stdout.on('data', (chunk: Buffer) => (screen += chunk.toString('utf8')));
-    const closed = new Promise<number | null>((resolve) => session.once('close', resolve));
+    const session = terminalSession(`ask steady --registrar ${registrar.url}`);
     try {
-      await waitFor(() => screen.includes('>>> '), 10_000, 'the prompt');
-      session.stdin.write('count to eight\r');
-      await waitFor(() => screen.includes('1 '), 10_000, 'the first piece of the answer');
-      session.stdin.write('\x04');
-      const code = await Promise.race([closed, new Promise<string>((resolve) => setTimeout(() => resolve('still running'), 10_000))]);
-      expect(code, screen).toBe(0);
+      await waitFor(() => session.screen().includes('>>> '), 10_000, 'the prompt');
+      session.type('count to eight\r');
+      await waitFor(() => session.screen().includes('1 '), 10_000, 'the first piece of the answer');
+      session.type('\x04');
+      const code = await Promise.race([session.closed, new Promise<string>((resolve) => setTimeout(() => resolve('still running'), 10_000))]);
+      expect(code, session.screen()).toBe(0);
     } finally {
-      session.kill('SIGKILL');
+      session.kill();
     }
-    expect(screen).toContain('8 ');
-    expect(screen.split('>>> ')).toHaveLength(2);
+    expect(session.screen()).toContain('8 ');
+    expect(session.screen().split('>>> ')).toHaveLength(2);
   });
 
   it('gives up on a hung registrar within --timeout before any prompt', async () => {
