@@ -8,7 +8,8 @@ import { acceptHeartbeat, type HeartbeatDeps, heartbeatBody, REREGISTERED_HEADER
 import { type ChunkSource, type ForwardAnswer, type Forwarder, hasNoBody, isEncoded } from './forwarder.js';
 import type { FastPath } from './start.js';
 import { forwardBody, MAX_BODY_BYTES, parseJsonText, refuseEncodedBody, tooLarge } from './validation.js';
-import { type ServicesAnswer, servicesAnswer, servicesBody } from './wire.js';
+import { type ServicesAnswer, servicesAnswer } from './services-answer.js';
+import { servicesBody } from './wire.js';
 
 const SMALL_BODY_BYTES = 16 * 1024;
 const REREGISTERED_ANSWER = { [REREGISTERED_HEADER]: 'true' };

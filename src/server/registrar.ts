@@ -15,7 +15,8 @@ import { acceptHeartbeat, checkServiceHost, heartbeatBody, instanceRef, REREGIST
 import type { RegistrarMetrics } from './metrics.js';
 import type { Logger } from './request-log.js';
 import { forwardBody, httpUrl, metadata, optional, parseJsonBody, serviceName } from './validation.js';
-import { instanceJson, servicesAnswer, servicesBody, servicesText } from './wire.js';
+import { servicesAnswer } from './services-answer.js';
+import { instanceJson, servicesBody, servicesText } from './wire.js';
 
 export interface RegistrarDeps {
   registry: Registry;
