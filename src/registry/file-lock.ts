@@ -1,12 +1,6 @@
 import { closeSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 
-/**
- * Holds `<file>.lock` while a registrar keeps its catalog in `<file>`: two registrars on one file
- * would each overwrite the other's saves, and a registration one of them answered 200 for would
- * be lost. The lock says who holds it (`pid@host`); one left by a registrar that died (kill -9)
- * is taken over, as its process is gone. Returns the release.
- */
 export interface CatalogLock {
   release(): void;
   /**
@@ -17,6 +11,12 @@ export interface CatalogLock {
   confirm(): void;
 }
 
+/**
+ * Holds `<file>.lock` while a registrar keeps its catalog in `<file>`: two registrars on one file
+ * would each overwrite the other's saves, and a registration one of them answered 200 for would
+ * be lost. The lock says who holds it (`pid@host`); one left by a registrar that died (kill -9)
+ * is taken over, as its process is gone.
+ */
 export async function lockCatalogFile(file: string, refuse: (message: string) => Error): Promise<CatalogLock> {
   const lockPath = `${file}.lock`;
   const mine = `${process.pid}@${hostname()}`;
