@@ -228,6 +228,24 @@ describe('startHeartbeatLoop', () => {
     expect(registry.instances(NAME)).toEqual([]);
   });
 
+  it('registers again within its restart probe when a memory-store registrar restarted between beats, not a whole interval later', async () => {
+    let current = registrar();
+    const logs: string[] = [];
+    // One URL, whichever registrar answers there: the first, then the one started after it.
+    const fetchImpl = async (url: string | URL | Request, init?: RequestInit) => current.app.fetch(new Request(url, init));
+    const client = createRegistrarClient({ baseUrl: BASE, fetch: fetchImpl });
+    // Beats a minute apart: only the probe can bring the registration back within this test.
+    const running = startHeartbeatLoop({ client, name: NAME, url: URL_, intervalMs: 60_000, restartProbeMs: 30, log: (line) => logs.push(line), warn: noop });
+    cleanups.push(() => running.stop());
+    await waitFor(() => current.registry.instances(NAME).length === 1, 5_000, 'the registration');
+
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    current = registrar();
+    expect(current.registry.instances(NAME)).toEqual([]);
+    await waitFor(() => current.registry.instances(NAME).length === 1, 5_000, 'the registration on the restarted registrar');
+    expect(logs).toContain(`The registrar at ${BASE} had lost ${NAME} at ${URL_}: registered again`);
+  });
+
   it('stops at a first answer that says the URL is no registrar (5000 for 5001), but retries one once it has registered', async () => {
     const { app, registry } = registrar();
     let notARegistrar = true;

@@ -11,6 +11,13 @@ const RECHECK_TTL_EVERY = 10;
 /** The longest wait between two checks of the service, when there is a check. */
 const MAX_CHECK_INTERVAL_MS = 10_000;
 
+/**
+ * How often a registrar that keeps its catalog in memory only is asked whether it restarted (a
+ * small GET /health): one that did has forgotten every instance, and waiting for the next beat
+ * (two minutes by default) would leave the service unknown by name that long.
+ */
+const RESTART_PROBE_MS = 15_000;
+
 export interface HeartbeatLoopOptions {
   client: RegistrarClient;
   name: string;
@@ -24,6 +31,8 @@ export interface HeartbeatLoopOptions {
   intervalMs?: number;
   /** After a failed call, the next try comes sooner than a full interval. */
   retryMs?: number;
+  /** Between beats, how often a memory-store registrar is asked whether it restarted. Default 15 s. */
+  restartProbeMs?: number;
   /**
    * A registration the registrar refused (400, 401, 403): retrying cannot fix a bad token or a
    * refused host. So too, before the first registration went through, an answer that says the
@@ -71,6 +80,10 @@ export function startHeartbeatLoop(options: HeartbeatLoopOptions): HeartbeatLoop
   let failing = false;
   let timer: NodeJS.Timeout | undefined;
   let inFlight: Promise<void> = Promise.resolve();
+  let ticking = false;
+  /** When the registrar last said it started (`started_at` of /health), while it keeps its catalog in memory only. */
+  let registrarStartedAt: string | undefined;
+  let probe: NodeJS.Timeout | undefined;
   const hasMetadata = Object.keys(options.metadata ?? {}).length > 0;
 
   async function register() {
@@ -87,14 +100,19 @@ export function startHeartbeatLoop(options: HeartbeatLoopOptions): HeartbeatLoop
     await fitIntervalToTtl();
   }
 
-  /** Reads the registrar's TTL (after a registration, and every few beats) to fit the interval to it, or warn. */
+  /**
+   * Reads the registrar's TTL (after a registration, and every few beats) to fit the interval to
+   * it, or warn; and whether it keeps its catalog in memory only, to notice a restart between beats.
+   */
   async function fitIntervalToTtl() {
-    let ttl: unknown;
+    let health: Record<string, unknown>;
     try {
-      ttl = (await client.health()).json.ttl_seconds;
+      health = (await client.health()).json;
     } catch {
       return; // An older registrar, or a moment's trouble: keep the interval there is.
     }
+    watchForRestart(health);
+    const ttl = health.ttl_seconds;
     if (typeof ttl !== 'number' || !(ttl > 0) || ttl === knownTtl) return;
     knownTtl = ttl;
     const ttlMs = ttl * 1000;
@@ -170,12 +188,40 @@ export function startHeartbeatLoop(options: HeartbeatLoopOptions): HeartbeatLoop
   }
 
   function run() {
-    inFlight = tick();
+    ticking = true;
+    inFlight = tick().finally(() => (ticking = false));
+  }
+
+  /**
+   * A registrar with a memory store forgets every instance when it restarts: asked now and then,
+   * one that says it started at another time gets a beat at once, which registers this instance
+   * again. With a file or etcd store a restart loses nothing, and nothing is asked.
+   */
+  function watchForRestart(health: Record<string, unknown>) {
+    const startedAt = typeof health.started_at === 'string' && health.store === 'memory' ? health.started_at : undefined;
+    registrarStartedAt = startedAt;
+    if (startedAt === undefined || probe || stopped) return;
+    probe = setInterval(() => {
+      if (ticking || stopped || registrarStartedAt === undefined) return;
+      client.health().then(
+        ({ json }) => {
+          if (typeof json.started_at !== 'string' || json.started_at === registrarStartedAt || ticking || stopped) return;
+          registrarStartedAt = json.started_at;
+          clearTimeout(timer);
+          run();
+        },
+        () => {
+          // Away now: the next beat finds it, or says so.
+        },
+      );
+    }, options.restartProbeMs ?? RESTART_PROBE_MS);
+    probe.unref();
   }
 
   async function stop() {
     stopped = true;
     clearTimeout(timer);
+    clearInterval(probe);
     await inFlight;
   }
 
