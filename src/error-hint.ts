@@ -13,7 +13,7 @@ export function hintFor(error: Error & { status?: number; hint?: string; instanc
   }
   if (error.name === 'HttpError' && error.status === undefined && error.message.endsWith(': no answer in time')) {
     // Not refused: something took the connection, or a firewall swallowed it, and said nothing.
-    return '\n  Nothing came back in time: is the registrar there stopped or overloaded (a paused process, a machine under load), or is a firewall dropping the connection?';
+    return '\n  Nothing came back in time: is the registrar there stopped or overloaded (a paused process, a machine under load), or is a firewall dropping the connection? (--timeout gives a slow one longer)';
   }
   if (error.name === 'HttpError' && error.status === undefined) {
     return '\n  Is the registrar running there? Start it with `svcmesh registrar`, or point --registrar / SVCMESH_REGISTRAR at it.';

@@ -197,6 +197,17 @@ describe('--timeout', () => {
     }
   });
 
+  it('bounds every other client command\'s calls too (the default is 10 s): exit 1 with advice that names it', async () => {
+    const hung = await hungRegistrar();
+    for (const args of [['services'], ['status'], ['heartbeat', 'echo'], ['register', 'echo', 'http://127.0.0.1:8080'], ['deregister', 'echo']]) {
+      // Killed after 5 s: without the flag, its own 10 s would be too late.
+      const result = await runSvcmesh([...args, '--timeout', '0.5', '--registrar', hung], { timeoutMs: 5_000 });
+      expect(result.code, args[0]).toBe(1);
+      expect(result.stderr, args[0]).toContain(': no answer in time');
+      expect(result.stderr, args[0]).toContain('(--timeout gives a slow one longer)');
+    }
+  });
+
   it('counts silence, not the whole answer: a stream that goes quiet is cut, one that keeps coming is not', async () => {
     const quiet = await runSvcmesh(['ask', 'partial', 'hello', '--stream', '--timeout', '0.5', '--registrar', registrar.url]);
     expect(quiet).toMatchObject({ code: 1, stdout: 'partial \n' });

@@ -18,7 +18,7 @@ describe('the line under an error', () => {
   it('says a registrar that took the connection and sent nothing may be stopped or swamped, not that it is not running', () => {
     const silent = new HttpError('Cannot reach http://127.0.0.1:5001/catalog: no answer in time', { url: 'http://127.0.0.1:5001/catalog' });
     expect(hintFor(silent)).toBe(
-      '\n  Nothing came back in time: is the registrar there stopped or overloaded (a paused process, a machine under load), or is a firewall dropping the connection?',
+      '\n  Nothing came back in time: is the registrar there stopped or overloaded (a paused process, a machine under load), or is a firewall dropping the connection? (--timeout gives a slow one longer)',
     );
   });
 

@@ -29,6 +29,7 @@ export function makeAskCommand(): Command {
             `${text}${/unknown option/.test(text) ? '(words of the message that start with "-" go after --: svcmesh ask ollama_service -- what does -v mean)' : '(run with --help for usage)'}\n`,
           ),
       }),
+    { timeout: false },
   ).action(async (service: string, words: string[], flags: AskFlags) => {
     if (words.length === 0 && process.stdin.isTTY) {
       const client = await clientFrom(flags);

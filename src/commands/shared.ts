@@ -96,14 +96,28 @@ export interface ClientFlags {
   registrar?: string;
   token?: string;
   json?: boolean;
+  /** Seconds a call to the registrar may take (`ask` counts silence with it instead). */
+  timeout?: number;
 }
 
-/** The options every client command shares. */
-export function withClientOptions(command: Command): Command {
-  return command
+/** What a call to the registrar may take when no --timeout is given. */
+export const DEFAULT_CALL_TIMEOUT_S = 10;
+
+/**
+ * The options every client command shares. `--timeout` too, unless the command gives it a
+ * meaning of its own (`ask`: silence, since an answer may take minutes).
+ */
+export function withClientOptions(command: Command, options: { timeout?: boolean } = {}): Command {
+  command
     .addOption(new Option('--registrar <url>', `registrar URL (env SVCMESH_REGISTRAR, setting \`registrar\`, default ${DEFAULT_REGISTRAR})`).argParser(parseRegistrarUrl))
     .addOption(new Option('--token <token>', 'bearer token for a protected registrar (env SVCMESH_TOKEN, setting `token`)'))
     .option('--json', 'print the JSON the registrar returned, for scripts');
+  if (options.timeout !== false) {
+    command.addOption(
+      new Option('--timeout <seconds>', `give up on a call to the registrar after this long (default ${DEFAULT_CALL_TIMEOUT_S} s)`).argParser(parseSeconds),
+    );
+  }
+  return command;
 }
 
 /**
@@ -150,7 +164,8 @@ export async function registrarSettings(flags: Pick<ClientFlags, 'registrar' | '
 export async function clientFrom(flags: ClientFlags, options: { timeoutMs?: number } = {}) {
   const { baseUrl, token } = await registrarSettings(flags);
   const { createRegistrarClient } = await import('../client/registrar-client.js');
-  return createRegistrarClient({ baseUrl, token, timeoutMs: options.timeoutMs });
+  const timeoutMs = options.timeoutMs ?? (flags.timeout ?? DEFAULT_CALL_TIMEOUT_S) * 1000;
+  return createRegistrarClient({ baseUrl, token, timeoutMs });
 }
 
 /**
