@@ -274,6 +274,32 @@ describeIfInstalled('ask at a terminal with no message', spawnSync('script', ['-
     expect(session.screen().split('>>> ')).toHaveLength(2);
   });
 
+  it('says before any prompt that the registrar wants a token for forwards, when none is given: exit 1', async () => {
+    const guarded = await startSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1', '--token', 'ask-secret']);
+    const registered = await fetch(`${guarded.url}/register`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: 'Bearer ask-secret' },
+      body: JSON.stringify({ service_name: 'echo', service_url: `${targetUrl}/echo` }),
+    });
+    expect(registered.status).toBe(200);
+    const { code, screen } = await atTerminal(`ask echo --registrar ${guarded.url}`);
+    expect(code, screen).toBe(1);
+    expect(screen).toContain(`The registrar at ${guarded.url} needs a token to forward questions: pass it with --token or SVCMESH_TOKEN`);
+    expect(screen).not.toContain('>>> ');
+
+    // With the token, the session opens and answers.
+    const session = terminalSession(`ask echo --token ask-secret --registrar ${guarded.url}`);
+    try {
+      await waitFor(() => session.screen().includes('>>> '), 10_000, 'the prompt');
+      session.type('hello\r');
+      await waitFor(() => session.screen().includes('got: hello'), 10_000, 'the answer');
+      session.type('\x04');
+      expect(await session.closed).toBe(0);
+    } finally {
+      session.kill();
+    }
+  });
+
   it('gives up on a hung registrar within --timeout before any prompt', async () => {
     const { code, screen } = await atTerminal(`ask echo --timeout 0.5 --registrar ${await hungRegistrar()}`);
     expect(code, screen).toBe(1);

@@ -45,6 +45,12 @@ export function makeAskCommand(): Command {
           if (limit?.fired) throw limit.error(`${client.baseUrl}/services/${service}`);
           return hinted(client, service)(error);
         });
+      // Reads may be open where forwards need a token: every question would then be refused.
+      if (!client.authHeaders.authorization && (await client.health().catch(() => undefined))?.json.token_required === true) {
+        throw new Error(
+          `The registrar at ${client.baseUrl} needs a token to forward questions: pass it with --token or SVCMESH_TOKEN, or keep it with \`svcmesh config set token <token>\``,
+        );
+      }
       const { askInteractively } = await import('./ask-session.js');
       return askInteractively(client, flags, service);
     }

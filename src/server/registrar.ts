@@ -146,6 +146,8 @@ export function createRegistrarApp(deps: RegistrarDeps): Hono {
       services,
       instances,
       uptime_seconds: Math.round((Date.now() - startedAt) / 1000),
+      // Whether /forward and the writes need a token: `ask` says so before its prompt.
+      token_required: Boolean(deps.token),
       // Another value after a restart: a service tells a registrar that forgot it this way.
       started_at: new Date(startedAt).toISOString(),
     });
