@@ -57,7 +57,8 @@ export function isRegistrarUrl(value: string): boolean {
   return isHttpUrl(registrarUrlFrom(value)) && !/^https?:(?!\/\/)/i.test(value);
 }
 
-const CREDENTIALS = /^([a-z][a-z0-9+.-]*:\/\/)[^/@]*@/i;
+/** `user:secret@` after a scheme's `//`, or at the start (`user:secret@host:port`), space before it or not. */
+const CREDENTIALS = /^(\s*(?:[a-z][a-z0-9+.-]*:\/\/)?)[^/@\s]*@/i;
 
 /** Whether a URL carries a user name or password (`http://user:secret@host`). */
 export function carriesCredentials(url: string): boolean {

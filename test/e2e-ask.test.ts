@@ -228,7 +228,7 @@ describe('--timeout', () => {
     expect(result.code).toBe(2);
     expect(result.stderr).toContain('Expected a number of seconds');
     // The hint about words starting with "-" is for unknown options only.
-    expect(result.stderr).toContain('(run with --help for usage)');
+    expect(result.stderr).toContain('(run `svcmesh ask --help` for usage)');
     expect(result.stderr).not.toContain('go after --');
   });
 });

@@ -330,6 +330,15 @@ describe('config', () => {
     expect(refused.stderr).toContain('without a user name or password');
     expect(refused.stderr).toContain('got "http://***@127.0.0.1:45001"');
     expect(refused.stderr).not.toContain('hunter2');
+    // A space before it, or no scheme at all: refused too, the password never shown.
+    for (const value of [' http://admin:hunter2@127.0.0.1:45001', 'admin:hunter2@127.0.0.1:45001']) {
+      const spaced = await runSvcmesh(['config', 'set', 'registrar', value], { env });
+      expect(spaced.code, value).toBe(2);
+      expect(spaced.stderr, value).not.toContain('hunter2');
+    }
+    const viaFlag = await runSvcmesh(['services', '--registrar', ' http://admin:hunter2@127.0.0.1:45001'], { env });
+    expect(viaFlag.code).toBe(2);
+    expect(viaFlag.stderr).not.toContain('hunter2');
     expect((await runSvcmesh(['config', 'list'], { env })).stdout).toBe('');
 
     writeFileSync(path.join(configDir, 'config.json'), JSON.stringify({ registrar: 'http://admin:hunter2@127.0.0.1:45001' }));

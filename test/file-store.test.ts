@@ -279,6 +279,7 @@ describe('a save that fails', () => {
       const refused = await post('/register', { service_name: 'b', service_url: 'http://127.0.0.1:2' });
       expect(refused.status).toBe(503);
       expect(refused.body.error).toContain(`is now locked by another registrar (424242@${hostname()}`);
+      expect(refused.body.error).toMatch(/: stop one of the two registrars\.$/);
       expect((await health()).status).toBe('degraded');
       expect(readCatalog().instances).toEqual([]);
     } finally {

@@ -88,5 +88,11 @@ describe('instanceText and servicesText', () => {
     const objects = Object.fromEntries([...all].map(([name, list]) => [name, list.map((each) => instanceJson(each, reachability))]));
     expect(servicesText(all, reachability)).toBe(JSON.stringify(objects));
     expect(servicesText(new Map())).toBe('{}');
+
+    // Names that are array indexes come first, ascending, in an object's keys: the text must too.
+    const numbered = new Map<string, Instance[]>([['web', [instance()]], ['10', [instance()]], ['9', [instance()]], ['007', [instance()]], ['4294967295', [instance()]]]);
+    const numberedObjects = Object.fromEntries([...numbered].map(([name, list]) => [name, list.map((each) => instanceJson(each))]));
+    expect(Object.keys(numberedObjects)).toEqual(['9', '10', 'web', '007', '4294967295']);
+    expect(servicesText(numbered)).toBe(JSON.stringify(numberedObjects));
   });
 });

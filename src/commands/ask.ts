@@ -26,7 +26,7 @@ export function makeAskCommand(): Command {
       .configureOutput({
         outputError: (text, write) =>
           write(
-            `${text}${/unknown option/.test(text) ? '(words of the message that start with "-" go after --: svcmesh ask ollama_service -- what does -v mean)' : '(run with --help for usage)'}\n`,
+            `${text}${/unknown option/.test(text) ? '(words of the message that start with "-" go after --: svcmesh ask ollama_service -- what does -v mean)' : '(run `svcmesh ask --help` for usage)'}\n`,
           ),
       }),
     { timeout: false },

@@ -127,8 +127,11 @@ export class FileStore extends MemoryStore {
     try {
       await this.#commit.now();
     } catch (error) {
+      const message = (error as Error).message;
+      // Another registrar on the file: no folder or disk to fix, one of the two to stop.
+      const fix = message.includes('locked by another registrar') ? 'stop one of the two registrars' : `make ${dirname(this.#path)} a writable folder again (or free disk space)`;
       throw new StoreUnavailableError(
-        `Could not save the change to the catalog file ${this.#path}: ${(error as Error).message}. It is served from memory but not yet on disk, and the registrar tries to save it again every ${this.#retryEvery()}: make ${dirname(this.#path)} a writable folder again (or free disk space).`,
+        `Could not save the change to the catalog file ${this.#path}: ${message}. It is served from memory but not yet on disk, and the registrar tries to save it again every ${this.#retryEvery()}: ${fix}.`,
       );
     }
   }

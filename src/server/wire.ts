@@ -54,12 +54,29 @@ export function servicesText(all: ReadonlyMap<string, readonly Instance[]>, reac
   // Pieces joined once: appending to one string made a rope of 100 000 pieces that cost more
   // to flatten than the objects and JSON.stringify it replaces.
   const names: string[] = [];
-  for (const [name, instances] of all) {
+  for (const [name, instances] of inObjectKeyOrder(all)) {
     const texts = new Array<string>(instances.length);
     for (let index = 0; index < instances.length; index += 1) texts[index] = instanceText(instances[index]!, reachability);
     names.push(`${JSON.stringify(name)}:[${texts.join(',')}]`);
   }
   return `{${names.join(',')}}`;
+}
+
+/** A name JavaScript orders as an array index among an object's keys: `0`, `7`, `42`, not `007`. */
+const ARRAY_INDEX = /^(?:0|[1-9]\d{0,9})$/;
+const MAX_ARRAY_INDEX = 2 ** 32 - 2;
+
+/**
+ * The entries in the order JSON.stringify of an object with these keys writes them (and
+ * GET /services does): names that are array indexes first, ascending, then the others in order.
+ */
+function inObjectKeyOrder<T>(all: ReadonlyMap<string, T>): Iterable<[string, T]> {
+  const indexes: Array<[string, T]> = [];
+  for (const entry of all) if (ARRAY_INDEX.test(entry[0]) && Number(entry[0]) <= MAX_ARRAY_INDEX) indexes.push(entry);
+  if (indexes.length === 0) return all;
+  indexes.sort((a, b) => Number(a[0]) - Number(b[0]));
+  const others = [...all].filter(([name]) => !(ARRAY_INDEX.test(name) && Number(name) <= MAX_ARRAY_INDEX));
+  return [...indexes, ...others];
 }
 
 const DAY_MS = 86_400_000;
