@@ -70,7 +70,21 @@ interface WriteAttempt {
   collided: boolean;
   /** etcd answered a call of this write: it is there, however slow. */
   heard: boolean;
+  /** Every put this write sent, in every try: one etcd had queued may land after the 503. */
+  sent: SentPut[];
 }
+
+/** A put a registration sent, with what to put back should it land after the caller was refused. */
+interface SentPut {
+  key: string;
+  value: string;
+  before: IKeyValue | undefined;
+  beforeInstance: StoredInstance | undefined;
+  lease: string;
+}
+
+/** How long puts a refused registration sent are watched for, in case a stalled etcd takes them late. */
+const LATE_PUT_WATCH_MS = 60_000;
 
 /** Thrown inside a write that was abandoned before it changed anything. */
 class WriteAbandonedError extends Error {
@@ -315,6 +329,7 @@ export class EtcdStore implements Store {
           if (current?.lease !== lease) this.#revokeQuietly(client, lease);
           throw new WriteAbandonedError();
         }
+        write.sent.push({ key, value: JSON.stringify(next), before: kv, beforeInstance: alive ? current : undefined, lease });
         const result = await this.#compareAndPut(client, key, kv, next);
         if (result.ok && write.abandoned) {
           // etcd took it only after the caller was told it was refused (a stalled etcd resumed).
@@ -492,6 +507,33 @@ export class EtcdStore implements Store {
     );
   }
 
+  /**
+   * After a registration was answered 503: a put one of its tries sent may still be queued in a
+   * stalled etcd (a try given up by the client is not withdrawn from etcd). For a while, each one
+   * found in place, with exactly the value it wrote, is put back as it was. A write since (the
+   * caller trying again) has another value, and is left alone.
+   */
+  #undoLatePuts(client: Etcd3, sent: SentPut[]): void {
+    const watching = [...sent];
+    const until = Date.now() + LATE_PUT_WATCH_MS;
+    const look = async () => {
+      for (const put of [...watching]) {
+        let kv: IKeyValue | undefined;
+        try {
+          kv = await this.#bounded(this.#get(client, put.key), 1_000);
+        } catch {
+          continue; // Still away: look again.
+        }
+        if (kv?.value.toString() === put.value) {
+          this.#putBack(client, put.key, Number(kv.mod_revision), put.before, put.beforeInstance, put.lease);
+          watching.splice(watching.indexOf(put), 1);
+        }
+      }
+      if (watching.length > 0 && Date.now() < until && !this.#closed) setTimeout(() => void look(), 500).unref();
+    };
+    setTimeout(() => void look(), 500).unref();
+  }
+
   #revokeQuietly(client: Etcd3, lease: string): void {
     client.leaseClient.leaseRevoke({ ID: lease }).catch(() => undefined);
   }
@@ -501,10 +543,11 @@ export class EtcdStore implements Store {
     const client = this.#client;
     if (!client || this.#closed) throw new Error(this.#closed ? 'the etcd store is closed' : 'EtcdStore.open() must be called first');
     const deadline = Date.now() + this.#writeTimeoutMs;
+    const sent: SentPut[] = [];
     for (let attempt = 0; ; attempt++) {
       // One per try: what the last try heard says how etcd is now (the one before may have got
       // an answer and then lost etcd altogether).
-      const write: WriteAttempt = { abandoned: false, collided: false, heard: false };
+      const write: WriteAttempt = { abandoned: false, collided: false, heard: false, sent };
       const running = operation(client, write);
       try {
         const result = await this.#bounded(running, Math.max(1, deadline - Date.now()));
@@ -512,6 +555,11 @@ export class EtcdStore implements Store {
         this.#lastWriteAt = Date.now();
         return result;
       } catch (error) {
+        // The caller is told refused: a put a try sent, which etcd takes its time with, must not land.
+        const refused = (message: string) => {
+          if (sent.length > 0) this.#undoLatePuts(client, sent);
+          return new StoreUnavailableError(message);
+        };
         if (error instanceof EtcdTimeoutError) {
           // Told refused from here on; if etcd was only slow, it answers this one later: then a
           // failed write no longer says anything about now.
@@ -523,11 +571,11 @@ export class EtcdStore implements Store {
             },
           );
           if (write.collided) {
-            throw new StoreUnavailableError(`other writes to the same instance kept changing it for ${this.#writeTimeoutMs} ms while this one tried; try again`);
+            throw refused(`other writes to the same instance kept changing it for ${this.#writeTimeoutMs} ms while this one tried; try again`);
           }
           // etcd answered this write, or others went through meanwhile: it is there, only too busy.
           if (write.heard || Date.now() - this.#lastWriteAt < this.#writeTimeoutMs) {
-            throw new StoreUnavailableError(`etcd is busy: it answers, but this write did not finish within ${this.#writeTimeoutMs} ms; try again`);
+            throw refused(`etcd is busy: it answers, but this write did not finish within ${this.#writeTimeoutMs} ms; try again`);
           }
         }
         if (!this.#isUnreachable(error)) throw error;
@@ -542,7 +590,7 @@ export class EtcdStore implements Store {
         // The last attempt ran into the write's bound: say so for the whole write, not what was left of it.
         const cause = error instanceof EtcdTimeoutError ? new EtcdTimeoutError(`no answer within ${this.#writeTimeoutMs} ms`) : error;
         this.#writeProblem = `the last write failed: etcd is unreachable (${describeCause(cause)})`;
-        throw new StoreUnavailableError(this.#unreachableMessage(cause));
+        throw refused(this.#unreachableMessage(cause));
       }
     }
   }
