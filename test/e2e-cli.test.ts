@@ -373,6 +373,10 @@ describe('services', () => {
     const cut = (await runSvcmesh(['services', 'emoji', '--registrar', own.url])).stdout;
     expect(cut).toContain(`k=${'a'.repeat(56)}🎉…`);
     expect(cut).not.toContain('\uFFFD');
+    // Nor inside an emoji of several code points (a family, a flag), nor between a letter and its accent.
+    await runSvcmesh(['register', 'emoji', 'http://127.0.0.1:8083', '--metadata', JSON.stringify({ k: `${'a'.repeat(56)}👨‍👩‍👧e\u0301🇫🇷` }), '--registrar', own.url]);
+    const family = (await runSvcmesh(['services', 'emoji', '--registrar', own.url])).stdout;
+    expect(family).toContain(`k=${'a'.repeat(56)}👨‍👩‍👧…`);
     // Rows sorted by name then URL, whatever the order of registration.
     await runSvcmesh(['register', 'alpha', 'http://127.0.0.1:9002', '--registrar', own.url]);
     await runSvcmesh(['register', 'alpha', 'http://127.0.0.1:9001', '--registrar', own.url]);
@@ -381,6 +385,7 @@ describe('services', () => {
       'alpha http://127.0.0.1:9001',
       'alpha http://127.0.0.1:9002',
       'emoji http://127.0.0.1:8082',
+      'emoji http://127.0.0.1:8083',
       'plain http://127.0.0.1:8080',
       'tagged http://127.0.0.1:8081',
     ]);

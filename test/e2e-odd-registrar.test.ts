@@ -79,6 +79,12 @@ beforeAll(async () => {
   odd = createServer((req, res) => {
     req.resume();
     req.on('end', () => {
+      // A relayed answer with a header past node's 16 KiB (the registrar relays up to 64 KiB).
+      if (req.url === '/bigheader/forward') {
+        res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'x'.repeat(20 * 1024) });
+        res.end('{"message":"fine"}');
+        return;
+      }
       // Headers and the start of a body, then the connection dropped: a registrar killed as it answers.
       if (req.url?.startsWith('/cut/')) {
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': '1000' });
@@ -312,5 +318,12 @@ describe('a long-running registration pointed at something that is no registrar'
       expect(result.stderr, args[0]).toContain(`${base}/notaregistrar/register answered 404`);
       expect(result.stderr, args[0]).toContain(`Is ${base}/notaregistrar a svcmesh registrar?`);
     }
+  });
+});
+
+describe('an answer with headers past 16 KiB', () => {
+  it('ask reads it, as the registrar relays headers up to 64 KiB, rather than say the registrar cannot be reached', async () => {
+    const result = await runSvcmesh(['ask', 'web', 'hi', '--registrar', `${base}/bigheader`]);
+    expect(result).toMatchObject({ code: 0, stdout: 'fine\n' });
   });
 });

@@ -38,7 +38,8 @@ export const nodeFetch: ClientFetch = (url, init) =>
     const target = new URL(url);
     const request = requestFor(target.protocol)(
       target,
-      { method: init.method ?? 'GET', headers: init.headers, signal: init.signal },
+      // Headers up to 64 KiB, as the registrar relays a target's: node's own limit is 16 KiB.
+      { method: init.method ?? 'GET', headers: init.headers, signal: init.signal, maxHeaderSize: 64 * 1024 },
       (message) => resolve(wrap(message)),
     );
     request.on('error', reject);

@@ -72,9 +72,7 @@ function metadataText(metadata: Record<string, unknown> | undefined): string {
   const text = Object.entries(metadata ?? {})
     .map(([key, value]) => `${printable(key)}=${printable(typeof value === 'string' && /^\S+$/.test(value) ? value : JSON.stringify(value))}`)
     .join(' ');
-  // Cut between characters, not inside one (an emoji is two UTF-16 units): half of one prints as �.
-  const characters = Array.from(text);
-  return characters.length > 60 ? `${characters.slice(0, 59).join('')}…` : text;
+  return cutAt(text, 60);
 }
 
 /** How often a live view ticks its relative times. */
@@ -205,8 +203,7 @@ function lostLine(lost: Lost, now: number): string {
 /** Cut to the terminal's width: a line that wrapped would push the table's top off the screen. */
 function oneLine(text: string, columns: number | undefined): string {
   const width = columns || 80;
-  const characters = Array.from(text);
-  return characters.length < width ? text : `${characters.slice(0, width - 2).join('')}…`;
+  return cutAt(text, width - 1);
 }
 
 function seconds(ms: number): number {
@@ -302,4 +299,14 @@ function applyChange(catalog: Catalog, type: string, name: string, instance: Ins
     next[name] = [...others, instance];
   }
   return next;
+}
+
+/**
+ * `text` within `max` characters, cut with "…" between what a reader sees as characters (an
+ * emoji of several code points, a letter and its accent), never inside one: half of one prints as �.
+ */
+function cutAt(text: string, max: number): string {
+  if (text.length <= max) return text;
+  const characters = Array.from(new Intl.Segmenter().segment(text), (part) => part.segment);
+  return characters.length <= max ? text : `${characters.slice(0, max - 1).join('')}…`;
 }

@@ -68,8 +68,6 @@ interface WriteAttempt {
   abandoned: boolean;
   /** Other writes to the same key won the compare-and-swap: the time went to contention, not to an absent etcd. */
   collided: boolean;
-  /** etcd answered a call of this write: it is there, however slow. */
-  heard: boolean;
   /** Every put this write sent, in every try: one etcd had queued may land after the 503. */
   sent: SentPut[];
 }
@@ -194,8 +192,8 @@ export class EtcdStore implements Store {
   #watchConnected = false;
   #watchProblem: string | undefined = 'the watch has not connected yet';
   #writeProblem: string | undefined;
-  /** When a write last went through: one timing out soon after says etcd is busy, not gone. */
-  #lastWriteAt = Number.NEGATIVE_INFINITY;
+  /** When etcd last answered a write's read: a write timing out soon after says etcd is busy, not gone. */
+  #lastHeardAt = Number.NEGATIVE_INFINITY;
 
   constructor(endpoints: string[], options: EtcdStoreOptions) {
     if (endpoints.length === 0) throw new Error('EtcdStore needs at least one etcd endpoint');
@@ -294,7 +292,7 @@ export class EtcdStore implements Store {
     return this.#write(async (client, write) => {
       const key = this.#key(input.name, input.url);
       let kv = await this.#get(client, key);
-      write.heard = true;
+      this.#lastHeardAt = Date.now();
       for (let attempt = 0; attempt < MAX_CAS_ATTEMPTS; attempt++) {
         const current = kv && this.#parse(kv);
         const now = this.#clock.now();
@@ -363,7 +361,7 @@ export class EtcdStore implements Store {
     // A renewal that lands after its 503 only renews: nothing to put back.
     return this.#write(async (client, write) => {
       const targets = await this.#targets(client, name, url);
-      write.heard = true;
+      this.#lastHeardAt = Date.now();
       const renewed = await Promise.all(targets.map((kv) => this.#renewOne(client, kv)));
       return renewed.filter((instance): instance is Instance => instance !== undefined);
     });
@@ -372,7 +370,7 @@ export class EtcdStore implements Store {
   deregister(name: string, url?: string): Promise<Instance[]> {
     return this.#write(async (client, write) => {
       const targets = await this.#targets(client, name, url);
-      write.heard = true;
+      this.#lastHeardAt = Date.now();
       const removed = await Promise.all(targets.map((kv) => this.#deregisterOne(client, kv)));
       return removed.filter((instance): instance is Instance => instance !== undefined);
     });
@@ -545,14 +543,13 @@ export class EtcdStore implements Store {
     const deadline = Date.now() + this.#writeTimeoutMs;
     const sent: SentPut[] = [];
     for (let attempt = 0; ; attempt++) {
-      // One per try: what the last try heard says how etcd is now (the one before may have got
-      // an answer and then lost etcd altogether).
-      const write: WriteAttempt = { abandoned: false, collided: false, heard: false, sent };
+      // One per try: only the try under way can still be abandoned.
+      const write: WriteAttempt = { abandoned: false, collided: false, sent };
       const running = operation(client, write);
       try {
         const result = await this.#bounded(running, Math.max(1, deadline - Date.now()));
         this.#writeProblem = undefined;
-        this.#lastWriteAt = Date.now();
+        this.#lastHeardAt = Date.now();
         return result;
       } catch (error) {
         // The caller is told refused: a put a try sent, which etcd takes its time with, must not land.
@@ -573,8 +570,8 @@ export class EtcdStore implements Store {
           if (write.collided) {
             throw refused(`other writes to the same instance kept changing it for ${this.#writeTimeoutMs} ms while this one tried; try again`);
           }
-          // etcd answered this write, or others went through meanwhile: it is there, only too busy.
-          if (write.heard || Date.now() - this.#lastWriteAt < this.#writeTimeoutMs) {
+          // etcd answered a call (this write's or another's) within the bound: it is there, only too busy.
+          if (Date.now() - this.#lastHeardAt < this.#writeTimeoutMs) {
             throw refused(`etcd is busy: it answers, but this write did not finish within ${this.#writeTimeoutMs} ms; try again`);
           }
         }

@@ -285,7 +285,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
             if (code === 'BODY_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') silentMidAnswer += 1;
             if (BAD_ANSWER_CODES.has(code) || code.startsWith('HPE_')) {
               badAnswers += 1;
-              badAnswer = causeOf(error);
+              badAnswer = code === 'UND_ERR_HEADERS_OVERFLOW' ? 'its headers were larger than 64 KiB (UND_ERR_HEADERS_OVERFLOW)' : causeOf(error);
             }
             registry.reportReachable(instance, false);
             failed.push(instance.url);
