@@ -36,6 +36,7 @@ const copyMetadata = (metadata: Readonly<Record<string, unknown>>) =>
  */
 type Instances = Entry | Map<string, Entry>;
 
+const entriesOf = (instances: Instances): Iterable<Entry> => (instances instanceof Map ? instances.values() : [instances]);
 /** The instance registered last (of equals, the one put last): what GET /services shows. */
 function newestOf(instances: Instances): Entry {
   if (!(instances instanceof Map)) return instances;
@@ -146,17 +147,7 @@ export class Catalog {
   all(): Map<string, Instance[]> {
     this.sweep();
     const result = new Map<string, Instance[]>();
-    // Plain loops: at 100 000 instances, Array.from over an iterator cost five times as much.
-    for (const [name, instances] of this.#byName) {
-      if (!(instances instanceof Map)) {
-        result.set(name, [snapshot(instances)]);
-        continue;
-      }
-      const copies = new Array<Instance>(instances.size);
-      let index = 0;
-      for (const entry of instances.values()) copies[index++] = snapshot(entry);
-      result.set(name, copies);
-    }
+    for (const [name, instances] of this.#byName) result.set(name, Array.from(entriesOf(instances), snapshot));
     return result;
   }
 

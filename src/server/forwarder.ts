@@ -467,7 +467,8 @@ async function readWhole(reply: Reply): Promise<Uint8Array> {
   return reply.body ? new Uint8Array(await reply.body.arrayBuffer()) : (reply.bytes ?? EMPTY);
 }
 
-const EMPTY = new Uint8Array(0);
+/** A whole answer without a body. */
+export const EMPTY = new Uint8Array(0);
 
 /**
  * Whether an answer's body is compressed (or otherwise encoded) as it goes: an error line written

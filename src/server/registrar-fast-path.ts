@@ -5,7 +5,7 @@ import { tokenCheck } from './auth.js';
 import { refuseCrossSite } from './cross-site.js';
 import { errorAnswer } from './errors.js';
 import { acceptHeartbeat, type HeartbeatDeps, heartbeatBody, REREGISTERED_HEADER } from './heartbeat.js';
-import { type ChunkSource, type ForwardAnswer, type Forwarder, hasNoBody, isEncoded } from './forwarder.js';
+import { type ChunkSource, EMPTY, type ForwardAnswer, type Forwarder, hasNoBody, isEncoded } from './forwarder.js';
 import type { FastPath } from './start.js';
 import { forwardBody, MAX_BODY_BYTES, parseJsonText, refuseEncodedBody, tooLarge } from './validation.js';
 import { type ServicesAnswer, servicesAnswer } from './services-answer.js';
@@ -214,7 +214,6 @@ function writeWhole(response: ServerResponse, answer: ForwardAnswer): void {
   response.end(body);
 }
 
-const EMPTY = new Uint8Array(0);
 
 /** Relays a streamed answer chunk by chunk, at the pace the caller reads it. */
 async function relay(answer: ForwardAnswer, stream: ChunkSource, response: ServerResponse, cut?: AbortSignal): Promise<void> {

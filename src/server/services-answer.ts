@@ -9,20 +9,14 @@ import { etagMatches, type ServicesBody } from './wire.js';
  * Below this a catalog goes out as it is: gzip's header and the work of both ends outweigh the
  * bytes saved (a lone instance's catalog is under 100 bytes).
  */
-export const GZIP_MIN_BYTES = 1024;
-
-/** One way of sending the catalog: its bytes and their own ETag. */
-export interface EncodedBody {
-  bytes: Uint8Array;
-  etag: string;
-}
+const GZIP_MIN_BYTES = 1024;
 
 /**
  * Whether an `Accept-Encoding` header takes gzip (RFC 9110 §12.5.3): `gzip` or `x-gzip`, or `*`
  * when gzip is not named, with a weight above zero. Go's and Python's HTTP clients, browsers and
  * fetch all ask for it; curl and wrk do not unless told.
  */
-export function acceptsGzip(acceptEncoding: string | undefined): boolean {
+function acceptsGzip(acceptEncoding: string | undefined): boolean {
   if (!acceptEncoding) return false;
   let named: boolean | undefined;
   let any = false;
@@ -49,32 +43,9 @@ function weightOf(parameters: readonly string[]): number {
 }
 
 /** A representation's strong ETag differs from the identity one's, as RFC 9110 §8.8.3 asks. */
-export function gzipEtag(etag: string): string {
+function gzipEtag(etag: string): string {
   return `${etag.slice(0, -1)}-gzip"`;
 }
-
-/**
- * The catalog gzipped, once per change and in the thread pool: a 100 000-instance catalog takes
- * tens of milliseconds to compress, which the event loop does not wait for. Requests that come
- * while it is being compressed wait for the same result.
- */
-export function gzippedBody(body: ServicesBody): EncodedBody | Promise<EncodedBody> {
-  let gzipped = gzippedBodies.get(body);
-  if (!gzipped) {
-    const pending = new Promise<EncodedBody>((resolve, reject) => {
-      gzip(body.bytes, (error, bytes) => (error ? reject(error) : resolve({ bytes, etag: gzipEtag(body.etag) })));
-    });
-    gzippedBodies.set(body, pending);
-    pending.then(
-      (done) => gzippedBodies.set(body, done),
-      () => gzippedBodies.delete(body),
-    );
-    gzipped = pending;
-  }
-  return gzipped;
-}
-
-const gzippedBodies = new WeakMap<ServicesBody, EncodedBody | Promise<EncodedBody>>();
 
 export type ServicesAnswer =
   | { readonly status: 304; readonly headers: Readonly<Record<string, string>> }
@@ -97,7 +68,11 @@ interface Answers {
   readonly plainNotModified: ServicesAnswer;
   /** Only for a catalog of GZIP_MIN_BYTES or more. */
   readonly gzipNotModified?: ServicesAnswer & { status: 304 };
-  gzip?: ServicesAnswer;
+  /**
+   * Compressed once, in the thread pool: a 100 000-instance catalog takes tens of milliseconds,
+   * which the event loop does not wait for. Requests that come meanwhile wait for the same one.
+   */
+  gzip?: ServicesAnswer | Promise<ServicesAnswer>;
 }
 
 const answersOf = new WeakMap<ServicesBody, Answers>();
@@ -123,18 +98,29 @@ function answersFor(body: ServicesBody): Answers {
   return answers;
 }
 
-function gzipAnswer(encoded: EncodedBody): ServicesAnswer {
+function gzipAnswer(body: ServicesBody, bytes: Uint8Array): ServicesAnswer {
   return Object.freeze({
     status: 200,
     headers: Object.freeze({
       vary: 'accept-encoding',
       'content-type': 'application/json',
       'content-encoding': 'gzip',
-      'content-length': encoded.bytes.byteLength,
-      etag: encoded.etag,
+      'content-length': bytes.byteLength,
+      etag: gzipEtag(body.etag),
     }),
-    bytes: encoded.bytes,
+    bytes,
   });
+}
+
+function compress(body: ServicesBody, answers: Answers): Promise<ServicesAnswer> {
+  const pending = new Promise<ServicesAnswer>((resolve, reject) => {
+    gzip(body.bytes, (error, bytes) => (error ? reject(error) : resolve(gzipAnswer(body, bytes))));
+  });
+  pending.then(
+    (answer) => (answers.gzip = answer),
+    () => (answers.gzip = undefined),
+  );
+  return pending;
 }
 
 /**
@@ -147,10 +133,7 @@ export function servicesAnswer(body: ServicesBody, request: { acceptEncoding?: s
   const { gzipNotModified } = answers;
   if (gzipNotModified && acceptsGzip(request.acceptEncoding)) {
     if (etagMatches(request.ifNoneMatch, gzipNotModified.headers.etag!)) return gzipNotModified;
-    if (answers.gzip) return answers.gzip;
-    const gzipped = gzippedBody(body);
-    if (!(gzipped instanceof Promise)) return (answers.gzip = gzipAnswer(gzipped));
-    return gzipped.then((encoded) => (answers.gzip ??= gzipAnswer(encoded)));
+    return (answers.gzip ??= compress(body, answers));
   }
   return etagMatches(request.ifNoneMatch, body.etag) ? answers.plainNotModified : answers.plain;
 }
