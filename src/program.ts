@@ -8,6 +8,7 @@ import { makeDeregisterCommand, makeRegisterCommand } from './commands/register.
 import { makeRegistrarCommand } from './commands/registrar.js';
 import { makeServicesCommand } from './commands/services.js';
 import { makeStatusCommand } from './commands/status.js';
+import { makeVersionCommand } from './commands/version.js';
 import { VERSION } from './version.js';
 
 /** The whole command tree. Every command reports usage errors instead of exiting by itself. */
@@ -41,6 +42,7 @@ export function buildProgram(): Command {
     makeAskCommand,
     makeConfigCommand,
     makeCompletionCommand,
+    makeVersionCommand,
   ]) {
     program.addCommand(make());
   }

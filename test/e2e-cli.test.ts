@@ -27,6 +27,18 @@ describe('usage', () => {
     expect(result).toMatchObject({ code: 0, stdout: `${version}\n` });
   });
 
+  it('answers `svcmesh version` as consul and etcdctl do: this build and the Node.js under it, as text or JSON', async () => {
+    const { version } = (await import('../package.json', { with: { type: 'json' } })).default;
+    expect(await runSvcmesh(['version'])).toMatchObject({
+      code: 0,
+      stdout: `svcmesh ${version}\nnode    ${process.version} (${process.platform} ${process.arch})\n`,
+    });
+    const json = await runSvcmesh(['version', '--json']);
+    expect(json.code).toBe(0);
+    expect(JSON.parse(json.stdout)).toEqual({ version, node: process.version, platform: process.platform, arch: process.arch });
+    expect(await runSvcmesh(['version', 'extra'])).toMatchObject({ code: 2, stdout: '' });
+  });
+
   it('says where the usage is for a subcommand, and that options go after the command when given before it', async () => {
     const early = await runSvcmesh(['--registrar', ':45001', 'services']);
     expect(early.code).toBe(2);
@@ -723,7 +735,7 @@ describe('shell completion (bash)', () => {
 
     expect(await tab('svcmesh as')).toEqual(['ask']);
     expect(await tab('svcmesh help as')).toEqual(['ask']);
-    expect(await tab('svcmesh help ')).toEqual(['registrar', 'ollama', 'services', 'status', 'heartbeat', 'register', 'deregister', 'ask', 'config', 'completion']);
+    expect(await tab('svcmesh help ')).toEqual(['registrar', 'ollama', 'services', 'status', 'heartbeat', 'register', 'deregister', 'ask', 'config', 'completion', 'version']);
     expect(await tab('svcmesh ask --st')).toEqual(['--stream']);
     expect(await tab('svcmesh registrar --log-format ')).toEqual(['text', 'json']);
     expect(await tab('svcmesh config set re')).toEqual(['registrar']);
