@@ -6,6 +6,7 @@ import { execFile, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createTcpServer, type Socket, type AddressInfo } from 'node:net';
+import { brotliCompressSync, gzipSync } from 'node:zlib';
 import { describeIfInstalled } from './support/requires.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { binPath, closeServer, freePort, removeTempDirs, runSvcmesh, spawnSvcmesh, startSvcmesh, stopAll, type SvcmeshProcess, tempDir, waitFor } from './support/processes.js';
@@ -30,6 +31,15 @@ const targets: Record<string, (body: { message?: string }, res: ServerResponse) 
   // A 200 that is JSON, but not an answer.
   unanswered: (_body, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{"answer":"x"}'),
   garbled: (_body, res) => res.writeHead(200, NDJSON).end('{"message":"partial "}\nnot json\n'),
+  // Behind a proxy that compresses whatever it sends: the registrar relays the bytes as they are.
+  gzipped: (body, res) =>
+    res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' }).end(gzipSync(JSON.stringify({ message: `zipped: ${body.message}` }))),
+  brotli: (body, res) =>
+    res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'br' }).end(brotliCompressSync(JSON.stringify({ message: `br: ${body.message}` }))),
+  'gzipped-stream': (_body, res) => res.writeHead(200, { ...NDJSON, 'content-encoding': 'gzip' }).end(gzipSync('{"message":"one "}\n{"message":"two"}\n{"done":true}\n')),
+  'gzipped-error': (_body, res) => res.writeHead(429, { 'content-type': 'application/json', 'content-encoding': 'gzip' }).end(gzipSync('{"error":"slow down"}')),
+  // Says gzip, sends plain text.
+  'not-gzip': (_body, res) => res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' }).end('{"message":"plain"}'),
   // Eight pieces 200 ms apart: 1.6 s in all, never silent for long.
   steady: async (_body, res) => {
     res.writeHead(200, NDJSON);
@@ -368,6 +378,22 @@ describe('a streamed answer that goes wrong', () => {
     const whole = await runSvcmesh(['ask', 'unanswered', 'hello', '--registrar', registrar.url]);
     expect(whole).toMatchObject({ code: 1, stdout: '' });
     expect(whole.stderr).toContain('unanswered answered without a "message" text');
+  });
+
+  it('a compressed answer is decoded, whole or streamed, and an error in one still reads as the error', async () => {
+    expect(await runSvcmesh(['ask', 'gzipped', 'hello', '--registrar', registrar.url])).toMatchObject({ code: 0, stdout: 'zipped: hello\n' });
+    expect(await runSvcmesh(['ask', 'brotli', 'hello', '--registrar', registrar.url])).toMatchObject({ code: 0, stdout: 'br: hello\n' });
+    expect(await runSvcmesh(['ask', 'gzipped-stream', 'hello', '--stream', '--registrar', registrar.url])).toMatchObject({ code: 0, stdout: 'one two\n' });
+    const refused = await runSvcmesh(['ask', 'gzipped-error', 'hello', '--registrar', registrar.url]);
+    expect(refused).toMatchObject({ code: 1, stdout: '' });
+    expect(refused.stderr).toContain('answered 429: slow down');
+  });
+
+  it('an answer that says gzip but is not: exit 1, saying so rather than that the registrar was lost', async () => {
+    const result = await runSvcmesh(['ask', 'not-gzip', 'hello', '--registrar', registrar.url]);
+    expect(result).toMatchObject({ code: 1, stdout: '' });
+    expect(result.stderr).toContain(`${registrar.url}/forward answered, but its body is not valid gzip (Z_DATA_ERROR)`);
+    expect(result.stderr).not.toContain('Lost the registrar');
   });
 
   it('a line that is not JSON: the line is ended, the message says so without calling the registrar unreachable, exit 1', async () => {

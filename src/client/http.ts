@@ -27,7 +27,7 @@ export class HttpError extends Error {
 }
 
 export type { ClientFetch as Fetch, ClientRequest, ClientResponse } from './node-fetch.js';
-import type { ClientFetch as Fetch, ClientRequest, ClientResponse } from './node-fetch.js';
+import { BrokenEncoding, type ClientFetch as Fetch, type ClientRequest, type ClientResponse } from './node-fetch.js';
 
 function unreachable(url: string, error: unknown, signal: AbortSignal | undefined): HttpError {
   const e = error as { name?: string; code?: string; message?: string; cause?: { code?: string; message?: string } };
@@ -114,6 +114,8 @@ export async function* ndjsonLines(response: ClientResponse, url: string): Async
 
 /** The connection broke while the answer was streaming (the server stopped or was killed). */
 function lost(url: string, status: number, error: unknown): HttpError {
+  // Nothing was lost: the answer came whole, in a coding that does not decode.
+  if (error instanceof BrokenEncoding) return new HttpError(`${url} answered, but ${error.message}`, { status, url, cause: error });
   const e = error as { name?: string; code?: string; message?: string; cause?: { name?: string } };
   const timedOut = e.name === 'TimeoutError' || e.cause?.name === 'TimeoutError';
   const cause = timedOut

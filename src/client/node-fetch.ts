@@ -46,8 +46,50 @@ export const nodeFetch: ClientFetch = (url, init) =>
     request.end(init.body);
   });
 
+/** Node's decoder for each content coding a server may send; others are read as they come. */
+const DECODERS = { gzip: 'createGunzip', 'x-gzip': 'createGunzip', deflate: 'createInflate', br: 'createBrotliDecompress' } as const;
+
+/**
+ * The body with its content coding undone. The CLI never asks for one, but a forward relays a
+ * target's answer as it was sent, and some targets (behind a proxy that compresses, say) gzip
+ * whatever they send. node:zlib is loaded only then.
+ */
+function decodedBody(message: IncomingMessage): AsyncIterable<Uint8Array> {
+  const coding = message.headers['content-encoding']?.trim().toLowerCase() as keyof typeof DECODERS | undefined;
+  if (!coding || !Object.hasOwn(DECODERS, coding)) return message;
+  const zlib = loadBuiltin('node:zlib') as typeof import('node:zlib');
+  const decoder = zlib[DECODERS[coding]]();
+  // A cut connection ends the decoded body with the same error.
+  message.on('error', (error) => decoder.destroy(error));
+  message.on('aborted', () => decoder.destroy(Object.assign(new Error('aborted'), { code: 'ECONNRESET' })));
+  message.pipe(decoder);
+  return decodeOrSay(decoder, coding);
+}
+
+async function* decodeOrSay(decoder: AsyncIterable<Uint8Array>, coding: string): AsyncGenerator<Uint8Array> {
+  try {
+    yield* decoder;
+  } catch (error) {
+    const code = (error as { code?: string }).code ?? '';
+    if (code.startsWith('Z_') || code.startsWith('ERR_BROTLI') || code.startsWith('ERR__ERROR')) throw new BrokenEncoding(coding, code);
+    throw error;
+  }
+}
+
+/** The bytes came, but do not decode as the content coding the answer named. */
+export class BrokenEncoding extends Error {
+  override readonly name = 'BrokenEncoding';
+  constructor(
+    readonly coding: string,
+    readonly code: string,
+  ) {
+    super(`its body is not valid ${coding} (${code})`);
+  }
+}
+
 function wrap(message: IncomingMessage): ClientResponse {
   const status = message.statusCode ?? 0;
+  const body = decodedBody(message);
   return {
     ok: status >= 200 && status < 300,
     status,
@@ -58,10 +100,10 @@ function wrap(message: IncomingMessage): ClientResponse {
         return value === undefined ? null : Array.isArray(value) ? value.join(', ') : value;
       },
     },
-    body: message,
+    body,
     async text() {
       const chunks: Buffer[] = [];
-      for await (const chunk of message) chunks.push(chunk as Buffer);
+      for await (const chunk of body) chunks.push(chunk as Buffer);
       return Buffer.concat(chunks).toString('utf8');
     },
   };
