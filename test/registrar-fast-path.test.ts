@@ -181,6 +181,18 @@ function rawGet(url: string, path: string, headers: Record<string, string>): Pro
   });
 }
 
+function rawHead(url: string, path: string, headers: Record<string, string> = {}): Promise<RawAnswer> {
+  return new Promise((resolve, reject) => {
+    httpRequest(`${url}${path}`, { method: 'HEAD', headers }, (response) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.on('end', () => resolve({ status: response.statusCode!, headers: response.headers, bytes: Buffer.concat(chunks) }));
+    })
+      .on('error', reject)
+      .end();
+  });
+}
+
 /** The same GET through the app; its headers in node's lower-case shape. */
 async function rawGetFromApp(app: Hono, path: string, headers: Record<string, string>): Promise<RawAnswer> {
   const response = await app.request(path, { headers });
@@ -335,19 +347,31 @@ describe('the fast path answers as the app does', () => {
     const { registry, url } = await setup();
     await registry.register({ name: 'web', url: 'http://127.0.0.1:8080' });
     const get = await rawGet(url, '/services', {});
-    const head = await new Promise<RawAnswer>((resolve, reject) => {
-      httpRequest(`${url}/services`, { method: 'HEAD' }, (response) => {
-        const chunks: Buffer[] = [];
-        response.on('data', (chunk: Buffer) => chunks.push(chunk));
-        response.on('end', () => resolve({ status: response.statusCode!, headers: response.headers, bytes: Buffer.concat(chunks) }));
-      })
-        .on('error', reject)
-        .end();
-    });
+    const head = await rawHead(url, '/services');
     expect(head.status).toBe(200);
     expect(head.headers['content-length']).toBe(String(get.bytes.length));
     expect(head.headers.etag).toBe(get.headers.etag);
     expect(head.bytes.length).toBe(0);
+  });
+
+  it('HEAD on the routes the app answers carries the GET\'s status, type and Content-Length, and no body; the events stream answers at once', async () => {
+    const { registry, url } = await setup({ token: 'sesame', protectReads: true });
+    await registry.register({ name: 'web', url: 'http://127.0.0.1:8080' });
+    const auth = { authorization: 'Bearer sesame' };
+    for (const [path, headers] of [['/catalog', auth], ['/health', {}], ['/services/web', auth], ['/services/nothing', auth], ['/services', auth], ['/services', {}], ['/', {}]] as const) {
+      const get = await rawGet(url, path, headers);
+      const head = await rawHead(url, path, headers);
+      expect({ path, status: head.status, type: head.headers['content-type'], length: head.headers['content-length'], body: head.bytes.length }).toEqual({
+        path,
+        status: get.status,
+        type: get.headers['content-type'],
+        length: String(get.bytes.length),
+        body: 0,
+      });
+    }
+    const events = await rawHead(url, '/events', auth);
+    expect(events.status).toBe(200);
+    expect(events.headers['content-type']).toMatch(/^text\/event-stream/);
   });
 
   it("POST /forward passes on the target's Location, Retry-After and Cache-Control, not its cookies or its own headers", async () => {

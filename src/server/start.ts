@@ -44,7 +44,7 @@ const LAST_WORD_MS = 100;
 
 /** Listens with an app built by one of the factories; building and listening stay separate. */
 export async function startServer(app: FetchApp, options: ServerOptions): Promise<ServerHandle> {
-  const appListener = getRequestListener(app.fetch as never);
+  const appListener = getRequestListener(withHeadLengths(app) as never);
   const { logger, fastPath } = options;
   let closing: Promise<void> | undefined;
   // One listener per request, and a close handler only where one is needed: under load each
@@ -102,6 +102,25 @@ export async function startServer(app: FetchApp, options: ServerOptions): Promis
       });
       return closing;
     },
+  };
+}
+
+/** Answers that never end, whose length a HEAD cannot give: the events, a streamed answer. */
+const STREAMED_TYPES = /^\s*(?:text\/event-stream|application\/x-ndjson)\b/i;
+
+/**
+ * HEAD is GET without its body, Content-Length included, as curl -I and caches expect: Hono
+ * leaves the body out, and with it the length. A stream has no length to give: its headers alone.
+ */
+function withHeadLengths(app: FetchApp): FetchApp['fetch'] {
+  return async (request, ...rest) => {
+    if (request.method !== 'HEAD') return app.fetch(request, ...rest);
+    const answer = await app.fetch(new Request(request.url, { method: 'GET', headers: request.headers, signal: request.signal }), ...rest);
+    const headers = new Headers(answer.headers);
+    if (answer.body && !headers.has('content-length') && !STREAMED_TYPES.test(headers.get('content-type') ?? '')) {
+      headers.set('content-length', String((await answer.arrayBuffer()).byteLength));
+    } else await answer.body?.cancel();
+    return new Response(null, { status: answer.status, statusText: answer.statusText, headers });
   };
 }
 
