@@ -284,7 +284,7 @@ describeIfInstalled('ask at a terminal with no message', spawnSync('script', ['-
     expect(session.screen().split('>>> ')).toHaveLength(2);
   });
 
-  it('says before any prompt that the registrar wants a token for forwards, when none is given: exit 1', async () => {
+  it('says before any prompt that the registrar wants a token for forwards, when none or a wrong one is given: exit 1', async () => {
     const guarded = await startSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1', '--token', 'ask-secret']);
     const registered = await fetch(`${guarded.url}/register`, {
       method: 'POST',
@@ -296,6 +296,12 @@ describeIfInstalled('ask at a terminal with no message', spawnSync('script', ['-
     expect(code, screen).toBe(1);
     expect(screen).toContain(`The registrar at ${guarded.url} needs a token to forward questions: pass it with --token or SVCMESH_TOKEN`);
     expect(screen).not.toContain('>>> ');
+
+    // A wrong one is said before the prompt too.
+    const wrong = await atTerminal(`ask echo --token guess --registrar ${guarded.url}`);
+    expect(wrong.code, wrong.screen).toBe(1);
+    expect(wrong.screen).toContain(`The registrar at ${guarded.url} does not accept the token given: check --token, SVCMESH_TOKEN`);
+    expect(wrong.screen).not.toContain('>>> ');
 
     // With the token, the session opens and answers.
     const session = terminalSession(`ask echo --token ask-secret --registrar ${guarded.url}`);

@@ -667,12 +667,26 @@ describe('status', () => {
     expect(text.stdout).toMatch(/^Store +memory$/m);
     expect(text.stdout).toMatch(/^TTL +45 s$/m);
     expect(text.stdout).toMatch(/^Catalog +1 service, 1 instance$/m);
+    expect(text.stdout).toMatch(/^Token +not required$/m);
     const json = await runSvcmesh(['status', '--json', '--registrar', own.url]);
     expect(JSON.parse(json.stdout)).toMatchObject({ status: 'ok', store: 'memory', ttl_seconds: 45, services: 1, instances: 1 });
     await own.stop();
     const gone = await runSvcmesh(['status', '--registrar', own.url]);
     expect(gone.code).toBe(1);
     expect(gone.stderr).toContain(`Cannot reach ${own.url}/health`);
+  });
+
+  it('says whether the registrar wants a token and whether the one given is accepted', async () => {
+    const guarded = await startSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1', '--token', 'status-secret']);
+    const token = async (...args: string[]) => {
+      const result = await runSvcmesh(['status', '--registrar', guarded.url, ...args]);
+      expect(result.code, result.stderr).toBe(0);
+      return /^Token +(.*)$/m.exec(result.stdout)?.[1];
+    };
+    expect(await token()).toBe('required; none given');
+    expect(await token('--token', 'status-secret')).toBe('required; yours is accepted');
+    expect(await token('--token', 'guess')).toBe('required; yours is not accepted');
+    await guarded.stop();
   });
 });
 

@@ -259,6 +259,18 @@ describe('the registrar token', () => {
     expect(response.status).toBe(200);
     expect(await response.json()).toMatchObject({ status: 'ok' });
   });
+
+  it('/health says whether a token is required and, when one is sent, whether it is this one', async () => {
+    const { app } = setup({ token: TOKEN });
+    const health = async (headers: Record<string, string> = {}) => (await app.request('/health', { headers })).json() as Promise<Record<string, unknown>>;
+    expect(await health()).toMatchObject({ token_required: true });
+    expect(await health()).not.toHaveProperty('token_accepted');
+    expect(await health(AUTH)).toMatchObject({ token_required: true, token_accepted: true });
+    expect(await health({ authorization: 'Bearer wrong' })).toMatchObject({ token_required: true, token_accepted: false });
+    expect(await health({ authorization: TOKEN })).toMatchObject({ token_accepted: false });
+    const open = setup().app;
+    expect(await (await open.request('/health', { headers: AUTH })).json()).toEqual(expect.not.objectContaining({ token_accepted: expect.anything() }));
+  });
 });
 
 // ---------------------------------------------------------------------------------------------

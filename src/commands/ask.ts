@@ -46,10 +46,14 @@ export function makeAskCommand(): Command {
           return hinted(client, service)(error);
         });
       // Reads may be open where forwards need a token: every question would then be refused.
-      if (!client.authHeaders.authorization && (await client.health().catch(() => undefined))?.json.token_required === true) {
+      const health = (await client.health().catch(() => undefined))?.json;
+      if (health?.token_required === true && !client.authHeaders.authorization) {
         throw new Error(
           `The registrar at ${client.baseUrl} needs a token to forward questions: pass it with --token or SVCMESH_TOKEN, or keep it with \`svcmesh config set token <token>\``,
         );
+      }
+      if (health?.token_required === true && health.token_accepted === false) {
+        throw new Error(`The registrar at ${client.baseUrl} does not accept the token given: check --token, SVCMESH_TOKEN or \`svcmesh config get token\``);
       }
       const { askInteractively } = await import('./ask-session.js');
       return askInteractively(client, flags, service);

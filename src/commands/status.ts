@@ -11,6 +11,8 @@ interface RegistrarHealth {
   services: number;
   instances: number;
   uptime_seconds: number;
+  token_required?: boolean;
+  token_accepted?: boolean;
 }
 
 /**
@@ -64,6 +66,12 @@ function renderStatus(output: typeof import('../output.js'), baseUrl: string, he
     ['Catalog', `${count(health.services, 'service')}, ${count(health.instances, 'instance')}`],
     ['Up', output.duration(health.uptime_seconds)],
   ];
+  // Older registrars do not say: then nothing is shown.
+  if (health.token_required === false) rows.push(['Token', 'not required']);
+  else if (health.token_required === true) {
+    const yours = health.token_accepted === true ? output.style.ok('yours is accepted') : health.token_accepted === false ? output.style.bad('yours is not accepted') : 'none given';
+    rows.push(['Token', `required; ${yours}`]);
+  }
   const width = Math.max(...rows.map(([label]) => label.length));
   return rows.map(([label, value]) => `${output.style.bold(label.padEnd(width))}  ${value}`).join('\n');
 }

@@ -4,7 +4,7 @@ import type { Registry } from '../registry/registry.js';
 import type { Instance } from '../registry/types.js';
 import { VERSION } from '../version.js';
 import type { HostPolicy } from '../allow-hosts.js';
-import { requireToken } from './auth.js';
+import { requireToken, tokenCheck } from './auth.js';
 import { refuseBrowserWrites } from './cross-site.js';
 import { DASHBOARD_HTML } from './dashboard.js';
 import { ApiError, onError, notFound, refuseOtherMethods } from './errors.js';
@@ -134,7 +134,9 @@ export function createRegistrarApp(deps: RegistrarDeps): Hono {
     return answerResponse(answer);
   });
 
+  const checkToken = deps.token ? tokenCheck(deps.token) : undefined;
   app.get('/health', (c) => {
+    const authorization = c.req.header('authorization');
     const store = registry.health();
     const { services, instances } = registry.counts();
     return c.json({
@@ -148,6 +150,9 @@ export function createRegistrarApp(deps: RegistrarDeps): Hono {
       uptime_seconds: Math.round((Date.now() - startedAt) / 1000),
       // Whether /forward and the writes need a token: `ask` says so before its prompt.
       token_required: Boolean(deps.token),
+      // Asked with a token: whether it is this registrar's, so a wrong one is said before a
+      // session begins rather than at its first question. (/forward's 401 tells as much already.)
+      ...(checkToken && authorization !== undefined && { token_accepted: accepts(checkToken, authorization) }),
       // Another value after a restart: a service tells a registrar that forgot it this way.
       started_at: new Date(startedAt).toISOString(),
     });
@@ -168,4 +173,13 @@ export function createRegistrarApp(deps: RegistrarDeps): Hono {
   });
 
   return app;
+}
+
+function accepts(check: (header: string) => void, header: string): boolean {
+  try {
+    check(header);
+    return true;
+  } catch {
+    return false;
+  }
 }
