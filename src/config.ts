@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import envPaths from 'env-paths';
 import { fitsInHeader } from './header-value.js';
@@ -47,12 +47,17 @@ export interface ConfigStore {
 }
 
 /**
- * Where the settings live: conf's own default place (env-paths, as conf computes it), or
- * `SVCMESH_CONFIG_DIR`, which keeps tests away from the user's real settings. Both the reader
- * and conf are given this folder, so they cannot disagree on the file.
+ * Where the settings live: the platform's place for a tool's settings (`~/.config/svcmesh` on
+ * Linux, as etcdctl and the ollama CLI keep theirs under their own name), or `SVCMESH_CONFIG_DIR`,
+ * which keeps tests away from the user's real settings. Both the reader and conf are given this
+ * folder, so they cannot disagree on the file. Early builds kept them where conf does by default
+ * (`svcmesh-nodejs`): a file there is still used while the new place has none.
  */
 function settingsDir(): string {
-  return process.env.SVCMESH_CONFIG_DIR || envPaths('svcmesh', { suffix: 'nodejs' }).config;
+  if (process.env.SVCMESH_CONFIG_DIR) return process.env.SVCMESH_CONFIG_DIR;
+  const current = envPaths('svcmesh', { suffix: '' }).config;
+  const early = envPaths('svcmesh', { suffix: 'nodejs' }).config;
+  return !existsSync(path.join(current, 'config.json')) && existsSync(path.join(early, 'config.json')) ? early : current;
 }
 
 /** The settings file, as conf names it: known without reading it, so a broken file can still be found. */

@@ -1,6 +1,6 @@
 /** The CLI as a user and a shell script meet it: exit codes, messages, settings, --json. */
 import { execFile, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -243,6 +243,21 @@ describe('config', () => {
     expect((await runSvcmesh(['config', 'unset', 'token'], { env })).code).toBe(0);
     const missing = await runSvcmesh(['config', 'get', 'token'], { env });
     expect(missing).toMatchObject({ code: 1, stdout: '' });
+  });
+
+  it('keeps the settings in ~/.config/svcmesh, and still reads them where early builds kept them', async () => {
+    const home = tempDir('svcmesh-home-');
+    const env = { HOME: home, SVCMESH_CONFIG_DIR: undefined, XDG_CONFIG_HOME: undefined };
+    const early = path.join(home, '.config', 'svcmesh-nodejs');
+    mkdirSync(early, { recursive: true });
+    writeFileSync(path.join(early, 'config.json'), '{"registrar": "http://10.0.0.7:5001"}');
+    expect(await runSvcmesh(['config', 'get', 'registrar'], { env })).toMatchObject({ code: 0, stdout: 'http://10.0.0.7:5001\n' });
+    expect((await runSvcmesh(['config', 'path'], { env })).stdout).toBe(`${path.join(early, 'config.json')}\n`);
+    rmSync(early, { recursive: true });
+    expect((await runSvcmesh(['config', 'set', 'registrar', 'http://10.0.0.8:5001'], { env })).code).toBe(0);
+    const file = path.join(home, '.config', 'svcmesh', 'config.json');
+    expect((await runSvcmesh(['config', 'path'], { env })).stdout).toBe(`${file}\n`);
+    expect(JSON.parse(readFileSync(file, 'utf8'))).toEqual({ registrar: 'http://10.0.0.8:5001' });
   });
 
   it('a settings file that is not JSON is named, with what to do, and client commands stop at it', async () => {
