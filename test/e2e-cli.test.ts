@@ -691,15 +691,16 @@ describe('status', () => {
     expect(gone.stderr).toContain(`Cannot reach ${own.url}/health`);
   });
 
-  it('says whether the registrar wants a token and whether the one given is accepted', async () => {
+  it('says whether the registrar wants a token and whether the one given is accepted; --token "" gives none', async () => {
     const guarded = await startSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1', '--token', 'status-secret']);
     const token = async (...args: string[]) => {
-      const result = await runSvcmesh(['status', '--registrar', guarded.url, ...args]);
+      const result = await runSvcmesh(['status', '--registrar', guarded.url, ...args], { env: { SVCMESH_TOKEN: 'status-secret' } });
       expect(result.code, result.stderr).toBe(0);
       return /^Token +(.*)$/m.exec(result.stdout)?.[1];
     };
-    expect(await token()).toBe('required; none given');
-    expect(await token('--token', 'status-secret')).toBe('required; yours is accepted');
+    expect(await token()).toBe('required; yours is accepted');
+    // `--token ""` sends none, whatever SVCMESH_TOKEN holds.
+    expect(await token('--token', '')).toBe('required; none given');
     expect(await token('--token', 'guess')).toBe('required; yours is not accepted');
     await guarded.stop();
   });

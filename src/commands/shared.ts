@@ -110,7 +110,7 @@ export const DEFAULT_CALL_TIMEOUT_S = 10;
 export function withClientOptions(command: Command, options: { timeout?: boolean } = {}): Command {
   command
     .addOption(new Option('--registrar <url>', `registrar URL (env SVCMESH_REGISTRAR, setting \`registrar\`, default ${DEFAULT_REGISTRAR})`).argParser(parseRegistrarUrl))
-    .addOption(new Option('--token <token>', 'bearer token for a protected registrar (env SVCMESH_TOKEN, setting `token`)'))
+    .addOption(new Option('--token <token>', 'bearer token for a protected registrar (env SVCMESH_TOKEN, setting `token`; "" sends none)'))
     .option('--json', 'print the JSON the registrar returned, for scripts');
   if (options.timeout !== false) {
     command.addOption(
@@ -148,6 +148,8 @@ export async function registrarSettings(flags: Pick<ClientFlags, 'registrar' | '
       `The registrar URL "${withoutCredentials(baseUrl)}" carries a user name or password, which every message naming the registrar would show: give the URL without them (fix --registrar, SVCMESH_REGISTRAR or \`svcmesh config set registrar <url>\`), and the registrar's token with --token`,
     );
   }
+  // `--token ""`: no token for this call, whatever SVCMESH_TOKEN or the stored setting hold.
+  if (flags.token === '') return { baseUrl };
   let token: string | undefined;
   try {
     token = resolveSetting('token', flags.token, 'SVCMESH_TOKEN');
