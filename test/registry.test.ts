@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Catalog } from '../src/registry/catalog.js';
 import { MemoryStore } from '../src/registry/memory.js';
 import { Registry } from '../src/registry/registry.js';
+import { createRegistrarMetrics } from '../src/server/metrics.js';
 import type { Instance, RegistryEvent } from '../src/registry/types.js';
 import { waitFor } from './support/fake-ollama.js';
 
@@ -133,6 +134,31 @@ describe('registration and expiry', () => {
     expect(store.instances('a')).toHaveLength(2);
     // It moved back to a:1 and registered there again: a:1 is where the name is now.
     expect(JSON.parse(store.servicesJson()).services.a).toBe('http://a:1');
+  });
+});
+
+describe('a mass expiry', () => {
+  it('evicts thousands of instances of one name at once, with listeners that read the catalog as each goes (as the metrics do)', async () => {
+    const { clock, registry } = memory();
+    const metrics = createRegistrarMetrics(registry);
+    const count = 5_000;
+    for (let i = 0; i < count; i++) await registry.register({ name: 'web', url: `http://127.0.0.1:${20_000 + i}` });
+    // A forward to the name is what made the metrics look the name up on every eviction.
+    metrics.forwards.started('web');
+    metrics.forwards.answered('web', 502, 0.01);
+    metrics.forwards.finished('web');
+    const seenDuring: number[] = [];
+    registry.subscribe((event) => {
+      if (event.type === 'evicted') seenDuring.push(registry.instances('web').length);
+    });
+    clock.set(T0 + TTL);
+    expect(registry.instances('web')).toEqual([]);
+    expect(seenDuring).toHaveLength(count);
+    // Each listener saw the catalog as the pass had left it: one fewer each time.
+    expect(seenDuring.at(0)).toBe(count - 1);
+    expect(seenDuring.at(-1)).toBe(0);
+    expect((await metrics.render()).body).toMatch(/^svcmesh_evictions_total 5000$/m);
+    expect((await metrics.render()).body).not.toMatch(/svcmesh_forwards_total\{target="web"/);
   });
 });
 

@@ -63,6 +63,7 @@ export class Catalog {
   #nextDue = Number.NEGATIVE_INFINITY;
   #size = 0;
   #servicesJson: string | undefined;
+  #sweeping = false;
 
   constructor(clock: Clock) {
     this.#clock = clock;
@@ -173,7 +174,19 @@ export class Catalog {
    */
   sweep(): void {
     const now = this.#clock.now();
-    if (now < this.#nextDue) return;
+    // A listener told of an eviction may read the catalog (the metrics do): that read must not
+    // start another pass inside this one, one level deeper per instance evicted, until a mass
+    // expiry of a few hundred overflowed the stack. It sees the catalog as this pass has left it.
+    if (now < this.#nextDue || this.#sweeping) return;
+    this.#sweeping = true;
+    try {
+      this.#evictDue(now);
+    } finally {
+      this.#sweeping = false;
+    }
+  }
+
+  #evictDue(now: number): void {
     const nowBucket = bucketOf(now);
     const due =
       nowBucket - this.#sweptBucket > this.#buckets.size
