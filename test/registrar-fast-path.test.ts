@@ -6,7 +6,7 @@
  */
 import { getEventListeners, once } from 'node:events';
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { type AddressInfo, createServer as createTcpServer } from 'node:net';
+import { type AddressInfo, createServer as createTcpServer, type Socket } from 'node:net';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import type { Hono } from 'hono';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -629,6 +629,28 @@ describe('the fast path answers as the app does', () => {
     const error = await forwarder.forward({ from: 'a', to: 'stalls', message: 'hi', stream: false }).catch((e: unknown) => e);
     expect((error as { status?: number }).status).toBe(504);
     expect((error as Error).message).toBe(`stalls at ${target.url} went silent for 0.3 s in the middle of its answer (raise --forward-timeout for longer answers)`);
+  });
+
+  it('POST /forward to an https target that never finishes its TLS handshake: 504 within --forward-timeout, not after 5 s', async () => {
+    const held: Socket[] = [];
+    const silent = createTcpServer((socket) => held.push(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => {
+      for (const socket of held) socket.destroy();
+      silent.close();
+    });
+    const url = `https://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+    const registry = new Registry(new MemoryStore({ ttlSeconds: 300 }));
+    const forwarder = createForwarder({ registry, timeoutMs: 300, logger: createLogger('text', () => {}) });
+    cleanups.push(() => forwarder.close(), () => registry.close());
+    await registry.register({ name: 'handshake', url });
+    for (const stream of [false, true]) {
+      const started = performance.now();
+      const error = await forwarder.forward({ from: 'a', to: 'handshake', message: 'hi', stream }).catch((e: unknown) => e);
+      // The old bound was 5 s whatever the timeout; well under it, with room for a slow machine.
+      expect(performance.now() - started).toBeLessThan(3_000);
+      expect(error).toMatchObject({ status: 504, message: `handshake at ${url} did not answer within 0.3 s (raise --forward-timeout for longer answers)` });
+    }
   });
 
   it('POST /forward with a token: refused without it or with a wrong one, forwarded with it', async () => {

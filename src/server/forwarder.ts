@@ -152,16 +152,22 @@ function causeOf(error: unknown): string {
  * once an answer has begun to flow back it is never switched, and a failure ends it with an
  * explicit error line.
  */
+/** The longest a connection to a target may take, TLS handshake included. */
+const CONNECT_TIMEOUT_MS = 5_000;
+
 export function createForwarder(options: ForwarderOptions): Forwarder {
   const { registry, timeoutMs } = options;
   const maxTimeouts = options.maxTimeouts ?? 3;
   const maxAnswerBytes = options.maxAnswerBytes ?? DEFAULT_MAX_ANSWER_BYTES;
+  // Connecting (a TLS handshake included) is part of the wait --forward-timeout bounds: a shorter
+  // timeout must not wait out the 5 s a connection may otherwise take.
+  const connectTimeoutMs = Math.min(CONNECT_TIMEOUT_MS, timeoutMs);
   const agent =
     // Headers up to 64 KiB, as the registrar's own client takes them: a streamed answer must not be
     // refused for headers a whole one is relayed with (undici's default is 16 KiB).
-    options.dispatcher ?? new Agent({ keepAliveTimeout: 30_000, connections: 256, connect: { timeout: 5_000 }, maxHeaderSize: 64 * 1024 });
+    options.dispatcher ?? new Agent({ keepAliveTimeout: 30_000, connections: 256, connect: { timeout: connectTimeoutMs }, maxHeaderSize: 64 * 1024 });
   // A dispatcher given is used for everything (a test's, or a proxy's).
-  const plainPool = options.dispatcher ? undefined : createPlainHttpPool({ connections: 256, idleMs: 30_000, connectTimeoutMs: 5_000 });
+  const plainPool = options.dispatcher ? undefined : createPlainHttpPool({ connections: 256, idleMs: 30_000, connectTimeoutMs });
 
   const observer = options.observer;
   const log =
