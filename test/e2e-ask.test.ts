@@ -38,6 +38,11 @@ const targets: Record<string, (body: { message?: string }, res: ServerResponse) 
     res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'br' }).end(brotliCompressSync(JSON.stringify({ message: `br: ${body.message}` }))),
   'gzipped-stream': (_body, res) => res.writeHead(200, { ...NDJSON, 'content-encoding': 'gzip' }).end(gzipSync('{"message":"one "}\n{"message":"two"}\n{"done":true}\n')),
   'gzipped-error': (_body, res) => res.writeHead(429, { 'content-type': 'application/json', 'content-encoding': 'gzip' }).end(gzipSync('{"error":"slow down"}')),
+  // 65 KiB on the wire that unpack to 65 MiB: within what the registrar relays, past what ask reads whole.
+  'gzip-bomb': (_body, res) =>
+    res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' }).end(gzipSync(`{"message":"${'a'.repeat(65 * 1024 * 1024)}"}`)),
+  // One streamed "line" that never ends.
+  'endless-line': (_body, res) => res.writeHead(200, { ...NDJSON, 'content-encoding': 'gzip' }).end(gzipSync(`{"message":"${'a'.repeat(65 * 1024 * 1024)}`)),
   // Says gzip, sends plain text.
   'not-gzip': (_body, res) => res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' }).end('{"message":"plain"}'),
   // Eight pieces 200 ms apart: 1.6 s in all, never silent for long.
@@ -393,6 +398,16 @@ describe('a streamed answer that goes wrong', () => {
     const refused = await runSvcmesh(['ask', 'gzipped-error', 'hello', '--registrar', registrar.url]);
     expect(refused).toMatchObject({ code: 1, stdout: '' });
     expect(refused.stderr).toContain('answered 429: slow down');
+  });
+
+  it('a compressed answer that unpacks past 64 MiB, or a streamed line that long, is refused: exit 1, saying so', async () => {
+    const whole = await runSvcmesh(['ask', 'gzip-bomb', 'hello', '--registrar', registrar.url]);
+    expect(whole).toMatchObject({ code: 1, stdout: '' });
+    expect(whole.stderr).toContain(`${registrar.url}/forward answered, but its body is more than 64 MiB once decoded`);
+    expect(whole.stderr).toContain('--stream');
+    const streamed = await runSvcmesh(['ask', 'endless-line', 'hello', '--stream', '--registrar', registrar.url]);
+    expect(streamed).toMatchObject({ code: 1, stdout: '' });
+    expect(streamed.stderr).toContain(`${registrar.url}/forward streamed a line longer than 64 Mi characters`);
   });
 
   it('an answer that says gzip but is not: exit 1, saying so rather than that the registrar was lost', async () => {

@@ -27,7 +27,7 @@ export class HttpError extends Error {
 }
 
 export type { ClientFetch as Fetch, ClientRequest, ClientResponse } from './node-fetch.js';
-import { BrokenEncoding, type ClientFetch as Fetch, type ClientRequest, type ClientResponse } from './node-fetch.js';
+import { BrokenEncoding, TooLong, type ClientFetch as Fetch, type ClientRequest, type ClientResponse } from './node-fetch.js';
 
 function unreachable(url: string, error: unknown, signal: AbortSignal | undefined): HttpError {
   const e = error as { name?: string; code?: string; message?: string; cause?: { code?: string; message?: string } };
@@ -92,30 +92,48 @@ export async function readJson<T>(response: ClientResponse, url: string): Promis
 export async function* ndjsonLines(response: ClientResponse, url: string): AsyncGenerator<{ text: string; value: unknown }> {
   if (!response.body) return;
   const decoder = new TextDecoder();
-  let buffer = '';
+  // The line so far, in pieces: looking for its end in the new bytes only, and joining it once,
+  // keeps a long line from costing the square of its length.
+  let pieces: string[] = [];
+  let pending = 0;
   try {
     for await (const chunk of response.body as AsyncIterable<Uint8Array>) {
-      buffer += decoder.decode(chunk, { stream: true });
-      let newline = buffer.indexOf('\n');
-      while (newline !== -1) {
-        const text = buffer.slice(0, newline).trim();
-        buffer = buffer.slice(newline + 1);
+      let start = 0;
+      // A line feed byte is never part of a longer UTF-8 character: the bytes before it decode whole.
+      for (let newline = chunk.indexOf(LF); newline !== -1; newline = chunk.indexOf(LF, start)) {
+        pieces.push(decoder.decode(chunk.subarray(start, newline), { stream: true }));
+        const text = pieces.join('').trim();
+        pieces = [];
+        pending = 0;
+        start = newline + 1;
         if (text) yield parseLine(text, url, response.status);
-        newline = buffer.indexOf('\n');
+      }
+      const rest = decoder.decode(chunk.subarray(start), { stream: true });
+      pieces.push(rest);
+      pending += rest.length;
+      if (pending > MAX_LINE_CHARS) {
+        throw new HttpError(`${url} streamed a line longer than ${MAX_LINE_CHARS / 1024 / 1024} Mi characters, more than one line of an answer holds: the answer stops here`, {
+          status: response.status,
+          url,
+        });
       }
     }
   } catch (error) {
     if (error instanceof HttpError) throw error;
     throw lost(url, response.status, error);
   }
-  buffer += decoder.decode();
-  if (buffer.trim()) yield parseLine(buffer.trim(), url, response.status);
+  const last = (pieces.join('') + decoder.decode()).trim();
+  if (last) yield parseLine(last, url, response.status);
 }
+
+/** One NDJSON line of an answer is a few words; a line this long is not an answer's. */
+const MAX_LINE_CHARS = 64 * 1024 * 1024;
+const LF = 0x0a;
 
 /** The connection broke while the answer was streaming (the server stopped or was killed). */
 function lost(url: string, status: number, error: unknown): HttpError {
   // Nothing was lost: the answer came whole, in a coding that does not decode.
-  if (error instanceof BrokenEncoding) return new HttpError(`${url} answered, but ${error.message}`, { status, url, cause: error });
+  if (error instanceof BrokenEncoding || error instanceof TooLong) return new HttpError(`${url} answered, but ${error.message}`, { status, url, cause: error });
   const e = error as { name?: string; code?: string; message?: string; cause?: { name?: string } };
   const timedOut = e.name === 'TimeoutError' || e.cause?.name === 'TimeoutError';
   const cause = timedOut

@@ -76,6 +76,14 @@ async function* decodeOrSay(decoder: AsyncIterable<Uint8Array>, coding: string):
   }
 }
 
+/** The most of a decoded answer read whole, as the registrar reads at most of one. */
+const MAX_WHOLE_BYTES = 64 * 1024 * 1024;
+
+/** An answer longer than the client reads. */
+export class TooLong extends Error {
+  override readonly name = 'TooLong';
+}
+
 /** The bytes came, but do not decode as the content coding the answer named. */
 export class BrokenEncoding extends Error {
   override readonly name = 'BrokenEncoding';
@@ -103,7 +111,17 @@ function wrap(message: IncomingMessage): ClientResponse {
     body,
     async text() {
       const chunks: Buffer[] = [];
-      for await (const chunk of body) chunks.push(chunk as Buffer);
+      let size = 0;
+      for await (const chunk of body) {
+        // The registrar relays at most 64 MiB whole, but a compressed answer may unpack to far
+        // more: a thousandfold for a run of one letter.
+        size += chunk.byteLength;
+        if (size > MAX_WHOLE_BYTES) {
+          message.destroy();
+          throw new TooLong(`its body is more than ${MAX_WHOLE_BYTES / 1024 / 1024} MiB once decoded, more than is read whole: send "stream": true to get it as it comes`);
+        }
+        chunks.push(chunk as Buffer);
+      }
       return Buffer.concat(chunks).toString('utf8');
     },
   };
