@@ -43,6 +43,12 @@ const targets: Record<string, (body: { message?: string }, res: ServerResponse) 
     res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' }).end(gzipSync(`{"message":"${'a'.repeat(65 * 1024 * 1024)}"}`)),
   // One streamed "line" that never ends.
   'endless-line': (_body, res) => res.writeHead(200, { ...NDJSON, 'content-encoding': 'gzip' }).end(gzipSync(`{"message":"${'a'.repeat(65 * 1024 * 1024)}`)),
+  // Two codings, the last applied listed last (RFC 9110 §8.4).
+  'twice-coded': (body, res) =>
+    res
+      .writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip, br' })
+      .end(brotliCompressSync(gzipSync(JSON.stringify({ message: `twice: ${body.message}` })))),
+  zstd: (_body, res) => res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'zstd' }).end(Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0, 1, 2])),
   // Says gzip, sends plain text.
   'not-gzip': (_body, res) => res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' }).end('{"message":"plain"}'),
   // Eight pieces 200 ms apart: 1.6 s in all, never silent for long.
@@ -395,6 +401,7 @@ describe('a streamed answer that goes wrong', () => {
     expect(await runSvcmesh(['ask', 'gzipped', 'hello', '--registrar', registrar.url])).toMatchObject({ code: 0, stdout: 'zipped: hello\n' });
     expect(await runSvcmesh(['ask', 'brotli', 'hello', '--registrar', registrar.url])).toMatchObject({ code: 0, stdout: 'br: hello\n' });
     expect(await runSvcmesh(['ask', 'gzipped-stream', 'hello', '--stream', '--registrar', registrar.url])).toMatchObject({ code: 0, stdout: 'one two\n' });
+    expect(await runSvcmesh(['ask', 'twice-coded', 'hello', '--registrar', registrar.url])).toMatchObject({ code: 0, stdout: 'twice: hello\n' });
     const refused = await runSvcmesh(['ask', 'gzipped-error', 'hello', '--registrar', registrar.url]);
     expect(refused).toMatchObject({ code: 1, stdout: '' });
     expect(refused.stderr).toContain('answered 429: slow down');
@@ -410,11 +417,15 @@ describe('a streamed answer that goes wrong', () => {
     expect(streamed.stderr).toContain(`${registrar.url}/forward streamed a line longer than 64 Mi characters`);
   });
 
-  it('an answer that says gzip but is not: exit 1, saying so rather than that the registrar was lost', async () => {
+  it('an answer that says gzip but is not, or in a coding it cannot decode: exit 1, saying so rather than that the registrar was lost', async () => {
     const result = await runSvcmesh(['ask', 'not-gzip', 'hello', '--registrar', registrar.url]);
     expect(result).toMatchObject({ code: 1, stdout: '' });
     expect(result.stderr).toContain(`${registrar.url}/forward answered, but its body is not valid gzip (Z_DATA_ERROR)`);
     expect(result.stderr).not.toContain('Lost the registrar');
+    // A coding it does not know is named, rather than its bytes shown as "not JSON".
+    const unknown = await runSvcmesh(['ask', 'zstd', 'hello', '--registrar', registrar.url]);
+    expect(unknown).toMatchObject({ code: 1, stdout: '' });
+    expect(unknown.stderr).toContain(`${registrar.url}/forward answered, but its body is in an encoding svcmesh cannot decode (zstd)`);
   });
 
   it('a line that is not JSON: the line is ended, the message says so without calling the registrar unreachable, exit 1', async () => {

@@ -50,20 +50,34 @@ export const nodeFetch: ClientFetch = (url, init) =>
 const DECODERS = { gzip: 'createGunzip', 'x-gzip': 'createGunzip', deflate: 'createInflate', br: 'createBrotliDecompress' } as const;
 
 /**
- * The body with its content coding undone. The CLI never asks for one, but a forward relays a
- * target's answer as it was sent, and some targets (behind a proxy that compresses, say) gzip
- * whatever they send. node:zlib is loaded only then.
+ * The body with its content codings undone, the last applied first. The CLI never asks for one,
+ * but a forward relays a target's answer as it was sent, and some targets (behind a proxy that
+ * compresses, say) gzip whatever they send. node:zlib is loaded only then.
  */
 function decodedBody(message: IncomingMessage): AsyncIterable<Uint8Array> {
-  const coding = message.headers['content-encoding']?.trim().toLowerCase() as keyof typeof DECODERS | undefined;
-  if (!coding || !Object.hasOwn(DECODERS, coding)) return message;
+  const header = message.headers['content-encoding'];
+  if (!header) return message;
+  const codings = header
+    .toLowerCase()
+    .split(',')
+    .map((coding) => coding.trim())
+    .filter((coding) => coding !== '' && coding !== 'identity');
+  if (codings.length === 0) return message;
+  const unknown = codings.find((coding) => !Object.hasOwn(DECODERS, coding));
+  if (unknown !== undefined) {
+    message.resume();
+    return refuse(new BrokenEncoding(header.trim(), `its body is in an encoding svcmesh cannot decode (${unknown.slice(0, 40)})`));
+  }
   const zlib = loadBuiltin('node:zlib') as typeof import('node:zlib');
-  const decoder = zlib[DECODERS[coding]]();
-  // A cut connection ends the decoded body with the same error.
-  message.on('error', (error) => decoder.destroy(error));
-  message.on('aborted', () => decoder.destroy(Object.assign(new Error('aborted'), { code: 'ECONNRESET' })));
-  message.pipe(decoder);
-  return decodeOrSay(decoder, coding);
+  const { pipeline } = loadBuiltin('node:stream') as typeof import('node:stream');
+  const decoders = codings.reverse().map((coding) => zlib[DECODERS[coding as keyof typeof DECODERS]]());
+  // A cut connection, or bytes that do not decode, end the decoded body with that error.
+  const decoded = pipeline([message, ...decoders], () => {}) as unknown as AsyncIterable<Uint8Array>;
+  return decodeOrSay(decoded, header.trim());
+}
+
+async function* refuse(error: Error): AsyncGenerator<Uint8Array> {
+  throw error;
 }
 
 async function* decodeOrSay(decoder: AsyncIterable<Uint8Array>, coding: string): AsyncGenerator<Uint8Array> {
@@ -71,7 +85,7 @@ async function* decodeOrSay(decoder: AsyncIterable<Uint8Array>, coding: string):
     yield* decoder;
   } catch (error) {
     const code = (error as { code?: string }).code ?? '';
-    if (code.startsWith('Z_') || code.startsWith('ERR_BROTLI') || code.startsWith('ERR__ERROR')) throw new BrokenEncoding(coding, code);
+    if (code.startsWith('Z_') || code.startsWith('ERR_BROTLI') || code.startsWith('ERR__ERROR')) throw new BrokenEncoding(coding, `its body is not valid ${coding} (${code})`);
     throw error;
   }
 }
@@ -89,9 +103,9 @@ export class BrokenEncoding extends Error {
   override readonly name = 'BrokenEncoding';
   constructor(
     readonly coding: string,
-    readonly code: string,
+    message: string,
   ) {
-    super(`its body is not valid ${coding} (${code})`);
+    super(message);
   }
 }
 
