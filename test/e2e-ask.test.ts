@@ -206,6 +206,41 @@ describe('the message', () => {
   });
 });
 
+describe('words and piped text together', () => {
+  /** A line of bash as a user types it, pipes and redirections included. */
+  const shell = (line: string) =>
+    new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      execFile(
+        'bash',
+        // `svcmesh` on the line is a shell function that runs the built binary.
+        ['--norc', '--noprofile', '-c', `svcmesh() { '${process.execPath}' '${binPath}' "$@"; }; ${line}`],
+        { env: { PATH: process.env.PATH, HOME: process.env.HOME, NO_COLOR: '1', SVCMESH_CONFIG_DIR: tempDir() }, timeout: 15_000 },
+        (error, stdout, stderr) => resolve({ code: error ? Number((error as { code?: number }).code) : 0, stdout, stderr }),
+      );
+    });
+
+  it('a "-" among the words stands for what is piped in or redirected from a file', async () => {
+    expect(await shell(`printf 'the notes\n' | svcmesh ask echo 'summarize this:' - --registrar ${registrar.url}`)).toMatchObject({
+      code: 0,
+      stdout: 'got: summarize this: the notes\n',
+    });
+    const file = `${tempDir()}/notes.txt`;
+    expect(await shell(`printf 'line one\nline two\n' > ${file}; svcmesh ask echo - 'in one word?' --registrar ${registrar.url} < ${file}`)).toMatchObject({
+      code: 0,
+      stdout: 'got: line one\nline two in one word?\n',
+    });
+    const empty = await shell(`printf '' | svcmesh ask echo 'summarize this:' - --registrar ${registrar.url}`);
+    expect(empty.code).toBe(2);
+    expect(empty.stderr).toContain('"-" among the words stands for standard input, which held nothing');
+  });
+
+  it('words alone never read standard input: a while-read loop keeps its lines, and a minus with nothing piped is a minus', async () => {
+    const loop = await shell(`printf 'one\ntwo\n' | while read -r word; do svcmesh ask echo "$word" --registrar ${registrar.url}; done`);
+    expect(loop).toMatchObject({ code: 0, stdout: 'got: one\ngot: two\n' });
+    expect(await shell(`svcmesh ask echo what is 5 - 3 --registrar ${registrar.url} < /dev/null`)).toMatchObject({ code: 0, stdout: 'got: what is 5 - 3\n' });
+  });
+});
+
 describe('--timeout', () => {
   it('gives up on a registrar that says nothing for that long, with or without --stream: exit 1, saying what to do', async () => {
     const hung = await hungRegistrar();

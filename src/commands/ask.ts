@@ -119,12 +119,28 @@ function assertFits(body: Record<string, unknown>, fromStdin: boolean): void {
   throw new UsageError(`the message ${fromStdin ? 'on standard input ' : ''}is ${TOO_LONG}`);
 }
 
-const readsStdin = (words: string[]) => words.length === 0 || (words.length === 1 && words[0] === '-');
+const readsStdin = (words: string[]) => words.length === 0 || (words.length === 1 && words[0] === '-') || placesStdin(words);
+
+/**
+ * `cat notes.txt | svcmesh ask ollama_service "summarize this:" -`: a "-" among the words stands
+ * for what is piped in. Only from a pipe or a file: at a terminal, or with nothing attached
+ * (/dev/null, as under cron), `what is 5 - 3` is a question with a minus in it.
+ */
+function placesStdin(words: string[]): boolean {
+  if (words.length < 2 || !words.includes('-')) return false;
+  try {
+    const stdin = fstatSync(0);
+    return stdin.isFIFO() || stdin.isFile();
+  } catch {
+    return false;
+  }
+}
 
 /**
  * The words given, or standard input when there are none (or just "-"), as with `ollama run`:
- * `cat notes.txt | svcmesh ask ollama_service`. Standard input is read only then, so a script
- * that leaves it open while passing the message as words never hangs.
+ * `cat notes.txt | svcmesh ask ollama_service`. With words, standard input is read only where a
+ * "-" among them asks for it (see placesStdin), so a script that leaves it open while passing the
+ * message as words never hangs, and a `while read` loop keeps its lines.
  */
 async function messageFrom(words: string[]): Promise<string> {
   if (!readsStdin(words)) {
@@ -149,9 +165,13 @@ async function messageFrom(words: string[]): Promise<string> {
     chunks.push(chunk);
   }
   // `echo "What is AI?" | svcmesh ask …` ends with a line break that is not part of the question.
-  const message = Buffer.concat(chunks).toString('utf8').replace(/(\r?\n)+$/, '');
-  if (message.trim() === '') throw new UsageError('standard input held no message: pipe the question in, or give it after the service name');
-  return message;
+  const piped = Buffer.concat(chunks).toString('utf8').replace(/(\r?\n)+$/, '');
+  if (placesStdin(words)) {
+    if (piped.trim() === '') throw new UsageError('"-" among the words stands for standard input, which held nothing: pipe the text in, or leave the "-" out');
+    return words.map((word) => (word === '-' ? piped : word)).join(' ');
+  }
+  if (piped.trim() === '') throw new UsageError('standard input held no message: pipe the question in, or give it after the service name');
+  return piped;
 }
 
 /** Why standard input cannot be read as a message (a directory, a closed descriptor), if it cannot. */
