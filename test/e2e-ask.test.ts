@@ -49,6 +49,8 @@ const targets: Record<string, (body: { message?: string }, res: ServerResponse) 
       .writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip, br' })
       .end(brotliCompressSync(gzipSync(JSON.stringify({ message: `twice: ${body.message}` })))),
   zstd: (_body, res) => res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'zstd' }).end(Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0, 1, 2])),
+  empty: (_body, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(),
+  'no-content': (_body, res) => res.writeHead(204).end(),
   // Says gzip, sends plain text.
   'not-gzip': (_body, res) => res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' }).end('{"message":"plain"}'),
   // Eight pieces 200 ms apart: 1.6 s in all, never silent for long.
@@ -461,6 +463,14 @@ describe('a streamed answer that goes wrong', () => {
     const unknown = await runSvcmesh(['ask', 'zstd', 'hello', '--registrar', registrar.url]);
     expect(unknown).toMatchObject({ code: 1, stdout: '' });
     expect(unknown.stderr).toContain(`${registrar.url}/forward answered, but its body is in an encoding svcmesh cannot decode (zstd)`);
+  });
+
+  it('an empty answer (a 200 with no body, a 204) says so, rather than quoting nothing as "not JSON": exit 1', async () => {
+    for (const [name, status] of [['empty', 200], ['no-content', 204]] as const) {
+      const result = await runSvcmesh(['ask', name, 'hello', '--registrar', registrar.url]);
+      expect(result).toMatchObject({ code: 1, stdout: '' });
+      expect(result.stderr).toContain(`${registrar.url}/forward answered ${status} with an empty body, where JSON was expected`);
+    }
   });
 
   it('a line that is not JSON: the line is ended, the message says so without calling the registrar unreachable, exit 1', async () => {

@@ -77,6 +77,9 @@ export async function readJson<T>(response: ClientResponse, url: string): Promis
     if (e.name === 'AbortError' && e.cause?.name !== 'TimeoutError') throw error;
     throw lost(url, response.status, error);
   }
+  if (text.trim() === '') {
+    throw new HttpError(`${url} answered ${response.status} with an empty body, where JSON was expected`, { status: response.status, url });
+  }
   try {
     return { text, json: JSON.parse(text) as T };
   } catch {
