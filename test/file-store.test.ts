@@ -282,6 +282,15 @@ describe('a save that fails', () => {
       expect(refused.body.error).toMatch(/: stop one of the two registrars\.$/);
       expect((await health()).status).toBe('degraded');
       expect(readCatalog().instances).toEqual([]);
+      // The other one stopped and let go: what it saved stays, until this one is restarted and loads it.
+      const theirs = { name: 'theirs', url: 'http://127.0.0.1:3', registeredAt: Date.now(), lastHeartbeat: Date.now(), expiresAt: Date.now() + 60_000, metadata: {} };
+      writeFileSync(path, JSON.stringify({ version: 1, instances: [theirs] }));
+      rmSync(`${path}.lock`);
+      const after = await post('/register', { service_name: 'c', service_url: 'http://127.0.0.1:4' });
+      expect(after.status).toBe(503);
+      expect(after.body.error).toContain('restart it to load the file again');
+      expect(readCatalog().instances.map((instance) => instance.name)).toEqual(['theirs']);
+      expect(existsSync(`${path}.lock`)).toBe(false);
     } finally {
       await forwarder.close();
     }

@@ -30,14 +30,23 @@ export async function lockCatalogFile(file: string, refuse: (message: string) =>
         await new Promise((resolve) => setTimeout(resolve, TAKEOVER_SETTLE_MS));
         if (readHolderText(lockPath) !== mine) throw refuse(`Cannot lock the catalog file ${file}: another registrar took it over at the same moment`);
       }
+      // Once another registrar has held the file, what is in it may be that one's: writing this
+      // one's catalog over it, even after the other let go, would lose registrations it answered.
+      let ceded: string | undefined;
       return {
         release: () => release(lockPath, mine),
         confirm: () => {
+          if (ceded !== undefined) {
+            throw refuse(
+              `the catalog file ${file} was locked by another registrar (${ceded}) while this one ran: this one no longer writes it, so as not to overwrite what the other saved; restart it to load the file again`,
+            );
+          }
           const holder = readHolderText(lockPath);
           if (holder === mine) return;
           if (holder === undefined && createLock(lockPath, mine, file, refuse)) return;
+          ceded = readHolderText(lockPath) ?? 'unknown';
           throw refuse(
-            `the catalog file ${file} is now locked by another registrar (${readHolderText(lockPath) ?? 'unknown'}, per ${lockPath}): this one no longer writes it; stop one of the two`,
+            `the catalog file ${file} is now locked by another registrar (${ceded}, per ${lockPath}): this one no longer writes it; stop one of the two`,
           );
         },
       };
