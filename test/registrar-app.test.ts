@@ -455,6 +455,18 @@ describe('bad input', () => {
 });
 
 describe('forwarding', () => {
+  it('a 502 after many instances names a few and counts the rest, so its size does not grow with the fleet', async () => {
+    const { app } = setup();
+    const port = await closedPort();
+    const urls = Array.from({ length: 40 }, (_, i) => `http://127.0.0.1:${port}/i${i}`);
+    for (const url of urls) await post(app, '/register', { service_name: 'fleet', service_url: url });
+    const response = await post(app, '/forward', { from: 'x', to: 'fleet', message: 'hi' });
+    expect(response.status).toBe(502);
+    expect(response.headers.get('x-svcmesh-attempts')).toBe('40');
+    const { error } = await json(response);
+    expect(error).toMatch(/^Failed to reach fleet at (http:\/\/127\.0\.0\.1:\d+\/i\d+, ){4}http:\/\/127\.0\.0\.1:\d+\/i\d+ and 35 more$/);
+  });
+
   it('answers 404 when the target is not registered', async () => {
     const { app } = setup();
     const response = await post(app, '/forward', { from: 'x', to: 'ollama_service', message: 'hi' });

@@ -526,10 +526,16 @@ interface Failures {
   badAnswer: string;
 }
 
+/** The instances a 502 or 504 names; the rest are counted. */
+const MAX_NAMED = 5;
+
 function exhausted(name: string, failed: string[], failures: Failures, timeoutMs: number): ApiError {
   // As on an answer: how many instances were tried before giving up.
   const tried = { 'x-svcmesh-attempts': String(failed.length) };
-  const at = `${name} at ${failed.join(', ')}`;
+  // A few addresses say where to look; thousands (a fleet that went away at once) would make
+  // the answer larger than any caller reads.
+  const shown = failed.length > MAX_NAMED ? `${failed.slice(0, MAX_NAMED).join(', ')} and ${failed.length - MAX_NAMED} more` : failed.join(', ');
+  const at = `${name} at ${shown}`;
   if (failures.timeouts === failed.length) {
     // Every one began to answer and then said nothing: not the same as never answering.
     const what = failures.silentMidAnswer === failed.length ? `went silent for ${timeoutMs / 1000} s in the middle of its answer` : `did not answer within ${timeoutMs / 1000} s`;
