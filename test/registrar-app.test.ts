@@ -467,6 +467,19 @@ describe('forwarding', () => {
     expect(error).toMatch(/^Failed to reach fleet at (http:\/\/127\.0\.0\.1:\d+\/i\d+, ){4}http:\/\/127\.0\.0\.1:\d+\/i\d+ and 35 more$/);
   });
 
+  it('a 404 for a name registered in another case says which, since names are case-sensitive', async () => {
+    const { app } = setup();
+    await post(app, '/register', { service_name: 'web', service_url: 'http://127.0.0.1:8080' });
+    const forward = await post(app, '/forward', { from: 'x', to: 'WEB', message: 'hi' });
+    expect(forward.status).toBe(404);
+    expect((await json(forward)).error).toBe('Service WEB is not registered (did you mean web? Names are case-sensitive; GET /services lists the ones that are)');
+    const lookup = await app.request('/services/Web');
+    expect(lookup.status).toBe(404);
+    expect((await json(lookup)).error).toBe('Service Web is not registered (did you mean web? Names are case-sensitive)');
+    const unrelated = await post(app, '/forward', { from: 'x', to: 'api', message: 'hi' });
+    expect((await json(unrelated)).error).toBe('Service api is not registered (GET /services lists the ones that are)');
+  });
+
   it('answers 404 when the target is not registered', async () => {
     const { app } = setup();
     const response = await post(app, '/forward', { from: 'x', to: 'ollama_service', message: 'hi' });

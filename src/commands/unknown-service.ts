@@ -12,7 +12,7 @@ const MAX_LISTED = 8;
  * 404 for a name that is registered (the answer of the instance itself), is returned as it came.
  */
 export async function withServiceHint(error: unknown, client: RegistrarClient, name: string): Promise<unknown> {
-  const e = error as { name?: string; status?: number; hint?: string };
+  const e = error as { name?: string; status?: number; hint?: string; message: string };
   if (e?.name !== 'HttpError' || e.status !== 404) return error;
   let names: string[];
   try {
@@ -21,6 +21,9 @@ export async function withServiceHint(error: unknown, client: RegistrarClient, n
     return error;
   }
   if (names.includes(name)) return error;
+  // The registrar's own advice to HTTP callers ("did you mean …", GET /services): the hint
+  // below says it in the terms of this command line, once.
+  e.message = e.message.replace(/(is not registered) \((?:did you mean|GET \/services)[^)]*\)$/, '$1');
   const close = closeNames(name, names);
   if (close.length > 0) e.hint = `Did you mean ${orList(close)}?`;
   else if (names.length === 0) e.hint = await nothingRegistered(client);

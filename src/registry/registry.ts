@@ -77,6 +77,16 @@ export class Registry {
     return this.store.all();
   }
 
+  /**
+   * A registered name that differs from `name` only in case: names are case-sensitive (as the
+   * seed's were), and `Web` for `web` is nearly always a slip worth naming in a 404.
+   */
+  sameNameButCase(name: string): string | undefined {
+    const lower = name.toLowerCase();
+    for (const registered of this.store.all().keys()) if (registered !== name && registered.toLowerCase() === lower) return registered;
+    return undefined;
+  }
+
   counts(): { services: number; instances: number } {
     return this.store.counts();
   }

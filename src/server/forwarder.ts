@@ -214,7 +214,7 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
     };
 
     if (all.length === 0) {
-      fail(new ApiError(404, `Service ${name} is not registered (GET /services lists the ones that are)`));
+      fail(new ApiError(404, `Service ${name} is not registered (${[caseHint(registry, name), 'GET /services lists the ones that are'].filter(Boolean).join('; ')})`));
       return noop;
     }
     const candidates = options.allowHost ? all.filter((i) => options.allowHost!(receiveTarget(i.url).hostname)) : all;
@@ -524,6 +524,12 @@ interface Failures {
   silentMidAnswer: number;
   badAnswers: number;
   badAnswer: string;
+}
+
+/** `did you mean web? Names are case-sensitive`, when `name` is `Web` and `web` is registered. */
+export function caseHint(registry: Registry, name: string): string | undefined {
+  const registered = registry.sameNameButCase(name);
+  return registered === undefined ? undefined : `did you mean ${registered}? Names are case-sensitive`;
 }
 
 /** The instances a 502 or 504 names; the rest are counted. */

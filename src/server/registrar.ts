@@ -10,7 +10,7 @@ import { DASHBOARD_HTML } from './dashboard.js';
 import { ApiError, onError, notFound, refuseOtherMethods } from './errors.js';
 import { AbortFanout } from './abort-fanout.js';
 import { type BacklogLimits, eventStream } from './events.js';
-import { answerResponse, type Forwarder } from './forwarder.js';
+import { answerResponse, caseHint, type Forwarder } from './forwarder.js';
 import { acceptHeartbeat, checkServiceHost, heartbeatBody, instanceRef, REREGISTERED_HEADER } from './heartbeat.js';
 import type { RegistrarMetrics } from './metrics.js';
 import type { Logger } from './request-log.js';
@@ -101,7 +101,10 @@ export function createRegistrarApp(deps: RegistrarDeps): Hono {
   app.get('/services/:name', (c) => {
     const name = c.req.param('name');
     const instances = registry.instances(name);
-    if (instances.length === 0) throw new ApiError(404, `Service ${name} is not registered`);
+    if (instances.length === 0) {
+      const hint = caseHint(registry, name);
+      throw new ApiError(404, `Service ${name} is not registered${hint ? ` (${hint})` : ''}`);
+    }
     return c.json({ name, instances: instances.map((instance) => instanceJson(instance, registry)) });
   });
 
