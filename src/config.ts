@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import envPaths from 'env-paths';
 import { fitsInHeader } from './header-value.js';
@@ -64,6 +64,13 @@ function settingsDir(): string {
 export function settingsPath(): string {
   return path.resolve(settingsDir(), 'config.json');
 }
+
+/**
+ * The file can hold the token: readable by its owner only, in a folder only its owner can list,
+ * as gh and docker login keep theirs (the XDG spec asks 0700 for folders it makes, too).
+ */
+const FILE_MODE = 0o600;
+const FOLDER_MODE = 0o700;
 
 const REPAIR = 'fix the file or delete it and set them again (svcmesh config set)';
 
@@ -135,8 +142,11 @@ export function openConfig(): ConfigStore {
     const { Conf } = await import('./runtime/conf.js');
     try {
       // conf would make the folder itself, with a recursive mkdir that can spin forever.
-      makeFolder(path.dirname(file));
-      apply(new Conf<Record<string, string>>({ projectName: 'svcmesh', cwd: path.dirname(file) }));
+      makeFolder(path.dirname(file), FOLDER_MODE);
+      apply(new Conf<Record<string, string>>({ projectName: 'svcmesh', cwd: path.dirname(file), configFileMode: FILE_MODE }));
+      // conf's mode is for a file it creates; one written before this rule (0644) or by hand keeps its
+      // own when conf falls back to writing in place, so it is tightened here, on every change.
+      chmodSync(file, FILE_MODE);
     } catch (error) {
       throw new Error(`Cannot write the settings to ${file}: ${fileProblem(error)}. Check that its folder can be written, or point SVCMESH_CONFIG_DIR at one that can`);
     }

@@ -1,6 +1,6 @@
 /** The CLI as a user and a shell script meet it: exit codes, messages, settings, --json. */
 import { execFile, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -243,6 +243,23 @@ describe('config', () => {
     expect((await runSvcmesh(['config', 'unset', 'token'], { env })).code).toBe(0);
     const missing = await runSvcmesh(['config', 'get', 'token'], { env });
     expect(missing).toMatchObject({ code: 1, stdout: '' });
+  });
+
+  it('keeps the stored token readable by its owner only: the file 0600, the folders it makes 0700, an older 0644 file tightened', async () => {
+    const parent = path.join(tempDir('svcmesh-config-'), 'new-parent');
+    const configDir = path.join(parent, 'svcmesh');
+    const env = { SVCMESH_CONFIG_DIR: configDir };
+    expect((await runSvcmesh(['config', 'set', 'token', 's3cret'], { env })).code).toBe(0);
+    const file = path.join(configDir, 'config.json');
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    expect(statSync(configDir).mode & 0o777).toBe(0o700);
+    expect(statSync(parent).mode & 0o777).toBe(0o700);
+
+    // A file stored before this rule still reads, and is tightened the next time svcmesh writes it.
+    chmodSync(file, 0o644);
+    expect(await runSvcmesh(['config', 'get', 'token'], { env })).toMatchObject({ code: 0, stdout: 's3cret\n' });
+    expect((await runSvcmesh(['config', 'set', 'registrar', 'http://127.0.0.1:5001'], { env })).code).toBe(0);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
   });
 
   it('keeps the settings in ~/.config/svcmesh, and still reads them where early builds kept them', async () => {
