@@ -2,7 +2,7 @@ import { chmodSync, existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import envPaths from 'env-paths';
 import { fitsInHeader } from './header-value.js';
-import { carriesCredentials, isRegistrarUrl, withoutCredentials } from './http-url.js';
+import { carriesCredentials, carriesQueryOrFragment, isRegistrarUrl, withoutCredentials } from './http-url.js';
 import { closeNames } from './commands/unknown-service.js';
 import { makeFolder } from './make-folder.js';
 
@@ -12,8 +12,10 @@ export const SETTINGS = {
     description: 'registrar URL used by client commands',
     secret: false,
     // A password in it would show in every message naming the registrar: the token is the way in.
-    check: (v: string) => isRegistrarUrl(v) && !carriesCredentials(v),
-    expected: 'an http(s) URL such as http://127.0.0.1:5001, or host:port, without a user name or password (store the token with `svcmesh config set token`)',
+    // A query or fragment would be glued before every endpoint's path (see carriesQueryOrFragment).
+    check: (v: string) => isRegistrarUrl(v) && !carriesCredentials(v) && !carriesQueryOrFragment(v),
+    expected:
+      'an http(s) URL such as http://127.0.0.1:5001, or host:port, without a user name or password (store the token with `svcmesh config set token`) and without a query or fragment (?… or #…; a path such as http://host:5001/mesh is fine)',
   },
   token: {
     description: 'bearer token sent to the registrar',

@@ -1,7 +1,7 @@
 /** The CLI as a user and a shell script meet it: exit codes, messages, settings, --json. */
 import { execFile, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createServer, type ServerResponse } from 'node:http';
+import { createServer, request, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -220,6 +220,47 @@ describe('finding the registrar', () => {
     expect((await runSvcmesh(['status'], { env })).code).toBe(0);
     // Port 0, and a URL that lost its slashes (which URL parsing would read as http://0.0.19.137/).
     for (const wrong of [':0', 'http:5001']) expect((await runSvcmesh(['status', '--registrar', wrong], { env })).code).toBe(2);
+  });
+
+  it('refuses a registrar URL with a query or fragment with exit 2, from the flag, the variable and the setting; a path prefix still works', async () => {
+    const env = { SVCMESH_CONFIG_DIR: tempDir('svcmesh-config-') };
+    for (const odd of [`${registrar.url}?x=1`, `${registrar.url}#frag`, `${registrar.url}/?`]) {
+      const viaFlag = await runSvcmesh(['status', '--registrar', odd], { env });
+      expect(viaFlag.code, odd).toBe(2);
+      expect(viaFlag.stdout, odd).toBe('');
+      expect(viaFlag.stderr, odd).toContain(`The registrar URL "${odd}" has a query or fragment`);
+      expect(viaFlag.stderr, odd).toContain(`give it without them, as ${registrar.url}`);
+      const viaEnv = await runSvcmesh(['services'], { env: { ...env, SVCMESH_REGISTRAR: odd } });
+      expect(viaEnv.code, odd).toBe(2);
+      expect(viaEnv.stderr, odd).toContain('has a query or fragment');
+      const stored = await runSvcmesh(['config', 'set', 'registrar', odd], { env });
+      expect(stored.code, odd).toBe(2);
+      expect(stored.stderr, odd).toContain('without a query or fragment');
+    }
+    expect((await runSvcmesh(['config', 'list'], { env })).stdout).toBe('');
+    // Stored before it was refused: named when used.
+    writeFileSync(path.join(env.SVCMESH_CONFIG_DIR, 'config.json'), JSON.stringify({ registrar: `${registrar.url}?x=1` }));
+    const used = await runSvcmesh(['status'], { env });
+    expect(used.code).toBe(2);
+    expect(used.stderr).toContain('svcmesh config set registrar <url>');
+
+    // A registrar behind a proxy under a path: the endpoints go after the prefix.
+    const proxy = createServer((req, res) => {
+      const upstream = request(`${registrar.url}${(req.url ?? '/').replace(/^\/mesh/, '')}`, { method: req.method, headers: req.headers }, (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      });
+      req.pipe(upstream);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    try {
+      const prefixed = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}/mesh`;
+      const behind = await runSvcmesh(['status', '--registrar', prefixed], { env });
+      expect(behind.code, behind.stderr).toBe(0);
+      expect(behind.stdout).toContain('Status     ok');
+    } finally {
+      await closeServer(proxy);
+    }
   });
 
   it('names the URL and the cause when the registrar cannot be reached', async () => {
