@@ -5,6 +5,7 @@ import { fitsInHeader } from './header-value.js';
 import { carriesCredentials, carriesQueryOrFragment, isRegistrarUrl, withoutCredentials } from './http-url.js';
 import { closeNames } from './commands/unknown-service.js';
 import { makeFolder } from './make-folder.js';
+import { printable } from './terminal-text.js';
 
 /** The settings `svcmesh config` knows; anything else is a typo worth reporting. */
 export const SETTINGS = {
@@ -115,7 +116,8 @@ export function readStoredSettings(): Record<string, unknown> {
   try {
     stored = JSON.parse(text);
   } catch (error) {
-    throw new ConfigError(`The settings in ${file} are not valid JSON (${(error as Error).message}): ${REPAIR}`);
+    // JSON.parse quotes the start of the text, line breaks and all: one message, one line.
+    throw new ConfigError(`The settings in ${file} are not valid JSON (${printable((error as Error).message)}): ${REPAIR}`);
   }
   if (typeof stored !== 'object' || stored === null || Array.isArray(stored)) {
     throw new ConfigError(`The settings in ${file} are not a JSON object: ${REPAIR}`);

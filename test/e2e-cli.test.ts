@@ -327,6 +327,15 @@ describe('config', () => {
     expect(result.stderr).toContain('svcmesh config set');
   });
 
+  it('says a settings file is not JSON on one line, its line breaks written out as \\n', async () => {
+    const configDir = tempDir('svcmesh-config-');
+    writeFileSync(path.join(configDir, 'config.json'), 'not json\n');
+    const result = await runSvcmesh(['config', 'list'], { env: { SVCMESH_CONFIG_DIR: configDir } });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/^error The settings in .* are not valid JSON \(.*"not json\\n".*\): fix the file or delete it .*\n$/);
+    expect(result.stderr.trimEnd().split('\n')).toHaveLength(1);
+  });
+
   it.each([
     ['not JSON', (file: string) => writeFileSync(file, '{bad json'), 'are not valid JSON'],
     ['a folder', (file: string) => mkdirSync(file), 'it is a folder, not a file (EISDIR)'],
