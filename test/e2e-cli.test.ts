@@ -676,12 +676,16 @@ describe('a service name the registrar does not know', () => {
     }
   });
 
-  it('heartbeat NAME for a name the registrar does not know says, under the error, the commands that register it', async () => {
+  it('heartbeat NAME for a name the registrar does not know says, once, under the error, the commands that register it (not "again")', async () => {
     const result = await runSvcmesh(['heartbeat', 'never_registered_here', '--registrar', registrar.url]);
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(
-      /is not registered[^\n]*\n {2}Register it with `svcmesh register never_registered_here URL`, or send `svcmesh heartbeat never_registered_here --url URL`, which registers it again\.\n/,
+      /^error \S+\/heartbeat answered 404: Service never_registered_here is not registered\n {2}Register it with `svcmesh register never_registered_here URL`, or send `svcmesh heartbeat never_registered_here --url URL`, which registers it\.\n/,
     );
+    // The error and its advice; a line on what is registered there may follow.
+    const [message, advice] = result.stderr.split('\n');
+    expect(`${message}\n${advice}`).not.toContain('again');
+    expect(`${message}\n${advice}`.match(/register it/gi)).toHaveLength(1);
   });
 
   it('heartbeat --url says when the registrar did not know the instance and the beat registered it', async () => {
