@@ -2,7 +2,7 @@
 import { execFile, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, request, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeOllama, startFakeOllama } from './support/fake-ollama.js';
@@ -1029,6 +1029,59 @@ describe('register --keep-alive: a sidecar for a service that does not heartbeat
     expect(keeper.stderr()).toContain("--heartbeat-interval 5 s is not shorter than the registrar's TTL of 2 s");
     keeper.child.kill('SIGINT');
     expect((await keeper.exited).code).toBe(0);
+  });
+
+  /** The exit, or null when it has not come within `ms`: a stop that hangs fails the test rather than timing it out. */
+  const exitWithin = (keeper: ReturnType<typeof spawnSvcmesh>, ms: number) =>
+    Promise.race([keeper.exited, new Promise<null>((resolve) => setTimeout(() => resolve(null), ms).unref())]);
+
+  it('Ctrl-C while the registration is still unanswered quits at once, exit 0, deregistering nothing it never registered', async () => {
+    // A registrar that takes the connection and never answers: the registration hangs for its 10 s bound.
+    const sockets: Socket[] = [];
+    let received = '';
+    const hung = createTcpServer((socket) => {
+      sockets.push(socket);
+      socket.on('data', (chunk: Buffer) => (received += chunk.toString('utf8')));
+    });
+    await new Promise<void>((resolve) => hung.listen(0, '127.0.0.1', resolve));
+    try {
+      const hungUrl = `http://127.0.0.1:${(hung.address() as AddressInfo).port}`;
+      const keeper = spawnSvcmesh(['register', 'never_in', 'http://127.0.0.1:8082', '--keep-alive', '--registrar', hungUrl]);
+      await waitFor(() => received.includes('POST /register'), 10_000, 'the registration under way');
+      keeper.child.kill('SIGINT');
+      // It used to wait out the registration (10 s), then a deregistration (10 s more).
+      const exit = await exitWithin(keeper, 8_000);
+      keeper.child.kill('SIGKILL');
+      expect(exit, `still running; stderr: ${keeper.stderr()}`).not.toBeNull();
+      expect(exit!.code, keeper.stderr()).toBe(0);
+      expect(received).not.toContain('/deregister');
+      expect(keeper.stderr()).not.toMatch(/deregister|may stay registered|failed/i);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      hung.close();
+    }
+  });
+
+  it('Ctrl-C when the registrar no longer answers the deregistration: exit 1, saying the instance may stay until its TTL runs out', async () => {
+    const stopped = await startSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1']);
+    let paused = false;
+    try {
+      const keeper = spawnSvcmesh(['register', 'left_behind', 'http://127.0.0.1:8083', '--keep-alive', '--timeout', '2', '--registrar', stopped.url]);
+      await waitFor(() => keeper.stdout().includes('Heartbeat every'), 10_000, 'registration');
+      process.kill(stopped.pid, 'SIGSTOP');
+      paused = true;
+      keeper.child.kill('SIGINT');
+      const exit = await exitWithin(keeper, 8_000);
+      keeper.child.kill('SIGKILL');
+      expect(exit, `still running; stderr: ${keeper.stderr()}`).not.toBeNull();
+      expect(exit!.code).toBe(1);
+      expect(keeper.stderr()).toContain(`Could not deregister left_behind at http://127.0.0.1:8083 from ${stopped.url}`);
+      // Not "stays": resumed, the registrar still reads the deregistration it was sent.
+      expect(keeper.stderr()).toContain("It may stay registered there until the registrar's TTL evicts it");
+    } finally {
+      if (paused) process.kill(stopped.pid, 'SIGCONT');
+      await stopped.stop();
+    }
   });
 
   it('gives up with exit 1 when the registrar refuses the registration (wrong token)', async () => {
