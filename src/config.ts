@@ -1,10 +1,11 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import envPaths from 'env-paths';
 import { fitsInHeader } from './header-value.js';
-import { carriesCredentials, isRegistrarUrl, withoutCredentials } from './http-url.js';
+import { carriesCredentials, carriesQueryOrFragment, isRegistrarUrl, withoutCredentials } from './http-url.js';
 import { closeNames } from './commands/unknown-service.js';
 import { makeFolder } from './make-folder.js';
+import { printable } from './terminal-text.js';
 
 /** The settings `svcmesh config` knows; anything else is a typo worth reporting. */
 export const SETTINGS = {
@@ -12,8 +13,10 @@ export const SETTINGS = {
     description: 'registrar URL used by client commands',
     secret: false,
     // A password in it would show in every message naming the registrar: the token is the way in.
-    check: (v: string) => isRegistrarUrl(v) && !carriesCredentials(v),
-    expected: 'an http(s) URL such as http://127.0.0.1:5001, or host:port, without a user name or password (store the token with `svcmesh config set token`)',
+    // A query or fragment would be glued before every endpoint's path (see carriesQueryOrFragment).
+    check: (v: string) => isRegistrarUrl(v) && !carriesCredentials(v) && !carriesQueryOrFragment(v),
+    expected:
+      'an http(s) URL such as http://127.0.0.1:5001, or host:port, without a user name or password (store the token with `svcmesh config set token`) and without a query or fragment (?… or #…; a path such as http://host:5001/mesh is fine)',
   },
   token: {
     description: 'bearer token sent to the registrar',
@@ -65,6 +68,13 @@ export function settingsPath(): string {
   return path.resolve(settingsDir(), 'config.json');
 }
 
+/**
+ * The file can hold the token: readable by its owner only, in a folder only its owner can list,
+ * as gh and docker login keep theirs (the XDG spec asks 0700 for folders it makes, too).
+ */
+const FILE_MODE = 0o600;
+const FOLDER_MODE = 0o700;
+
 const REPAIR = 'fix the file or delete it and set them again (svcmesh config set)';
 
 /** What went wrong with a file, in words, with the code to search for. */
@@ -106,7 +116,8 @@ export function readStoredSettings(): Record<string, unknown> {
   try {
     stored = JSON.parse(text);
   } catch (error) {
-    throw new ConfigError(`The settings in ${file} are not valid JSON (${(error as Error).message}): ${REPAIR}`);
+    // JSON.parse quotes the start of the text, line breaks and all: one message, one line.
+    throw new ConfigError(`The settings in ${file} are not valid JSON (${printable((error as Error).message)}): ${REPAIR}`);
   }
   if (typeof stored !== 'object' || stored === null || Array.isArray(stored)) {
     throw new ConfigError(`The settings in ${file} are not a JSON object: ${REPAIR}`);
@@ -135,8 +146,11 @@ export function openConfig(): ConfigStore {
     const { Conf } = await import('./runtime/conf.js');
     try {
       // conf would make the folder itself, with a recursive mkdir that can spin forever.
-      makeFolder(path.dirname(file));
-      apply(new Conf<Record<string, string>>({ projectName: 'svcmesh', cwd: path.dirname(file) }));
+      makeFolder(path.dirname(file), FOLDER_MODE);
+      apply(new Conf<Record<string, string>>({ projectName: 'svcmesh', cwd: path.dirname(file), configFileMode: FILE_MODE }));
+      // conf's mode is for a file it creates; one written before this rule (0644) or by hand keeps its
+      // own when conf falls back to writing in place, so it is tightened here, on every change.
+      chmodSync(file, FILE_MODE);
     } catch (error) {
       throw new Error(`Cannot write the settings to ${file}: ${fileProblem(error)}. Check that its folder can be written, or point SVCMESH_CONFIG_DIR at one that can`);
     }

@@ -69,3 +69,12 @@ export function carriesCredentials(url: string): boolean {
 export function withoutCredentials(url: string): string {
   return url.replace(CREDENTIALS, '$1***@');
 }
+
+/**
+ * Whether a registrar address carries a query or a fragment (`?x=1`, `#top`, even an empty `?`).
+ * The client appends each endpoint's path to the address as text, so `http://host?x=1` would
+ * send every call to `/?x=1/health`, the dashboard. Neither can appear in a host or a port.
+ */
+export function carriesQueryOrFragment(url: string): boolean {
+  return /[?#]/.test(url);
+}

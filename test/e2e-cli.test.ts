@@ -1,8 +1,8 @@
 /** The CLI as a user and a shell script meet it: exit codes, messages, settings, --json. */
 import { execFile, spawn, spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { chmodSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer, request, type ServerResponse } from 'node:http';
+import { createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeOllama, startFakeOllama } from './support/fake-ollama.js';
@@ -222,6 +222,47 @@ describe('finding the registrar', () => {
     for (const wrong of [':0', 'http:5001']) expect((await runSvcmesh(['status', '--registrar', wrong], { env })).code).toBe(2);
   });
 
+  it('refuses a registrar URL with a query or fragment with exit 2, from the flag, the variable and the setting; a path prefix still works', async () => {
+    const env = { SVCMESH_CONFIG_DIR: tempDir('svcmesh-config-') };
+    for (const odd of [`${registrar.url}?x=1`, `${registrar.url}#frag`, `${registrar.url}/?`]) {
+      const viaFlag = await runSvcmesh(['status', '--registrar', odd], { env });
+      expect(viaFlag.code, odd).toBe(2);
+      expect(viaFlag.stdout, odd).toBe('');
+      expect(viaFlag.stderr, odd).toContain(`The registrar URL "${odd}" has a query or fragment`);
+      expect(viaFlag.stderr, odd).toContain(`give it without them, as ${registrar.url}`);
+      const viaEnv = await runSvcmesh(['services'], { env: { ...env, SVCMESH_REGISTRAR: odd } });
+      expect(viaEnv.code, odd).toBe(2);
+      expect(viaEnv.stderr, odd).toContain('has a query or fragment');
+      const stored = await runSvcmesh(['config', 'set', 'registrar', odd], { env });
+      expect(stored.code, odd).toBe(2);
+      expect(stored.stderr, odd).toContain('without a query or fragment');
+    }
+    expect((await runSvcmesh(['config', 'list'], { env })).stdout).toBe('');
+    // Stored before it was refused: named when used.
+    writeFileSync(path.join(env.SVCMESH_CONFIG_DIR, 'config.json'), JSON.stringify({ registrar: `${registrar.url}?x=1` }));
+    const used = await runSvcmesh(['status'], { env });
+    expect(used.code).toBe(2);
+    expect(used.stderr).toContain('svcmesh config set registrar <url>');
+
+    // A registrar behind a proxy under a path: the endpoints go after the prefix.
+    const proxy = createServer((req, res) => {
+      const upstream = request(`${registrar.url}${(req.url ?? '/').replace(/^\/mesh/, '')}`, { method: req.method, headers: req.headers }, (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      });
+      req.pipe(upstream);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    try {
+      const prefixed = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}/mesh`;
+      const behind = await runSvcmesh(['status', '--registrar', prefixed], { env });
+      expect(behind.code, behind.stderr).toBe(0);
+      expect(behind.stdout).toContain('Status     ok');
+    } finally {
+      await closeServer(proxy);
+    }
+  });
+
   it('names the URL and the cause when the registrar cannot be reached', async () => {
     const dead = `http://127.0.0.1:${await freePort()}`;
     const result = await runSvcmesh(['heartbeat', 'x', '--registrar', dead]);
@@ -243,6 +284,23 @@ describe('config', () => {
     expect((await runSvcmesh(['config', 'unset', 'token'], { env })).code).toBe(0);
     const missing = await runSvcmesh(['config', 'get', 'token'], { env });
     expect(missing).toMatchObject({ code: 1, stdout: '' });
+  });
+
+  it('keeps the stored token readable by its owner only: the file 0600, the folders it makes 0700, an older 0644 file tightened', async () => {
+    const parent = path.join(tempDir('svcmesh-config-'), 'new-parent');
+    const configDir = path.join(parent, 'svcmesh');
+    const env = { SVCMESH_CONFIG_DIR: configDir };
+    expect((await runSvcmesh(['config', 'set', 'token', 's3cret'], { env })).code).toBe(0);
+    const file = path.join(configDir, 'config.json');
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    expect(statSync(configDir).mode & 0o777).toBe(0o700);
+    expect(statSync(parent).mode & 0o777).toBe(0o700);
+
+    // A file stored before this rule still reads, and is tightened the next time svcmesh writes it.
+    chmodSync(file, 0o644);
+    expect(await runSvcmesh(['config', 'get', 'token'], { env })).toMatchObject({ code: 0, stdout: 's3cret\n' });
+    expect((await runSvcmesh(['config', 'set', 'registrar', 'http://127.0.0.1:5001'], { env })).code).toBe(0);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
   });
 
   it('keeps the settings in ~/.config/svcmesh, and still reads them where early builds kept them', async () => {
@@ -267,6 +325,15 @@ describe('config', () => {
     expect(result.code).toBe(2);
     expect(result.stderr).toContain(`${path.join(configDir, 'config.json')} are not valid JSON`);
     expect(result.stderr).toContain('svcmesh config set');
+  });
+
+  it('says a settings file is not JSON on one line, its line breaks written out as \\n', async () => {
+    const configDir = tempDir('svcmesh-config-');
+    writeFileSync(path.join(configDir, 'config.json'), 'not json\n');
+    const result = await runSvcmesh(['config', 'list'], { env: { SVCMESH_CONFIG_DIR: configDir } });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/^error The settings in .* are not valid JSON \(.*"not json\\n".*\): fix the file or delete it .*\n$/);
+    expect(result.stderr.trimEnd().split('\n')).toHaveLength(1);
   });
 
   it.each([
@@ -609,12 +676,16 @@ describe('a service name the registrar does not know', () => {
     }
   });
 
-  it('heartbeat NAME for a name the registrar does not know says, under the error, the commands that register it', async () => {
+  it('heartbeat NAME for a name the registrar does not know says, once, under the error, the commands that register it (not "again")', async () => {
     const result = await runSvcmesh(['heartbeat', 'never_registered_here', '--registrar', registrar.url]);
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(
-      /is not registered[^\n]*\n {2}Register it with `svcmesh register never_registered_here URL`, or send `svcmesh heartbeat never_registered_here --url URL`, which registers it again\.\n/,
+      /^error \S+\/heartbeat answered 404: Service never_registered_here is not registered\n {2}Register it with `svcmesh register never_registered_here URL`, or send `svcmesh heartbeat never_registered_here --url URL`, which registers it\.\n/,
     );
+    // The error and its advice; a line on what is registered there may follow.
+    const [message, advice] = result.stderr.split('\n');
+    expect(`${message}\n${advice}`).not.toContain('again');
+    expect(`${message}\n${advice}`.match(/register it/gi)).toHaveLength(1);
   });
 
   it('heartbeat --url says when the registrar did not know the instance and the beat registered it', async () => {
@@ -958,6 +1029,59 @@ describe('register --keep-alive: a sidecar for a service that does not heartbeat
     expect(keeper.stderr()).toContain("--heartbeat-interval 5 s is not shorter than the registrar's TTL of 2 s");
     keeper.child.kill('SIGINT');
     expect((await keeper.exited).code).toBe(0);
+  });
+
+  /** The exit, or null when it has not come within `ms`: a stop that hangs fails the test rather than timing it out. */
+  const exitWithin = (keeper: ReturnType<typeof spawnSvcmesh>, ms: number) =>
+    Promise.race([keeper.exited, new Promise<null>((resolve) => setTimeout(() => resolve(null), ms).unref())]);
+
+  it('Ctrl-C while the registration is still unanswered quits at once, exit 0, deregistering nothing it never registered', async () => {
+    // A registrar that takes the connection and never answers: the registration hangs for its 10 s bound.
+    const sockets: Socket[] = [];
+    let received = '';
+    const hung = createTcpServer((socket) => {
+      sockets.push(socket);
+      socket.on('data', (chunk: Buffer) => (received += chunk.toString('utf8')));
+    });
+    await new Promise<void>((resolve) => hung.listen(0, '127.0.0.1', resolve));
+    try {
+      const hungUrl = `http://127.0.0.1:${(hung.address() as AddressInfo).port}`;
+      const keeper = spawnSvcmesh(['register', 'never_in', 'http://127.0.0.1:8082', '--keep-alive', '--registrar', hungUrl]);
+      await waitFor(() => received.includes('POST /register'), 10_000, 'the registration under way');
+      keeper.child.kill('SIGINT');
+      // It used to wait out the registration (10 s), then a deregistration (10 s more).
+      const exit = await exitWithin(keeper, 8_000);
+      keeper.child.kill('SIGKILL');
+      expect(exit, `still running; stderr: ${keeper.stderr()}`).not.toBeNull();
+      expect(exit!.code, keeper.stderr()).toBe(0);
+      expect(received).not.toContain('/deregister');
+      expect(keeper.stderr()).not.toMatch(/deregister|may stay registered|failed/i);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      hung.close();
+    }
+  });
+
+  it('Ctrl-C when the registrar no longer answers the deregistration: exit 1, saying the instance may stay until its TTL runs out', async () => {
+    const stopped = await startSvcmesh(['registrar', '--port', '0', '--host', '127.0.0.1']);
+    let paused = false;
+    try {
+      const keeper = spawnSvcmesh(['register', 'left_behind', 'http://127.0.0.1:8083', '--keep-alive', '--timeout', '2', '--registrar', stopped.url]);
+      await waitFor(() => keeper.stdout().includes('Heartbeat every'), 10_000, 'registration');
+      process.kill(stopped.pid, 'SIGSTOP');
+      paused = true;
+      keeper.child.kill('SIGINT');
+      const exit = await exitWithin(keeper, 8_000);
+      keeper.child.kill('SIGKILL');
+      expect(exit, `still running; stderr: ${keeper.stderr()}`).not.toBeNull();
+      expect(exit!.code).toBe(1);
+      expect(keeper.stderr()).toContain(`Could not deregister left_behind at http://127.0.0.1:8083 from ${stopped.url}`);
+      // Not "stays": resumed, the registrar still reads the deregistration it was sent.
+      expect(keeper.stderr()).toContain("It may stay registered there until the registrar's TTL evicts it");
+    } finally {
+      if (paused) process.kill(stopped.pid, 'SIGCONT');
+      await stopped.stop();
+    }
   });
 
   it('gives up with exit 1 when the registrar refuses the registration (wrong token)', async () => {

@@ -281,8 +281,10 @@ describe('startHeartbeatLoop', () => {
     const { app, registry } = registrar();
     const warnings: string[] = [];
     let call = 0;
+    const paths: string[] = [];
     const refusedThenDown = async (url: string | URL | Request, init?: RequestInit) => {
       call += 1;
+      paths.push(new URL(String(url)).pathname);
       if (call === 1) return Response.json({ error: 'Invalid request' }, { status: 400 });
       if (new URL(String(url)).pathname === '/register') throw new TypeError('fetch failed', { cause: { code: 'ECONNREFUSED' } });
       return app.fetch(new Request(url, init));
@@ -291,7 +293,8 @@ describe('startHeartbeatLoop', () => {
     const running = startHeartbeatLoop({ client, name: NAME, url: URL_, intervalMs: 20, retryMs: 10, log: noop, warn: (line) => warnings.push(line) });
     await waitFor(() => warnings.length >= 2, 5_000, 'two failed registrations');
     await running.leave();
-    // A deregistration was tried (the lost connection might have registered it), found nothing, and said nothing.
+    // No registration got an answer: none is taken to stand, so no deregistration is sent (and waited for).
+    expect(paths).not.toContain('/deregister');
     expect(warnings.filter((line) => line.startsWith('Could not deregister'))).toEqual([]);
     expect(registry.instances(NAME)).toEqual([]);
   });

@@ -52,10 +52,15 @@ export interface HeartbeatLoopOptions {
 }
 
 export interface HeartbeatLoop {
-  /** Stops the loop and waits for a call still in flight, so nothing registers after it. */
+  /** Stops the loop, cutting a call still in flight short, so nothing registers after it. */
   stop(): Promise<void>;
-  /** Stops, then deregisters the instance (on shutdown): a failure is warned about, not thrown. */
-  leave(): Promise<void>;
+  /**
+   * Stops, then deregisters the instance (on shutdown) when it is or may be registered. A failure
+   * is warned about, not thrown: false then, since the instance stays until the TTL evicts it.
+   */
+  leave(): Promise<boolean>;
+  /** Whether the instance is, or may be, registered: what quitting without leave() would leave behind. */
+  holdsRegistration(): boolean;
 }
 
 /**
@@ -69,11 +74,15 @@ export function startHeartbeatLoop(options: HeartbeatLoopOptions): HeartbeatLoop
   /** Whether a registration went through once: the URL is a registrar's, whatever it says later. */
   let everRegistered = false;
   /**
-   * A registration that failed in a way that may still have taken effect: a 5xx (a file store
-   * answers 503 when it cannot save a change it serves anyway) or a connection lost on the way.
-   * Leaving then deregisters all the same, or the instance would linger for a whole TTL.
+   * A registration the registrar answered with a 5xx, which may still have taken effect (a file
+   * store answers 503 when it cannot save a change it serves anyway). Leaving then deregisters all
+   * the same, or the instance would linger for a whole TTL. One that got no answer at all (refused,
+   * timed out, cut short by leaving) is taken as not registered: a deregistration would wait on the
+   * same silent registrar, and should it have taken the instance after all, its TTL evicts it.
    */
   let mayBeRegistered = false;
+  /** Aborted on stop: a registrar that does not answer is not waited for, up to a call's whole bound, after Ctrl-C. */
+  const stopping = new AbortController();
   let stopped = false;
   let knownTtl: number | undefined;
   let beats = 0;
@@ -89,9 +98,9 @@ export function startHeartbeatLoop(options: HeartbeatLoopOptions): HeartbeatLoop
   async function register() {
     let answer: Awaited<ReturnType<typeof client.register>>;
     try {
-      answer = await client.register(name, url, options.metadata);
+      answer = await client.register(name, url, options.metadata, stopping.signal);
     } catch (error) {
-      if (!(error instanceof HttpError && error.status !== undefined && error.status < 500)) mayBeRegistered = true;
+      if (error instanceof HttpError && error.status !== undefined && error.status >= 500) mayBeRegistered = true;
       throw error;
     }
     registered = true;
@@ -107,7 +116,7 @@ export function startHeartbeatLoop(options: HeartbeatLoopOptions): HeartbeatLoop
   async function fitIntervalToTtl() {
     let health: Record<string, unknown>;
     try {
-      health = (await client.health()).json;
+      health = (await client.health(stopping.signal)).json;
     } catch {
       return; // An older registrar, or a moment's trouble: keep the interval there is.
     }
@@ -130,7 +139,7 @@ export function startHeartbeatLoop(options: HeartbeatLoopOptions): HeartbeatLoop
   async function beat() {
     try {
       // The metadata goes along so that a registrar that lost the instance registers it whole.
-      const answer = await client.heartbeat(name, url, hasMetadata ? options.metadata : undefined);
+      const answer = await client.heartbeat(name, url, hasMetadata ? options.metadata : undefined, stopping.signal);
       beats += 1;
       if (answer.reregistered) {
         // The registrar restarted (or evicted it): it may have come back with another --ttl.
@@ -173,6 +182,8 @@ export function startHeartbeatLoop(options: HeartbeatLoopOptions): HeartbeatLoop
       if (await passesCheck()) await (registered ? beat() : register());
       next = options.check ? Math.min(intervalMs, MAX_CHECK_INTERVAL_MS) : intervalMs;
     } catch (error) {
+      // Cut short by stop(): not a failure to report, nor to retry.
+      if (stopped) return;
       if (options.onRefused && error instanceof HttpError && (isRefusal(error.status) || (!everRegistered && isNotARegistrar(error)))) {
         stopped = true;
         options.onRefused(error);
@@ -222,6 +233,7 @@ export function startHeartbeatLoop(options: HeartbeatLoopOptions): HeartbeatLoop
     stopped = true;
     clearTimeout(timer);
     clearInterval(probe);
+    stopping.abort();
     await inFlight;
   }
 
@@ -229,18 +241,24 @@ export function startHeartbeatLoop(options: HeartbeatLoopOptions): HeartbeatLoop
   return {
     stop,
     async leave() {
-      // Heartbeats stop first (waiting for one in flight), so none registers it again afterwards.
+      // Heartbeats stop first (one in flight is cut short), so none registers it again afterwards.
       await stop();
       // Never registered, or taken out by a failing check: there is nothing to remove.
-      if (!registered && !mayBeRegistered) return;
+      if (!registered && !mayBeRegistered) return true;
       try {
         options.log((await client.deregister(name, url)).json.message);
+        return true;
       } catch (error) {
         // A registration that did not take after all: nothing is left behind.
-        if (!registered && error instanceof HttpError && error.status === 404) return;
-        options.warn(`Could not deregister ${name} at ${url} from ${client.baseUrl}: ${(error as Error).message}`);
+        if (!registered && error instanceof HttpError && error.status === 404) return true;
+        // "may": a registrar that was only slow (paused, say) can still act on the request it took.
+        options.warn(
+          `Could not deregister ${name} at ${url} from ${client.baseUrl}: ${(error as Error).message.replace(/\.$/, '')}. It may stay registered there until the registrar's TTL evicts it`,
+        );
+        return false;
       }
     },
+    holdsRegistration: () => registered || mayBeRegistered,
   };
 }
 

@@ -1,5 +1,6 @@
 import { checkOk, type Fetch, HttpError, ndjsonLines, readJson, send } from './http.js';
 import { nodeFetch } from './node-fetch.js';
+import { anySignal } from '../any-signal.js';
 import type { ChatTurn, InstanceJson } from '../wire-types.js';
 
 export interface RegistrarClientOptions {
@@ -39,14 +40,22 @@ export function createRegistrarClient(options: RegistrarClientOptions) {
     return { ...(await readJson<T>(response, url)), headers: response.headers };
   }
 
+  /** The usual bound, and `cancel` too when given: a caller that stops (Ctrl-C) need not wait the bound out. */
+  const bounded = (cancel?: AbortSignal) => (cancel ? anySignal([cancel, AbortSignal.timeout(timeoutMs)]) : undefined);
+
   return {
     baseUrl: base,
     authHeaders,
-    register: (name: string, url: string, metadata?: Record<string, unknown>) =>
-      call<{ message: string }>('POST', '/register', { service_name: name, service_url: url, ...(metadata && { metadata }) }),
+    register: (name: string, url: string, metadata?: Record<string, unknown>, cancel?: AbortSignal) =>
+      call<{ message: string }>('POST', '/register', { service_name: name, service_url: url, ...(metadata && { metadata }) }, bounded(cancel)),
     /** `metadata` is registered with the instance should the registrar have lost it. */
-    heartbeat: async (name: string, url?: string, metadata?: Record<string, unknown>) => {
-      const answer = await call<{ message: string }>('POST', '/heartbeat', { service_name: name, ...(url && { service_url: url }), ...(metadata && { metadata }) });
+    heartbeat: async (name: string, url?: string, metadata?: Record<string, unknown>, cancel?: AbortSignal) => {
+      const answer = await call<{ message: string }>(
+        'POST',
+        '/heartbeat',
+        { service_name: name, ...(url && { service_url: url }), ...(metadata && { metadata }) },
+        bounded(cancel),
+      );
       return { ...answer, reregistered: answer.headers.get('x-svcmesh-registered') === 'true' };
     },
     deregister: (name: string, url?: string) =>
@@ -54,7 +63,7 @@ export function createRegistrarClient(options: RegistrarClientOptions) {
     services: () => call<{ services: Record<string, string> }>('GET', '/services'),
     catalog: () => call<{ services: Record<string, InstanceJson[]> }>('GET', '/catalog'),
     service: (name: string, signal?: AbortSignal) => call<{ name: string; instances: InstanceJson[] }>('GET', `/services/${encodeURIComponent(name)}`, undefined, signal),
-    health: () => call<Record<string, unknown>>('GET', '/health'),
+    health: (cancel?: AbortSignal) => call<Record<string, unknown>>('GET', '/health', undefined, bounded(cancel)),
     /** One whole answer; no timeout of its own, since LLM answers can take minutes. */
     forward: (from: string, to: string, message: string, signal?: AbortSignal) =>
       call<{ message?: unknown } | null>('POST', '/forward', { from, to, message }, signal ?? new AbortController().signal),

@@ -26,14 +26,17 @@ export function makeHeartbeatCommand(): Command {
 }
 
 /**
- * A heartbeat with a name alone, for a name the registrar does not know (it restarted, or evicted
- * the service): the registrar's advice is in HTTP terms, so the commands that bring it back go
- * under it. A name that looks mistyped keeps its "Did you mean …?" alone.
+ * A heartbeat with a name alone, for a name the registrar does not know (never registered, or
+ * evicted since: it cannot tell which): the registrar's advice is in HTTP terms, so it is cut from
+ * the message and the commands that do the same go under it instead, said once. A name that looks
+ * mistyped keeps its "Did you mean …?" alone.
  */
 function withRegisterHint(error: unknown, name: string): unknown {
-  const e = error as { name?: string; status?: number; hint?: string };
+  const e = error as { name?: string; status?: number; hint?: string; message: string };
   if (e?.name !== 'HttpError' || e.status !== 404 || e.hint?.startsWith('Did you mean') || isNotARegistrar(e)) return error;
-  const advice = `Register it with \`svcmesh register ${name} URL\`, or send \`svcmesh heartbeat ${name} --url URL\`, which registers it again.`;
+  // This registrar's advice, and the "register it again" of earlier ones.
+  e.message = e.message.replace(/(is not registered): register it\b.*$/, '$1');
+  const advice = `Register it with \`svcmesh register ${name} URL\`, or send \`svcmesh heartbeat ${name} --url URL\`, which registers it.`;
   e.hint = e.hint ? `${advice}\n  ${e.hint}` : advice;
   return error;
 }

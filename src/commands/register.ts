@@ -83,8 +83,10 @@ async function keepRegistered(client: RegistrarClient, name: string, url: string
       log: (line) => output.print(line),
       warn: (line) => output.warn(line),
     });
-    onShutdownSignal(() => loop.leave(), {
-      cut: (signal) => `svcmesh register: second ${signal}, quitting now: ${name} may stay registered until the registrar's TTL runs out`,
+    // Exit 1 when the deregistration failed: a script that stops the sidecar learns the instance is still listed.
+    onShutdownSignal(async () => ((await loop.leave()) ? 0 : 1), {
+      cut: (signal) =>
+        `svcmesh register: second ${signal}, quitting now${loop.holdsRegistration() ? `: ${name} may stay registered until the registrar's TTL evicts it` : ''}`,
     });
   });
 }

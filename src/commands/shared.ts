@@ -2,7 +2,7 @@ import { type Command, InvalidArgumentError, Option } from 'commander';
 import { ConfigError, resolveSetting } from '../config.js';
 import type { RegistrarClient } from '../client/registrar-client.js';
 import { fitsInHeader } from '../header-value.js';
-import { carriesCredentials, isHttpUrl, isRegistrarUrl, registrarUrlFrom, withoutCredentials } from '../http-url.js';
+import { carriesCredentials, carriesQueryOrFragment, isHttpUrl, isRegistrarUrl, registrarUrlFrom, withoutCredentials } from '../http-url.js';
 import { SERVICE_NAME_RULE, isServiceName } from '../service-name.js';
 
 export const DEFAULT_REGISTRAR = 'http://127.0.0.1:5001';
@@ -146,6 +146,12 @@ export async function registrarSettings(flags: Pick<ClientFlags, 'registrar' | '
   if (carriesCredentials(baseUrl)) {
     throw new UsageError(
       `The registrar URL "${withoutCredentials(baseUrl)}" carries a user name or password, which every message naming the registrar would show: give the URL without them (fix --registrar, SVCMESH_REGISTRAR or \`svcmesh config set registrar <url>\`), and the registrar's token with --token`,
+    );
+  }
+  // Every endpoint's path is appended to the URL as text: after a query or fragment, each call would reach the dashboard.
+  if (carriesQueryOrFragment(baseUrl)) {
+    throw new UsageError(
+      `The registrar URL "${baseUrl}" has a query or fragment (?… or #…), which a registrar URL does not take: give it without them, as ${baseUrl.replace(/[?#].*$/, '')} (scheme, host, port and any path prefix only; fix --registrar, SVCMESH_REGISTRAR or \`svcmesh config set registrar <url>\`)`,
     );
   }
   // `--token ""`: no token for this call, whatever SVCMESH_TOKEN or the stored setting hold.

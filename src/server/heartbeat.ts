@@ -46,7 +46,8 @@ export async function acceptHeartbeat(deps: HeartbeatDeps, body: HeartbeatBody):
   if (outcome === 'unknown') {
     throw new ApiError(
       404,
-      `Service ${body.service_name} is not registered: register it again (POST /register), or send service_url with the heartbeat`,
+      // Never registered, or evicted since: the registrar cannot tell, so not "again".
+      `Service ${body.service_name} is not registered: register it (POST /register), or send service_url with the heartbeat, which registers it`,
     );
   }
   return { message: `Heartbeat received from ${body.service_name}`, reregistered: outcome === 'reregistered' };

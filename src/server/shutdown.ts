@@ -6,12 +6,13 @@ export interface ShutdownOptions {
 }
 
 /**
- * Runs `stop` once on the first SIGINT or SIGTERM, then exits 0 (1 if stopping failed). A second
+ * Runs `stop` once on the first SIGINT or SIGTERM, then exits with the code it resolves to (0 when
+ * none; a stop that left something undone says so with 1), or 1 if stopping failed. A second
  * signal while stopping quits at once, as `ollama serve` and most servers do on a second Ctrl-C:
  * 128 + the signal's number (130 for SIGINT). The commands using this never load conf, whose exit
  * hook re-raises the signal it saw and would read as that second signal.
  */
-export function onShutdownSignal(stop: (signal: NodeJS.Signals) => Promise<void>, options: ShutdownOptions = {}): void {
+export function onShutdownSignal(stop: (signal: NodeJS.Signals) => Promise<void | number>, options: ShutdownOptions = {}): void {
   let stopping = false;
   const handle = (signal: NodeJS.Signals) => {
     if (stopping) {
@@ -20,7 +21,7 @@ export function onShutdownSignal(stop: (signal: NodeJS.Signals) => Promise<void>
     }
     stopping = true;
     stop(signal).then(
-      () => process.exit(0),
+      (code) => process.exit(code ?? 0),
       (error: Error) => {
         console.error(`svcmesh: stopping failed: ${error.message}`);
         process.exit(1);
