@@ -68,6 +68,13 @@ async function startTarget() {
         res.end(`${JSON.stringify({ done: true })}\n`);
         return;
       }
+      if (req.url === '/headers/receive') {
+        // What the registrar sent besides the body: the caller's trace context, nothing else of its.
+        const { host, connection, 'content-type': _type, 'content-length': _length, ...rest } = req.headers;
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ message: JSON.stringify(rest) }));
+        return;
+      }
       if (req.url === '/nocontent/receive') {
         res.writeHead(204);
         res.end();
@@ -651,6 +658,31 @@ describe('the fast path answers as the app does', () => {
       expect(performance.now() - started).toBeLessThan(3_000);
       expect(error).toMatchObject({ status: 504, message: `handshake at ${url} did not answer within 0.3 s (raise --forward-timeout for longer answers)` });
     }
+  });
+
+  it("POST /forward passes the caller's trace context on to the target (W3C, B3, a request id), and nothing else of the caller's", async () => {
+    const target = await startTarget();
+    const { app, registry, url } = await setup();
+    await registry.register({ name: 'traced', url: `${target.url}/headers` });
+    const trace = {
+      traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
+      tracestate: 'vendor=opaque',
+      baggage: 'user=42',
+      'x-request-id': 'req-7',
+      'x-b3-traceid': '80f198ee56343ba864fe8b2a57d3eff7',
+    };
+    const init = postJson({ from: 'a', to: 'traced', message: 'hi' }, { ...trace, cookie: 'session=secret', 'x-custom': 'mine' });
+    const [viaApp, viaSocket] = await bothWays(app, url, '/forward', init);
+    expect(viaSocket.status).toBe(200);
+    expect(JSON.parse(JSON.parse(viaSocket.body).message)).toEqual(trace);
+    expect(viaSocket).toEqual(viaApp);
+    // A streamed forward goes out on another client: the same headers.
+    const streamed = postJson({ from: 'a', to: 'traced', message: 'hi', stream: true }, trace);
+    const [, overStream] = await bothWays(app, url, '/forward', streamed);
+    expect(JSON.parse(JSON.parse(overStream.body).message)).toEqual(trace);
+    // None: the target gets none.
+    const [, plain] = await bothWays(app, url, '/forward', postJson({ from: 'a', to: 'traced', message: 'hi' }));
+    expect(JSON.parse(JSON.parse(plain.body).message)).toEqual({});
   });
 
   it('POST /forward with a token: refused without it or with a wrong one, forwarded with it', async () => {

@@ -16,6 +16,8 @@ export interface ForwardRequest {
   stream: boolean;
   /** Passed on to the target's /receive as it came, when the caller sent one. */
   history?: readonly ChatTurn[];
+  /** The caller's trace context (see trace-headers.ts), sent on to the target. */
+  trace?: Readonly<Record<string, string>>;
 }
 
 export interface ForwarderOptions {
@@ -254,7 +256,8 @@ export function createForwarder(options: ForwarderOptions): Forwarder {
       const instance = candidates[index]!;
       const target = receiveTarget(instance.url);
       const release = registry.begin(instance);
-      const extraHeaders = options.targetHeaders?.(instance);
+      const tokenHeaders = options.targetHeaders?.(instance);
+      const extraHeaders = request.trace && tokenHeaders ? { ...request.trace, ...tokenHeaders } : (request.trace ?? tokenHeaders);
       const send = request.stream ? sendStreamed : target.plain && plainPool ? sendPlain(target.plain, extraHeaders) : sendWhole;
       cancelAttempt = send(
         {

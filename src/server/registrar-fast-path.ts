@@ -9,6 +9,7 @@ import { type ChunkSource, EMPTY, type ForwardAnswer, type Forwarder, hasNoBody,
 import type { FastPath } from './start.js';
 import { forwardBody, MAX_BODY_BYTES, parseJsonText, refuseEncodedBody, tooLarge } from './validation.js';
 import { type ServicesAnswer, servicesAnswer } from './services-answer.js';
+import { traceHeaders } from './trace-headers.js';
 import { servicesBody } from './wire.js';
 
 const SMALL_BODY_BYTES = 16 * 1024;
@@ -117,8 +118,10 @@ export function createRegistrarFastPath(deps: RegistrarFastPathDeps): FastPath {
   // busiest path, and its rate is what the mesh pays on every hop.
   function forward(request: IncomingMessage, response: ServerResponse): void {
     withBody(request, response, forwardBody, 'POST /forward', (body, fail) => {
+      const { headers } = request;
+      const trace = traceHeaders((name) => headerText(headers[name]));
       const cancel = forwarder.start(
-        { from: body.from, to: body.to, message: body.message, stream: body.stream === true, history: body.history },
+        { from: body.from, to: body.to, message: body.message, stream: body.stream === true, history: body.history, trace },
         (failure, answer) => {
           if (failure) fail(failure);
           else if (answer!.stream) relay(answer!, answer!.stream, response, deps.cutStreams).catch(fail);

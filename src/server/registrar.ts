@@ -11,6 +11,7 @@ import { ApiError, onError, notFound, refuseOtherMethods } from './errors.js';
 import { AbortFanout } from './abort-fanout.js';
 import { type BacklogLimits, eventStream } from './events.js';
 import { answerResponse, caseHint, type Forwarder } from './forwarder.js';
+import { traceHeaders } from './trace-headers.js';
 import { acceptHeartbeat, checkServiceHost, heartbeatBody, instanceRef, REREGISTERED_HEADER } from './heartbeat.js';
 import type { RegistrarMetrics } from './metrics.js';
 import type { Logger } from './request-log.js';
@@ -131,7 +132,7 @@ export function createRegistrarApp(deps: RegistrarDeps): Hono {
   app.post('/forward', async (c) => {
     const body = await parseJsonBody(c, forwardBody);
     const answer = await forwarder.forward(
-      { from: body.from, to: body.to, message: body.message, stream: body.stream === true, history: body.history },
+      { from: body.from, to: body.to, message: body.message, stream: body.stream === true, history: body.history, trace: traceHeaders((name) => c.req.header(name)) },
       c.req.raw.signal,
     );
     return answerResponse(answer);
