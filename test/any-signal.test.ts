@@ -1,4 +1,6 @@
 /** anySignal: the caller's signal and the service's own, as one, on every Node 20 (AbortSignal.any came in 20.3). */
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { afterEach, describe, expect, it } from 'vitest';
 import { anySignal } from '../src/any-signal.js';
 
@@ -23,6 +25,23 @@ describe.each([
     expect(either.reason).toBe('shutting down');
     caller.abort('gone');
     expect(either.reason).toBe('shutting down');
+  });
+
+  it('aborts when a timeout among them runs out, however often the garbage collector runs meanwhile', async () => {
+    prepare();
+    // Node 20's AbortSignal.any holds its signals weakly: a timeout signal nothing else held was
+    // collected and never fired (nodejs/node#57736).
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const either = anySignal([new AbortController().signal, AbortSignal.timeout(200)]);
+    const collecting = setInterval(gc, 20);
+    const aborted = await Promise.race([
+      new Promise((resolve) => either.addEventListener('abort', () => resolve('aborted'), { once: true })),
+      new Promise((resolve) => setTimeout(() => resolve('still waiting after 3 s'), 3_000)),
+    ]);
+    clearInterval(collecting);
+    expect(aborted).toBe('aborted');
+    expect((either.reason as Error).name).toBe('TimeoutError');
   });
 
   it('is aborted from the start when one already is', () => {

@@ -3,7 +3,9 @@
  * through an injected fetch (no socket), plus one real fetch to a closed port.
  */
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, createServer as createTcpServer, type Socket } from 'node:net';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import type { Hono } from 'hono';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startHeartbeatLoop, type HeartbeatLoop } from '../src/client/heartbeat-loop.js';
@@ -125,6 +127,32 @@ describe('createRegistrarClient', () => {
     expect((error as HttpError).url).toBe(`${base}/services`);
     expect((error as HttpError).message).toContain(`Cannot reach ${base}/services`);
     expect((error as HttpError).message).toMatch(/ECONNREFUSED/);
+  });
+});
+
+describe('the bound on a call that can also be cancelled', () => {
+  it('still gives up on a registrar that never answers, however often the garbage collector runs meanwhile', async () => {
+    // AbortSignal.any holds its signals weakly on Node 20: a timeout signal given only to it was
+    // collected and never fired (nodejs/node#57736), and the heartbeat loop hung on a stalled registrar.
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const held: Socket[] = [];
+    const silent = createTcpServer((socket) => held.push(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => {
+      for (const socket of held) socket.destroy();
+      return new Promise((resolve) => silent.close(resolve));
+    });
+    const client = createRegistrarClient({ baseUrl: `http://127.0.0.1:${(silent.address() as AddressInfo).port}`, timeoutMs: 300 });
+    const cancel = new AbortController();
+    const outcome = client.heartbeat('web', 'http://127.0.0.1:8080', undefined, cancel.signal).then(
+      () => 'answered',
+      (error: Error) => error.message,
+    );
+    const collecting = setInterval(gc, 20);
+    const settled = await Promise.race([outcome, new Promise((resolve) => setTimeout(() => resolve('still waiting after 5 s'), 5_000))]);
+    clearInterval(collecting);
+    expect(settled).toMatch(/no answer in time/);
   });
 });
 
