@@ -357,6 +357,26 @@ describe("servicesJson(): the seed's GET /services body", () => {
     expect(registry.servicesJson()).toBe('{"services":{"a":"http://a:2","b":"http://b:1"}}');
   });
 
+  it('does not mark down an instance that expired or left while a forward to it was under way: no "down" after its "evicted"', async () => {
+    const { clock, registry } = memory();
+    await registry.register({ name: 'a', url: 'http://a:1' });
+    clock.set(T0 + 1_000);
+    await registry.register({ name: 'b', url: 'http://b:1' });
+    const [expiring] = registry.instances('a');
+    const [leaving] = registry.instances('b');
+    const events = recordEvents((listener) => registry.subscribe(listener));
+    clock.set(T0 + TTL);
+    expect(registry.instances('a')).toEqual([]);
+    await registry.deregister('b');
+    registry.reportReachable(expiring!, false);
+    registry.reportReachable(leaving!, false);
+    expect(events).toEqual([
+      ['evicted', 'a', 'http://a:1'],
+      ['deregistered', 'b', 'http://b:1'],
+    ]);
+    expect(registry.isDown(expiring!)).toBe(false);
+  });
+
   it('follows a deregistration of the newest instance, and a registration after it', async () => {
     const { store } = memory();
     await store.register({ name: 'a', url: 'http://a:1' });

@@ -128,6 +128,9 @@ export class Registry {
   reportReachable(instance: Instance, reachable: boolean): void {
     const k = key(instance);
     const wasDown = this.#down.has(k);
+    // A forward under way when its instance expired or left: it is no longer there to be down,
+    // and a "down" after its "evicted" put it back in every watcher's view as a ghost.
+    if (!reachable && !wasDown && !this.store.instances(instance.name).some((each) => each.url === instance.url)) return;
     // Failing again restarts the wait before the next retry; only a change is news.
     if (!reachable) this.#down.set(k, this.#clock.now());
     else if (wasDown) this.#down.delete(k);
