@@ -231,6 +231,11 @@ describe('words and piped text together', () => {
       code: 0,
       stdout: 'got: line one\nline two in one word?\n',
     });
+    // From a program that spawns svcmesh and writes to its standard input (a socket, not a pipe).
+    expect(await runSvcmesh(['ask', 'echo', 'summarize this:', '-', '--registrar', registrar.url], { input: 'spawned notes\n' })).toMatchObject({
+      code: 0,
+      stdout: 'got: summarize this: spawned notes\n',
+    });
     const empty = await shell(`printf '' | svcmesh ask echo 'summarize this:' - --registrar ${registrar.url}`);
     expect(empty.code).toBe(2);
     expect(empty.stderr).toContain('"-" among the words stands for standard input, which held nothing');

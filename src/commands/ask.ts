@@ -123,14 +123,15 @@ const readsStdin = (words: string[]) => words.length === 0 || (words.length === 
 
 /**
  * `cat notes.txt | svcmesh ask ollama_service "summarize this:" -`: a "-" among the words stands
- * for what is piped in. Only from a pipe or a file: at a terminal, or with nothing attached
- * (/dev/null, as under cron), `what is 5 - 3` is a question with a minus in it.
+ * for what is piped in. Only from a pipe, a file or a socket (what a program that spawns svcmesh
+ * writes to): at a terminal, or with nothing attached (/dev/null, as under cron),
+ * `what is 5 - 3` is a question with a minus in it.
  */
 function placesStdin(words: string[]): boolean {
   if (words.length < 2 || !words.includes('-')) return false;
   try {
     const stdin = fstatSync(0);
-    return stdin.isFIFO() || stdin.isFile();
+    return stdin.isFIFO() || stdin.isFile() || stdin.isSocket();
   } catch {
     return false;
   }
