@@ -51,6 +51,7 @@ const targets: Record<string, (body: { message?: string }, res: ServerResponse) 
   zstd: (_body, res) => res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'zstd' }).end(Buffer.from([0x28, 0xb5, 0x2f, 0xfd, 0, 1, 2])),
   empty: (_body, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(),
   'no-content': (_body, res) => res.writeHead(204).end(),
+  'empty-gzip': (_body, res) => res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' }).end(),
   // Says gzip, sends plain text.
   'not-gzip': (_body, res) => res.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip' }).end('{"message":"plain"}'),
   // Eight pieces 200 ms apart: 1.6 s in all, never silent for long.
@@ -471,7 +472,7 @@ describe('a streamed answer that goes wrong', () => {
   });
 
   it('an empty answer (a 200 with no body, a 204) says so, rather than quoting nothing as "not JSON": exit 1', async () => {
-    for (const [name, status] of [['empty', 200], ['no-content', 204]] as const) {
+    for (const [name, status] of [['empty', 200], ['no-content', 204], ['empty-gzip', 200]] as const) {
       const result = await runSvcmesh(['ask', name, 'hello', '--registrar', registrar.url]);
       expect(result).toMatchObject({ code: 1, stdout: '' });
       expect(result.stderr).toContain(`${registrar.url}/forward answered ${status} with an empty body, where JSON was expected`);
