@@ -289,6 +289,10 @@ describe('a save that fails', () => {
       const after = await post('/register', { service_name: 'c', service_url: 'http://127.0.0.1:4' });
       expect(after.status).toBe(503);
       expect(after.body.error).toContain('restart it to load the file again');
+      // No retry can help now: the answer and /health say to restart, not that it keeps trying.
+      expect(after.body.error).not.toMatch(/tries to save it again|stop one of the two/);
+      expect((await health()).detail).toContain('restart it to load the file again');
+      expect((await health()).detail).not.toContain('trying again');
       expect(readCatalog().instances.map((instance) => instance.name)).toEqual(['theirs']);
       expect(existsSync(`${path}.lock`)).toBe(false);
     } finally {

@@ -97,6 +97,7 @@ export class FileStore extends MemoryStore {
   override health(): StoreHealth {
     const failure = this.#commit.failure;
     if (!failure) return super.health();
+    if (ceded(failure.message)) return { status: 'degraded', store: this.description, detail: `${failure.message}; serving the catalog from memory only` };
     return {
       status: 'degraded',
       store: this.description,
@@ -128,6 +129,8 @@ export class FileStore extends MemoryStore {
       await this.#commit.now();
     } catch (error) {
       const message = (error as Error).message;
+      // The lock went to another registrar while this one ran: no retry will save, only a restart.
+      if (ceded(message)) throw new StoreUnavailableError(`Could not save the change to the catalog file ${this.#path}: ${message}. It is served from memory only`);
       // Another registrar on the file: no folder or disk to fix, one of the two to stop.
       const fix = message.includes('locked by another registrar') ? 'stop one of the two registrars' : `make ${dirname(this.#path)} a writable folder again (or free disk space)`;
       throw new StoreUnavailableError(
@@ -167,4 +170,9 @@ function realPath(path: string): string {
       return path;
     }
   }
+}
+
+/** The lock's word for a registrar that saw another take its file (see file-lock.ts). */
+function ceded(message: string): boolean {
+  return message.includes('restart it to load the file again');
 }
