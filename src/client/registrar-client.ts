@@ -1,5 +1,6 @@
 import { checkOk, type Fetch, HttpError, ndjsonLines, readJson, send } from './http.js';
 import { nodeFetch } from './node-fetch.js';
+import { anySignal } from '../any-signal.js';
 import type { ChatTurn, InstanceJson } from '../wire-types.js';
 
 export interface RegistrarClientOptions {
@@ -27,59 +28,33 @@ export function createRegistrarClient(options: RegistrarClientOptions) {
   const timeoutMs = options.timeoutMs ?? 10_000;
   const authHeaders: Record<string, string> = options.token ? { authorization: `Bearer ${options.token}` } : {};
 
-  /** `signal` ends the call; without one, the usual bound does, or `cancel`, whichever comes first. */
-  async function call<T>(method: string, path: string, body?: unknown, signal?: AbortSignal, cancel?: AbortSignal): Promise<JsonAnswer<T>> {
+  async function call<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<JsonAnswer<T>> {
     const url = `${base}${path}`;
-    const bound = signal ? undefined : cancel ? boundOrCancel(cancel) : undefined;
-    try {
-      const response = await send(fetchImpl, url, {
-        method,
-        headers: { ...authHeaders, ...(body !== undefined && { 'content-type': 'application/json' }) },
-        body: body === undefined ? undefined : JSON.stringify(body),
-        signal: signal ?? bound?.signal ?? AbortSignal.timeout(timeoutMs),
-      });
-      await checkOk(response, url);
-      return { ...(await readJson<T>(response, url)), headers: response.headers };
-    } finally {
-      bound?.release();
-    }
+    const response = await send(fetchImpl, url, {
+      method,
+      headers: { ...authHeaders, ...(body !== undefined && { 'content-type': 'application/json' }) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: signal ?? AbortSignal.timeout(timeoutMs),
+    });
+    await checkOk(response, url);
+    return { ...(await readJson<T>(response, url)), headers: response.headers };
   }
 
-  /**
-   * The usual bound, or `cancel` (a caller that stops, Ctrl-C), whichever comes first. The bound is
-   * a timer of its own: AbortSignal.any holds its signals weakly on Node 20, and an
-   * AbortSignal.timeout given only to it was collected and never fired (nodejs/node#57736), which
-   * left the heartbeat loop hanging on a stalled registrar.
-   */
-  function boundOrCancel(cancel: AbortSignal): { signal: AbortSignal; release(): void } {
-    const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(new DOMException('The registrar gave no answer in time', 'TimeoutError')), timeoutMs);
-    const onCancel = () => controller.abort(cancel.reason);
-    if (cancel.aborted) onCancel();
-    else cancel.addEventListener('abort', onCancel, { once: true });
-    return {
-      signal: controller.signal,
-      // A loop's cancel signal lives as long as the loop: one listener per call would pile up.
-      release: () => {
-        clearTimeout(timer);
-        cancel.removeEventListener('abort', onCancel);
-      },
-    };
-  }
+  /** The usual bound, and `cancel` too when given: a caller that stops (Ctrl-C) need not wait the bound out. */
+  const bounded = (cancel?: AbortSignal) => (cancel ? anySignal([cancel, AbortSignal.timeout(timeoutMs)]) : undefined);
 
   return {
     baseUrl: base,
     authHeaders,
     register: (name: string, url: string, metadata?: Record<string, unknown>, cancel?: AbortSignal) =>
-      call<{ message: string }>('POST', '/register', { service_name: name, service_url: url, ...(metadata && { metadata }) }, undefined, cancel),
+      call<{ message: string }>('POST', '/register', { service_name: name, service_url: url, ...(metadata && { metadata }) }, bounded(cancel)),
     /** `metadata` is registered with the instance should the registrar have lost it. */
     heartbeat: async (name: string, url?: string, metadata?: Record<string, unknown>, cancel?: AbortSignal) => {
       const answer = await call<{ message: string }>(
         'POST',
         '/heartbeat',
         { service_name: name, ...(url && { service_url: url }), ...(metadata && { metadata }) },
-        undefined,
-        cancel,
+        bounded(cancel),
       );
       return { ...answer, reregistered: answer.headers.get('x-svcmesh-registered') === 'true' };
     },
@@ -88,7 +63,7 @@ export function createRegistrarClient(options: RegistrarClientOptions) {
     services: () => call<{ services: Record<string, string> }>('GET', '/services'),
     catalog: () => call<{ services: Record<string, InstanceJson[]> }>('GET', '/catalog'),
     service: (name: string, signal?: AbortSignal) => call<{ name: string; instances: InstanceJson[] }>('GET', `/services/${encodeURIComponent(name)}`, undefined, signal),
-    health: (cancel?: AbortSignal) => call<Record<string, unknown>>('GET', '/health', undefined, undefined, cancel),
+    health: (cancel?: AbortSignal) => call<Record<string, unknown>>('GET', '/health', undefined, bounded(cancel)),
     /** One whole answer; no timeout of its own, since LLM answers can take minutes. */
     forward: (from: string, to: string, message: string, signal?: AbortSignal) =>
       call<{ message?: unknown } | null>('POST', '/forward', { from, to, message }, signal ?? new AbortController().signal),
