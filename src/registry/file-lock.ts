@@ -38,7 +38,7 @@ export async function lockCatalogFile(file: string, refuse: (message: string) =>
         confirm: () => {
           if (ceded !== undefined) {
             throw refuse(
-              `the catalog file ${file} was locked by another registrar (${ceded}) while this one ran: this one no longer writes it, so as not to overwrite what the other saved; restart it to load the file again`,
+              `the catalog file ${file} was locked by another registrar (${ceded}) while this one ran: this one no longer writes it, so as not to overwrite what the other saved; ${RESTART_TO_RELOAD}`,
             );
           }
           const holder = readHolderText(lockPath);
@@ -65,6 +65,9 @@ export async function lockCatalogFile(file: string, refuse: (message: string) =>
   }
   throw refuse(`Cannot lock the catalog file ${file}: another registrar is starting on it at the same moment`);
 }
+
+/** How a refusal says that only a restart helps: the lock went to another registrar while this one ran. */
+export const RESTART_TO_RELOAD = 'restart it to load the file again';
 
 interface Holder {
   pid: number;

@@ -3,7 +3,7 @@ import { basename, dirname, join } from 'node:path';
 import { makeFolder } from '../make-folder.js';
 import { CatalogFileError, catalogFileText, loadCatalogFile } from './catalog-file.js';
 import { removeLeftoverTempFiles, replaceFileDurably } from './durable-write.js';
-import { type CatalogLock, lockCatalogFile } from './file-lock.js';
+import { type CatalogLock, lockCatalogFile, RESTART_TO_RELOAD } from './file-lock.js';
 import { GroupCommit } from './group-commit.js';
 import { MemoryStore, type MemoryStoreOptions } from './memory.js';
 import { StoreUnavailableError } from './store.js';
@@ -172,7 +172,7 @@ function realPath(path: string): string {
   }
 }
 
-/** The lock's word for a registrar that saw another take its file (see file-lock.ts). */
+/** Whether a save was refused because the lock went to another registrar while this one ran. */
 function ceded(message: string): boolean {
-  return message.includes('restart it to load the file again');
+  return message.includes(RESTART_TO_RELOAD);
 }

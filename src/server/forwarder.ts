@@ -148,15 +148,15 @@ function causeOf(error: unknown): string {
   return e.code ?? e.cause?.code ?? e.message ?? String(error);
 }
 
+/** The longest a connection to a target may take, TLS handshake included. */
+const CONNECT_TIMEOUT_MS = 5_000;
+
 /**
  * Sends a message to one live instance of a service over pooled keep-alive connections. An
  * instance that cannot be reached or stays silent before answering is skipped for the next one;
  * once an answer has begun to flow back it is never switched, and a failure ends it with an
  * explicit error line.
  */
-/** The longest a connection to a target may take, TLS handshake included. */
-const CONNECT_TIMEOUT_MS = 5_000;
-
 export function createForwarder(options: ForwarderOptions): Forwarder {
   const { registry, timeoutMs } = options;
   const maxTimeouts = options.maxTimeouts ?? 3;
