@@ -5,9 +5,10 @@
 import { execFile, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createTcpServer, type Socket, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { brotliCompressSync, gzipSync } from 'node:zlib';
 import { describeIfInstalled } from './support/requires.js';
+import { startSilentServer } from './support/silent-server.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { binPath, closeServer, freePort, removeTempDirs, runSvcmesh, spawnSvcmesh, startSvcmesh, stopAll, type SvcmeshProcess, tempDir, waitFor } from './support/processes.js';
 
@@ -117,14 +118,9 @@ afterAll(async () => {
 
 /** A registrar that takes connections and never says a word: stopped, or deadlocked. */
 async function hungRegistrar(): Promise<string> {
-  const sockets: Socket[] = [];
-  const server = createTcpServer((socket) => sockets.push(socket));
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  cleanups.push(() => {
-    for (const socket of sockets) socket.destroy();
-    server.close();
-  });
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const hung = await startSilentServer();
+  cleanups.push(() => void hung.close());
+  return hung.url;
 }
 
 /**

@@ -2,11 +2,12 @@
 import { execFile, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, request, type ServerResponse } from 'node:http';
-import { createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type FakeOllama, startFakeOllama } from './support/fake-ollama.js';
 import { describeIfInstalled } from './support/requires.js';
+import { startSilentServer } from './support/silent-server.js';
 import { binPath, closeServer, freePort, removeTempDirs, runSvcmesh, spawnSvcmesh, startSvcmesh, stopAll, type SvcmeshProcess, tempDir, waitFor } from './support/processes.js';
 
 let registrar: SvcmeshProcess;
@@ -1037,28 +1038,20 @@ describe('register --keep-alive: a sidecar for a service that does not heartbeat
 
   it('Ctrl-C while the registration is still unanswered quits at once, exit 0, deregistering nothing it never registered', async () => {
     // A registrar that takes the connection and never answers: the registration hangs for its 10 s bound.
-    const sockets: Socket[] = [];
-    let received = '';
-    const hung = createTcpServer((socket) => {
-      sockets.push(socket);
-      socket.on('data', (chunk: Buffer) => (received += chunk.toString('utf8')));
-    });
-    await new Promise<void>((resolve) => hung.listen(0, '127.0.0.1', resolve));
+    const hung = await startSilentServer();
     try {
-      const hungUrl = `http://127.0.0.1:${(hung.address() as AddressInfo).port}`;
-      const keeper = spawnSvcmesh(['register', 'never_in', 'http://127.0.0.1:8082', '--keep-alive', '--registrar', hungUrl]);
-      await waitFor(() => received.includes('POST /register'), 10_000, 'the registration under way');
+      const keeper = spawnSvcmesh(['register', 'never_in', 'http://127.0.0.1:8082', '--keep-alive', '--registrar', hung.url]);
+      await waitFor(() => hung.received().includes('POST /register'), 10_000, 'the registration under way');
       keeper.child.kill('SIGINT');
       // It used to wait out the registration (10 s), then a deregistration (10 s more).
       const exit = await exitWithin(keeper, 8_000);
       keeper.child.kill('SIGKILL');
       expect(exit, `still running; stderr: ${keeper.stderr()}`).not.toBeNull();
       expect(exit!.code, keeper.stderr()).toBe(0);
-      expect(received).not.toContain('/deregister');
+      expect(hung.received()).not.toContain('/deregister');
       expect(keeper.stderr()).not.toMatch(/deregister|may stay registered|failed/i);
     } finally {
-      for (const socket of sockets) socket.destroy();
-      hung.close();
+      await hung.close();
     }
   });
 

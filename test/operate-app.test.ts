@@ -5,7 +5,7 @@
  * sockets, so targets are real servers on 127.0.0.1; time is a fake clock, so nothing sleeps.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import type { Hono } from 'hono';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { HostPolicyError, type HostPolicy, parseAllowHosts } from '../src/allow-hosts.js';
@@ -21,6 +21,7 @@ import { createLogger, type LogFormat, type Logger } from '../src/server/request
 import { createRegistrarFastPath } from '../src/server/registrar-fast-path.js';
 import { type FastPath, startServer } from '../src/server/start.js';
 import { waitFor } from './support/fake-ollama.js';
+import { startSilentServer } from './support/silent-server.js';
 
 const T0 = Date.UTC(2025, 0, 20, 10, 0, 0);
 const TTL_S = 300;
@@ -898,22 +899,19 @@ describe('watchEvents (what `services --watch` runs on)', () => {
   });
 
   it('takes a registrar that accepts the connection and never answers (a stopped one, on reconnecting) for gone too', async () => {
-    const sockets: Socket[] = [];
-    const server = createTcpServer((socket) => sockets.push(socket));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const server = await startSilentServer();
     const controller = new AbortController();
     cleanups.push(
-      () => new Promise((resolve) => server.close(resolve)),
-      () => sockets.forEach((socket) => socket.destroy()),
+      () => server.close(),
       () => controller.abort(),
     );
     const disconnects: string[] = [];
-    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/events`;
+    const url = `${server.url}/events`;
     const events = watchEvents({ url, signal: controller.signal, silenceMs: 300, maxRetryMs: 20, onDisconnect: (error) => disconnects.push(error.message) });
     const ended = events.next();
     await waitFor(() => disconnects.length >= 2, 5_000, 'two silent connections to be reported lost');
     expect(disconnects.slice(0, 2)).toEqual(['the registrar sent nothing for 0.3 s, not even a keep-alive', 'the registrar sent nothing for 0.3 s, not even a keep-alive']);
-    expect(sockets.length).toBeGreaterThanOrEqual(2);
+    expect(server.connections()).toBeGreaterThanOrEqual(2);
     controller.abort();
     expect(await ended).toEqual({ done: true, value: undefined });
   });

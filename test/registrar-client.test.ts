@@ -3,7 +3,7 @@
  * through an injected fetch (no socket), plus one real fetch to a closed port.
  */
 import { createServer } from 'node:http';
-import { type AddressInfo, createServer as createTcpServer, type Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { Hono } from 'hono';
@@ -16,6 +16,7 @@ import { Registry } from '../src/registry/registry.js';
 import { createForwarder } from '../src/server/forwarder.js';
 import { createRegistrarApp } from '../src/server/registrar.js';
 import { waitFor } from './support/fake-ollama.js';
+import { startSilentServer } from './support/silent-server.js';
 
 const BASE = 'http://registrar.test';
 const cleanups: Array<() => Promise<unknown> | unknown> = [];
@@ -136,14 +137,9 @@ describe('the bound on a call that can also be cancelled', () => {
     // collected and never fired (nodejs/node#57736), and the heartbeat loop hung on a stalled registrar.
     setFlagsFromString('--expose-gc');
     const gc = runInNewContext('gc') as () => void;
-    const held: Socket[] = [];
-    const silent = createTcpServer((socket) => held.push(socket));
-    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
-    cleanups.push(() => {
-      for (const socket of held) socket.destroy();
-      return new Promise((resolve) => silent.close(resolve));
-    });
-    const client = createRegistrarClient({ baseUrl: `http://127.0.0.1:${(silent.address() as AddressInfo).port}`, timeoutMs: 300 });
+    const silent = await startSilentServer();
+    cleanups.push(() => silent.close());
+    const client = createRegistrarClient({ baseUrl: silent.url, timeoutMs: 300 });
     const cancel = new AbortController();
     const outcome = client.heartbeat('web', 'http://127.0.0.1:8080', undefined, cancel.signal).then(
       () => 'answered',

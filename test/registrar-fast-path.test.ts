@@ -6,7 +6,7 @@
  */
 import { getEventListeners, once } from 'node:events';
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { type AddressInfo, createServer as createTcpServer, type Socket } from 'node:net';
+import { type AddressInfo, createServer as createTcpServer } from 'node:net';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import type { Hono } from 'hono';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -20,6 +20,7 @@ import { createRegistrarFastPath } from '../src/server/registrar-fast-path.js';
 import { createLogger } from '../src/server/request-log.js';
 import { startServer } from '../src/server/start.js';
 import { waitFor } from './support/fake-ollama.js';
+import { startSilentServer } from './support/silent-server.js';
 
 const TOKEN = 'fast-path-token';
 const cleanups: Array<() => Promise<unknown> | unknown> = [];
@@ -639,14 +640,9 @@ describe('the fast path answers as the app does', () => {
   });
 
   it('POST /forward to an https target that never finishes its TLS handshake: 504 within --forward-timeout, not after 5 s', async () => {
-    const held: Socket[] = [];
-    const silent = createTcpServer((socket) => held.push(socket));
-    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
-    cleanups.push(() => {
-      for (const socket of held) socket.destroy();
-      silent.close();
-    });
-    const url = `https://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+    const silent = await startSilentServer();
+    cleanups.push(() => silent.close());
+    const url = `https://127.0.0.1:${silent.port}`;
     const registry = new Registry(new MemoryStore({ ttlSeconds: 300 }));
     const forwarder = createForwarder({ registry, timeoutMs: 300, logger: createLogger('text', () => {}) });
     cleanups.push(() => forwarder.close(), () => registry.close());
